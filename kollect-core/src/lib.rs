@@ -1,0 +1,20 @@
+//! # kollect-core
+//!
+//! The vocabulary every Kollect crate speaks, with no Kubernetes or backend I/O:
+//!
+//! - [`api::v1alpha1`]: the eleven `kollect.dev/v1alpha1` custom resources, wire-compatible with
+//!   the Go operator, from which the CRD YAML is generated;
+//! - [`model`]: rows, snapshots, deltas, the export envelope, canonical JSON and checksums,
+//!   multipart partitioning;
+//! - [`sink`]: the [`Sink`](sink::Sink) trait that every backend implements, its request and
+//!   response types and the error taxonomy;
+//! - [`collect`]: the [`Collector`](collect::Collector) trait, a source of row changes;
+//! - [`middleware`]: tower layers over any sink (retry, circuit breaker, timeout, concurrency
+//!   limit) and the export coalescing rule;
+//! - [`netguard`]: the SSRF policy for sink endpoints and a guarded resolver.
+#![forbid(unsafe_code)]
+
+pub mod duration;
+pub mod model;
+
+pub use duration::{GoDuration, ParseDurationError};
