@@ -43,7 +43,9 @@ pub struct GoDuration {
 
 /// Why a string is not a Go duration. The message quotes the offending input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason} (expected a Go duration such as \"30s\", \"1h30m\" or \"500ms\")")]
+#[error(
+    "invalid duration {input:?}: {reason} (expected a Go duration such as \"30s\", \"1h30m\" or \"500ms\")"
+)]
 pub struct ParseDurationError {
     input: String,
     reason: &'static str,
@@ -51,7 +53,10 @@ pub struct ParseDurationError {
 
 impl ParseDurationError {
     fn new(input: &str, reason: &'static str) -> Self {
-        Self { input: input.to_owned(), reason }
+        Self {
+            input: input.to_owned(),
+            reason,
+        }
     }
 }
 
@@ -66,7 +71,9 @@ impl GoDuration {
 
     /// A duration of whole seconds.
     pub const fn from_secs(secs: i64) -> Self {
-        Self { nanos: secs.saturating_mul(SECOND as i64) }
+        Self {
+            nanos: secs.saturating_mul(SECOND as i64),
+        }
     }
 
     /// The signed length in nanoseconds.
@@ -91,7 +98,9 @@ impl GoDuration {
 
     /// Converts a [`std::time::Duration`], saturating at Go's maximum (about 292 years).
     pub fn from_std(duration: Duration) -> Self {
-        Self { nanos: i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX) }
+        Self {
+            nanos: i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX),
+        }
     }
 }
 
@@ -172,7 +181,10 @@ fn parse(input: &str) -> Result<GoDuration, ParseDurationError> {
         if int_len == 0 && !has_frac_digits {
             return Err(err("expected a number"));
         }
-        let unit_len = s.char_indices().find(|(_, c)| *c == '.' || c.is_ascii_digit()).map_or(s.len(), |(i, _)| i);
+        let unit_len = s
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map_or(s.len(), |(i, _)| i);
         let (unit, rest) = s.split_at(unit_len);
         s = rest;
         let unit_nanos = match unit {
@@ -185,20 +197,29 @@ fn parse(input: &str) -> Result<GoDuration, ParseDurationError> {
             "h" => HOUR,
             _ => return Err(err("unknown unit (use ns, us, ms, s, m or h)")),
         };
-        let mut value = whole.checked_mul(unit_nanos).ok_or_else(|| err("value out of range"))?;
+        let mut value = whole
+            .checked_mul(unit_nanos)
+            .ok_or_else(|| err("value out of range"))?;
         if frac > 0 {
             // Go computes the fractional part in float64 and truncates; do the same.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
             let part = (frac as f64 * (unit_nanos as f64 / scale)) as u64;
             value = value.checked_add(part).ok_or_else(|| err("value out of range"))?;
         }
-        total = total.checked_add(value).ok_or_else(|| err("value out of range"))?;
+        total = total
+            .checked_add(value)
+            .ok_or_else(|| err("value out of range"))?;
         if total > 1u64 << 63 {
             return Err(err("value out of range"));
         }
     }
     let nanos = if negative {
-        0i64.checked_sub_unsigned(total).ok_or_else(|| err("value out of range"))?
+        0i64.checked_sub_unsigned(total)
+            .ok_or_else(|| err("value out of range"))?
     } else {
         i64::try_from(total).map_err(|_| err("value out of range"))?
     };
@@ -321,7 +342,9 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> i64 {
-        s.parse::<GoDuration>().unwrap_or_else(|e| panic!("{s}: {e}")).as_nanos()
+        s.parse::<GoDuration>()
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .as_nanos()
     }
 
     #[test]
@@ -347,10 +370,22 @@ mod tests {
         assert_eq!(p("15m"), 15 * MINUTE as i64);
         assert_eq!(p("16h"), 16 * HOUR as i64);
         assert_eq!(p("3h30m"), (3 * HOUR + 30 * MINUTE) as i64);
-        assert_eq!(p("10.5s4m"), (4 * MINUTE + 10 * SECOND + 500 * MILLISECOND) as i64);
-        assert_eq!(p("-2m3.4s"), -((2 * MINUTE + 3 * SECOND + 400 * MILLISECOND) as i64));
-        assert_eq!(p("1h2m3s4ms5us6ns"), (HOUR + 2 * MINUTE + 3 * SECOND + 4 * MILLISECOND + 5 * MICROSECOND + 6) as i64);
-        assert_eq!(p("39h9m14.425s"), (39 * HOUR + 9 * MINUTE + 14 * SECOND + 425 * MILLISECOND) as i64);
+        assert_eq!(
+            p("10.5s4m"),
+            (4 * MINUTE + 10 * SECOND + 500 * MILLISECOND) as i64
+        );
+        assert_eq!(
+            p("-2m3.4s"),
+            -((2 * MINUTE + 3 * SECOND + 400 * MILLISECOND) as i64)
+        );
+        assert_eq!(
+            p("1h2m3s4ms5us6ns"),
+            (HOUR + 2 * MINUTE + 3 * SECOND + 4 * MILLISECOND + 5 * MICROSECOND + 6) as i64
+        );
+        assert_eq!(
+            p("39h9m14.425s"),
+            (39 * HOUR + 9 * MINUTE + 14 * SECOND + 425 * MILLISECOND) as i64
+        );
         assert_eq!(p("52763797000ns"), 52_763_797_000);
         assert_eq!(p("0.3333333333333333333h"), 20 * MINUTE as i64);
         assert_eq!(p("9007199254740993ns"), 9_007_199_254_740_993);
@@ -361,7 +396,23 @@ mod tests {
 
     #[test]
     fn rejects_what_go_rejects() {
-        for bad in ["", "3", "-", "s", ".", "-.", ".s", "+.s", "1d", "\u{85}\u{85}", "9223372036854775808ns", "3000000h", "1s ", " 1s", "1.5.5s"] {
+        for bad in [
+            "",
+            "3",
+            "-",
+            "s",
+            ".",
+            "-.",
+            ".s",
+            "+.s",
+            "1d",
+            "\u{85}\u{85}",
+            "9223372036854775808ns",
+            "3000000h",
+            "1s ",
+            " 1s",
+            "1.5.5s",
+        ] {
             let err = bad.parse::<GoDuration>().expect_err(bad);
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
@@ -388,7 +439,10 @@ mod tests {
             (3_300_000_000, "3.3s"),
             (4 * MINUTE as i64 + 5 * SECOND as i64, "4m5s"),
             (4 * MINUTE as i64 + 5_001 * MILLISECOND as i64, "4m5.001s"),
-            (5 * HOUR as i64 + 6 * MINUTE as i64 + 7_001 * MILLISECOND as i64, "5h6m7.001s"),
+            (
+                5 * HOUR as i64 + 6 * MINUTE as i64 + 7_001 * MILLISECOND as i64,
+                "5h6m7.001s",
+            ),
             (8 * MINUTE as i64 + 1, "8m0.000000001s"),
             (HOUR as i64, "1h0m0s"),
             (30 * SECOND as i64, "30s"),

@@ -14,6 +14,7 @@
 //! - [`netguard`]: the SSRF policy for sink endpoints and a guarded resolver.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod duration;
 pub mod model;
 

@@ -107,7 +107,11 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         } else if b == 0xe2 && i + 2 < bytes.len() && bytes[i + 1] == 0x80 && (bytes[i + 2] & 0xfe) == 0xa8 {
             // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR (E2 80 A8 / E2 80 A9).
             out.extend_from_slice(&bytes[start..i]);
-            out.extend_from_slice(if bytes[i + 2] == 0xa8 { b"\\u2028" } else { b"\\u2029" });
+            out.extend_from_slice(if bytes[i + 2] == 0xa8 {
+                b"\\u2028"
+            } else {
+                b"\\u2029"
+            });
             i += 3;
             start = i;
         } else {
@@ -194,7 +198,8 @@ mod tests {
         let v = json!({"b": 1, "a": "<x> & y", "A": [true, null], "é": "\u{2028}\u{2029}\u{7f}"});
         assert_eq!(
             to_string(&v),
-            r#"{"A":[true,null],"a":"\u003cx\u003e \u0026 y","b":1,"é":"\u2028\u2029"#.to_owned() + "\u{7f}\"}"
+            r#"{"A":[true,null],"a":"\u003cx\u003e \u0026 y","b":1,"é":"\u2028\u2029"#.to_owned()
+                + "\u{7f}\"}"
         );
     }
 

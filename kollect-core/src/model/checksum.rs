@@ -125,18 +125,29 @@ mod tests {
                 uid: format!("uid-{i}"),
                 version: "v1".into(),
                 kind: "ConfigMap".into(),
-                attributes: Some(serde_json::json!({"data": "x".repeat(50)}).as_object().cloned().unwrap_or_default()),
+                attributes: Some(
+                    serde_json::json!({"data": "x".repeat(50)})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
                 ..Row::default()
             })
             .collect();
-        assert_eq!(items_fingerprint(&rows), Checksum::of_bytes(&canonical_array(&rows)));
+        assert_eq!(
+            items_fingerprint(&rows),
+            Checksum::of_bytes(&canonical_array(&rows))
+        );
     }
 
     #[test]
     fn partitions_and_rollup_follow_their_formulas() {
         let a = Checksum::of_bytes(b"a");
         let b = Checksum::of_bytes(b"b");
-        assert_eq!(partitions_checksum([&a, &b]), Checksum::of_bytes(format!("{a}\n{b}\n").as_bytes()));
+        assert_eq!(
+            partitions_checksum([&a, &b]),
+            Checksum::of_bytes(format!("{a}\n{b}\n").as_bytes())
+        );
         assert_eq!(
             rollup_checksum([("team-b", &b), ("team-a", &a)]),
             Checksum::of_bytes(format!("team-a:{a}\nteam-b:{b}\n").as_bytes())

@@ -103,7 +103,12 @@ impl EnvelopeHeader {
 }
 
 /// Encodes a full envelope for `items` (already in canonical order), computing the checksum.
-pub fn encode(items: &[Row], generation: Option<i64>, cluster: Option<&str>, exported_at: Timestamp) -> Vec<u8> {
+pub fn encode(
+    items: &[Row],
+    generation: Option<i64>,
+    cluster: Option<&str>,
+    exported_at: Timestamp,
+) -> Vec<u8> {
     let header = EnvelopeHeader {
         checksum: super::checksum::items_fingerprint(items),
         generation,
@@ -177,7 +182,9 @@ pub enum DecodeError {
 /// `null` has no items; an object is an envelope whose non-empty `schemaVersion` must be
 /// [`SCHEMA_VERSION`]; an array is the legacy bare list of items.
 pub fn decode_items(payload: &[u8]) -> Result<Vec<Row>, DecodeError> {
-    Ok(decode(payload)?.map(|envelope| envelope.items).unwrap_or_default())
+    Ok(decode(payload)?
+        .map(|envelope| envelope.items)
+        .unwrap_or_default())
 }
 
 /// Reads a whole export payload. Returns `None` for an empty payload or `null`; a legacy bare
@@ -190,7 +197,11 @@ pub fn decode(payload: &[u8]) -> Result<Option<Envelope>, DecodeError> {
     if trimmed.first() == Some(&b'[') {
         let items: Vec<Row> = serde_json::from_slice(trimmed)?;
         let item_count = items.len();
-        return Ok(Some(Envelope { items, item_count, ..Envelope::default() }));
+        return Ok(Some(Envelope {
+            items,
+            item_count,
+            ..Envelope::default()
+        }));
     }
     let envelope: Envelope = serde_json::from_slice(trimmed)?;
     if !envelope.schema_version.is_empty() && envelope.schema_version != SCHEMA_VERSION {
@@ -224,10 +235,22 @@ mod tests {
 
     #[test]
     fn exported_at_trims_like_rfc3339nano() {
-        assert_eq!(format_exported_at(ts("2026-11-26T10:00:00Z")), "2026-11-26T10:00:00Z");
-        assert_eq!(format_exported_at(ts("2026-11-26T10:00:00.5Z")), "2026-11-26T10:00:00.5Z");
-        assert_eq!(format_exported_at(ts("2026-11-26T10:00:00.123456789Z")), "2026-11-26T10:00:00.123456789Z");
-        assert_eq!(format_exported_at(ts("2026-11-26T12:00:00.120+02:00")), "2026-11-26T10:00:00.12Z");
+        assert_eq!(
+            format_exported_at(ts("2026-11-26T10:00:00Z")),
+            "2026-11-26T10:00:00Z"
+        );
+        assert_eq!(
+            format_exported_at(ts("2026-11-26T10:00:00.5Z")),
+            "2026-11-26T10:00:00.5Z"
+        );
+        assert_eq!(
+            format_exported_at(ts("2026-11-26T10:00:00.123456789Z")),
+            "2026-11-26T10:00:00.123456789Z"
+        );
+        assert_eq!(
+            format_exported_at(ts("2026-11-26T12:00:00.120+02:00")),
+            "2026-11-26T10:00:00.12Z"
+        );
     }
 
     #[test]
@@ -269,7 +292,10 @@ mod tests {
         let bytes = encode(&rows, Some(2), Some("c1"), ts("2026-01-01T00:00:00Z"));
         let env = decode(&bytes).unwrap().unwrap();
         assert_eq!(env.items, rows);
-        assert_eq!((env.generation, env.cluster.as_str(), env.item_count), (2, "c1", 1));
+        assert_eq!(
+            (env.generation, env.cluster.as_str(), env.item_count),
+            (2, "c1", 1)
+        );
         let legacy = serde_json::to_vec(&rows).unwrap();
         assert_eq!(decode_items(&legacy).unwrap(), rows);
         for empty in [&b""[..], b"  ", b"null", b"[]", br#"{"items":null}"#] {
@@ -280,7 +306,10 @@ mod tests {
     #[test]
     fn decode_rejects_foreign_schema_version_and_garbage() {
         let err = decode(br#"{"schemaVersion":"kollect.dev/v2","items":[]}"#).unwrap_err();
-        assert_eq!(err.to_string(), "unsupported schemaVersion \"kollect.dev/v2\" (expected \"kollect.dev/v1alpha1\")");
+        assert_eq!(
+            err.to_string(),
+            "unsupported schemaVersion \"kollect.dev/v2\" (expected \"kollect.dev/v1alpha1\")"
+        );
         assert!(matches!(decode(b"{nope"), Err(DecodeError::Json(_))));
         assert!(decode(br#"{"items":[]}"#).unwrap().is_some());
     }

@@ -109,15 +109,24 @@ pub struct ItemTooLarge {
 ///   number of rows (an upper bound), stays within the ceiling; each part's rows are then re-sorted
 ///   canonically and checksummed.
 /// - A row whose envelope alone exceeds the ceiling is an [`ItemTooLarge`] error.
-pub fn partition(snapshot: &Snapshot, meta: &ExportMeta, ceiling: Option<u64>) -> Result<Partitioning, ItemTooLarge> {
+pub fn partition(
+    snapshot: &Snapshot,
+    meta: &ExportMeta,
+    ceiling: Option<u64>,
+) -> Result<Partitioning, ItemTooLarge> {
     let rows = snapshot.rows();
     let whole = || Partitioning {
-        parts: vec![Part { marker: None, rows: (0..rows.len()).collect(), checksum: snapshot.fingerprint().clone() }],
+        parts: vec![Part {
+            marker: None,
+            rows: (0..rows.len()).collect(),
+            checksum: snapshot.fingerprint().clone(),
+        }],
     };
     let Some(ceiling) = ceiling.filter(|c| *c > 0 && !rows.is_empty()) else {
         return Ok(whole());
     };
-    let mut encoded: Vec<(usize, Vec<u8>)> = rows.iter().map(|row| row.canonical_bytes()).enumerate().collect();
+    let mut encoded: Vec<(usize, Vec<u8>)> =
+        rows.iter().map(|row| row.canonical_bytes()).enumerate().collect();
     let items_len: u64 = encoded.iter().map(|(_, bytes)| bytes.len() as u64).sum();
     let single = EnvelopeHeader {
         checksum: snapshot.fingerprint().clone(),
@@ -138,7 +147,10 @@ pub fn partition(snapshot: &Snapshot, meta: &ExportMeta, ceiling: Option<u64>) -
         let header = EnvelopeHeader {
             checksum: placeholder.clone(),
             generation: meta.generation,
-            part: Some(PartMarker { index: bound, total: bound }),
+            part: Some(PartMarker {
+                index: bound,
+                total: bound,
+            }),
             item_count: count,
             exported_at: meta.exported_at,
             cluster: meta.cluster.clone(),
@@ -159,8 +171,17 @@ pub fn partition(snapshot: &Snapshot, meta: &ExportMeta, ceiling: Option<u64>) -
         let alone = measure(1, len);
         if alone > ceiling {
             let row = &rows[*index];
-            let object = if row.namespace.is_empty() { row.name.clone() } else { format!("{}/{}", row.namespace, row.name) };
-            return Err(ItemTooLarge { ceiling, size: alone, kind: row.kind.clone(), object });
+            let object = if row.namespace.is_empty() {
+                row.name.clone()
+            } else {
+                format!("{}/{}", row.namespace, row.name)
+            };
+            return Err(ItemTooLarge {
+                ceiling,
+                size: alone,
+                kind: row.kind.clone(),
+                object,
+            });
         }
         if !current.is_empty() {
             groups.push(std::mem::take(&mut current));
@@ -180,7 +201,10 @@ pub fn partition(snapshot: &Snapshot, meta: &ExportMeta, ceiling: Option<u64>) -
             indices.sort_unstable();
             let part_rows: Vec<Row> = indices.iter().map(|&j| rows[j].clone()).collect();
             Part {
-                marker: Some(PartMarker { index: u32::try_from(i + 1).unwrap_or(u32::MAX), total }),
+                marker: Some(PartMarker {
+                    index: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                    total,
+                }),
                 checksum: items_fingerprint(&part_rows),
                 rows: indices,
             }
@@ -218,7 +242,11 @@ mod tests {
     use serde_json::json;
 
     fn meta() -> ExportMeta {
-        ExportMeta { generation: Some(7), cluster: None, exported_at: "2026-11-26T10:00:00Z".parse().unwrap() }
+        ExportMeta {
+            generation: Some(7),
+            cluster: None,
+            exported_at: "2026-11-26T10:00:00Z".parse().unwrap(),
+        }
     }
 
     fn rows(n: usize, payload: usize) -> Snapshot {
@@ -248,7 +276,10 @@ mod tests {
             assert_eq!(p.parts[0].marker, None);
             assert_eq!(p.parts[0].checksum, *s.fingerprint());
             let bytes = p.parts[0].encode(&s, &meta());
-            assert_eq!(bytes, super::super::envelope::encode(s.rows(), Some(7), None, meta().exported_at));
+            assert_eq!(
+                bytes,
+                super::super::envelope::encode(s.rows(), Some(7), None, meta().exported_at)
+            );
         }
     }
 
@@ -264,18 +295,37 @@ mod tests {
     fn oversized_item_is_a_clear_error() {
         let s = rows(3, 5000);
         let err = partition(&s, &meta(), Some(2000)).unwrap_err();
-        assert!(err.to_string().starts_with("single item export envelope exceeds maxExportBytes (2000): ConfigMap app/cm-"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("single item export envelope exceeds maxExportBytes (2000): ConfigMap app/cm-"),
+            "{err}"
+        );
     }
 
     #[test]
     fn part_paths() {
         let m = Some(PartMarker { index: 1, total: 3 });
-        assert_eq!(part_path("inventory/ns/inv.json", m), "inventory/ns/inv.part-0001-of-0003.json");
-        assert_eq!(part_path("inventory/ns/inv", m), "inventory/ns/inv.part-0001-of-0003");
+        assert_eq!(
+            part_path("inventory/ns/inv.json", m),
+            "inventory/ns/inv.part-0001-of-0003.json"
+        );
+        assert_eq!(
+            part_path("inventory/ns/inv", m),
+            "inventory/ns/inv.part-0001-of-0003"
+        );
         assert_eq!(part_path("a.b/inv", m), "a.b/inv.part-0001-of-0003");
         assert_eq!(part_path("x/inv.tar.gz", m), "x/inv.tar.part-0001-of-0003.gz");
         assert_eq!(part_path("x/inv.json", None), "x/inv.json");
-        assert_eq!(part_path("x", Some(PartMarker { index: 12, total: 12345 })), "x.part-0012-of-12345");
+        assert_eq!(
+            part_path(
+                "x",
+                Some(PartMarker {
+                    index: 12,
+                    total: 12345
+                })
+            ),
+            "x.part-0012-of-12345"
+        );
     }
 
     proptest! {

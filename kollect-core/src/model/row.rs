@@ -58,7 +58,9 @@ impl Row {
 
     /// True when `self` and `key` name the same row.
     pub fn has_key(&self, key: &RowKey) -> bool {
-        self.uid == key.uid && self.target_name == key.target_name && self.target_namespace == key.target_namespace
+        self.uid == key.uid
+            && self.target_name == key.target_name
+            && self.target_namespace == key.target_namespace
     }
 
     /// Compares two rows by the canonical sort key: targetNamespace, targetName, namespace, name,
@@ -170,7 +172,12 @@ mod tests {
     #[test]
     fn canonical_encoding_matches_serde_field_order_and_omits_empty_group() {
         let mut r = row("team-a", "deploys", "shop", "web", "u1");
-        r.attributes = Some(json!({"z": 1, "image": "nginx:1.27 <latest>"}).as_object().cloned().unwrap());
+        r.attributes = Some(
+            json!({"z": 1, "image": "nginx:1.27 <latest>"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
         assert_eq!(
             String::from_utf8(r.canonical_bytes()).unwrap(),
             r#"{"targetNamespace":"team-a","targetName":"deploys","namespace":"shop","name":"web","group":"apps","version":"v1","kind":"Deployment","uid":"u1","attributes":{"image":"nginx:1.27 \u003clatest\u003e","z":1}}"#
@@ -197,7 +204,10 @@ mod tests {
             row("a", "s", "zz", "z", "0"),
         ];
         sort_canonical(&mut rows);
-        let order: Vec<_> = rows.iter().map(|r| format!("{}/{}/{}/{}", r.target_namespace, r.target_name, r.name, r.uid)).collect();
+        let order: Vec<_> = rows
+            .iter()
+            .map(|r| format!("{}/{}/{}/{}", r.target_namespace, r.target_name, r.name, r.uid))
+            .collect();
         assert_eq!(order, ["a/s/z/0", "a/t/a/3", "a/t/a/9", "a/t/b/2", "b/t/a/1"]);
     }
 

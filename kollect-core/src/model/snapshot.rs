@@ -19,7 +19,10 @@ impl Snapshot {
     /// Sorts `rows` canonically and wraps them.
     pub fn new(mut rows: Vec<Row>) -> Self {
         sort_canonical(&mut rows);
-        Self { rows: rows.into(), fingerprint: Arc::default() }
+        Self {
+            rows: rows.into(),
+            fingerprint: Arc::default(),
+        }
     }
 
     /// An empty snapshot (an inventory with nothing collected still exports, decision X3).
