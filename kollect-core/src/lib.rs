@@ -15,7 +15,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod collect;
 pub mod duration;
+pub mod error;
+pub mod middleware;
 pub mod model;
+pub mod sink;
 
 pub use duration::{GoDuration, ParseDurationError};

@@ -1,0 +1,466 @@
+//! The [`Sink`] trait every backend implements, and its request and response types.
+//!
+//! A sink receives one [`ExportRequest`] per export part. The request names the inventory
+//! explicitly (decision X5: nothing is parsed back out of an object path), carries the full sorted
+//! snapshot and the part to write, and, when the export engine knows it, the [`Delta`] since the
+//! last export this sink acknowledged (decision X6). Deleting an inventory sends a
+//! [`RemoveRequest`] to every bound sink (decision X3).
+//!
+//! Errors are [`SinkError`]s classified as transient, terminal or forbidden; their messages never
+//! carry credentials (URL user-info is always scrubbed, and backends pass known secret values
+//! through a [`Redactor`](crate::error::Redactor)).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::v1alpha1::SinkPreview;
+pub use crate::error::ErrorClass;
+use crate::error::{Redactor, scrub_userinfo};
+use crate::model::{Delta, ExportMeta, Part, PartMarker, Row, Snapshot, part_path};
+
+/// Whether an inventory is namespaced (`KollectInventory`) or cluster-scoped
+/// (`KollectClusterInventory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InventoryScope {
+    /// A `KollectInventory` in a namespace.
+    Namespaced,
+    /// A `KollectClusterInventory`.
+    Cluster,
+}
+
+/// The identity of the inventory an export belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InventoryRef {
+    /// Namespaced or cluster inventory.
+    pub scope: InventoryScope,
+    /// Namespace of a namespaced inventory; empty for cluster inventories.
+    pub namespace: String,
+    /// Inventory name.
+    pub name: String,
+    /// Cluster identity (sink `spec.cluster`, or the CLI's context name); empty when unset.
+    pub cluster: String,
+}
+
+impl InventoryRef {
+    /// A `KollectInventory` reference.
+    pub fn namespaced(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            scope: InventoryScope::Namespaced,
+            namespace: namespace.into(),
+            name: name.into(),
+            cluster: String::new(),
+        }
+    }
+
+    /// A `KollectClusterInventory` reference.
+    pub fn cluster_scoped(name: impl Into<String>) -> Self {
+        Self {
+            scope: InventoryScope::Cluster,
+            namespace: String::new(),
+            name: name.into(),
+            cluster: String::new(),
+        }
+    }
+
+    /// The same inventory with a cluster identity.
+    pub fn with_cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// The namespace segment used in paths: the inventory namespace, or `cluster` for cluster
+    /// inventories (as the Go operator writes `inventory/cluster/<name>.json`).
+    pub fn path_namespace(&self) -> &str {
+        match self.scope {
+            InventoryScope::Namespaced => &self.namespace,
+            InventoryScope::Cluster => "cluster",
+        }
+    }
+
+    /// The canonical object path `inventory/<namespace>/<name><extension>` (extension with dot).
+    pub fn default_object_path(&self, extension: &str) -> String {
+        format!("inventory/{}/{}{}", self.path_namespace(), self.name, extension)
+    }
+}
+
+impl fmt::Display for InventoryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scope {
+            InventoryScope::Namespaced => write!(f, "{}/{}", self.namespace, self.name)?,
+            InventoryScope::Cluster => write!(f, "cluster/{}", self.name)?,
+        }
+        if !self.cluster.is_empty() {
+            write!(f, " (cluster {})", self.cluster)?;
+        }
+        Ok(())
+    }
+}
+
+/// One export of one part of an inventory to one sink.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// Which inventory this is.
+    pub inventory: InventoryRef,
+    /// Inventory `metadata.generation`.
+    pub generation: i64,
+    /// Export time written into the envelope.
+    pub exported_at: Timestamp,
+    /// Every row of the inventory, in canonical order.
+    pub snapshot: Snapshot,
+    /// The part of `snapshot` this request delivers (the whole snapshot for single-part exports).
+    pub part: Arc<Part>,
+    /// The change of the whole inventory since the last export this sink acknowledged, when the
+    /// engine knows it; `None` means the sink must reconcile against the full snapshot.
+    pub delta: Option<Arc<Delta>>,
+}
+
+impl ExportRequest {
+    /// A single-part export of the whole snapshot, without a delta.
+    pub fn full(
+        inventory: InventoryRef,
+        generation: i64,
+        exported_at: Timestamp,
+        snapshot: Snapshot,
+    ) -> Self {
+        let part = Part {
+            marker: None,
+            rows: (0..snapshot.len()).collect(),
+            checksum: snapshot.fingerprint().clone(),
+        };
+        Self {
+            inventory,
+            generation,
+            exported_at,
+            snapshot,
+            part: Arc::new(part),
+            delta: None,
+        }
+    }
+
+    /// The same request carrying a delta.
+    pub fn with_delta(mut self, delta: Delta) -> Self {
+        self.delta = Some(Arc::new(delta));
+        self
+    }
+
+    /// The envelope fields shared by all parts of this export.
+    pub fn meta(&self) -> ExportMeta {
+        ExportMeta {
+            generation: Some(self.generation),
+            cluster: Some(self.inventory.cluster.clone()).filter(|c| !c.is_empty()),
+            exported_at: self.exported_at,
+        }
+    }
+
+    /// The rows of this part, in canonical order.
+    pub fn rows(&self) -> impl Iterator<Item = &Row> + '_ {
+        self.part.rows(&self.snapshot)
+    }
+
+    /// The canonical JSON envelope of this part.
+    pub fn envelope(&self) -> Vec<u8> {
+        self.part.encode(&self.snapshot, &self.meta())
+    }
+
+    /// The part marker, when this is one part of a multipart set.
+    pub fn marker(&self) -> Option<PartMarker> {
+        self.part.marker
+    }
+
+    /// True for the last part of a multipart set, and for single-part exports.
+    pub fn is_last_part(&self) -> bool {
+        self.part.marker.is_none_or(|m| m.index == m.total)
+    }
+
+    /// `path` with this part's `.part-NNNN-of-NNNN` suffix when the export is multipart.
+    pub fn part_path(&self, path: &str) -> String {
+        part_path(path, self.part.marker)
+    }
+}
+
+/// A request to remove everything a sink holds for an inventory (inventory deletion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoveRequest {
+    /// The inventory being deleted.
+    pub inventory: InventoryRef,
+    /// Its last generation.
+    pub generation: i64,
+}
+
+/// What a sink reports after a successful export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportReceipt {
+    /// Bytes written or sent.
+    pub bytes: u64,
+    /// True when the destination already held this content and nothing was written.
+    pub unchanged: bool,
+}
+
+/// The result of a successful connection probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// Time the probe took.
+    pub latency: Duration,
+    /// Human-readable success message (e.g. `TLS and git remote reachability verified`).
+    pub message: String,
+}
+
+/// What a sink can do; the export engine adapts to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Capabilities {
+    /// Publishes messages (event sinks).
+    pub stream: bool,
+    /// Deletes rows of its own accord when given a smaller snapshot (database sinks).
+    pub supports_delete: bool,
+    /// Writes objects into a bucket.
+    pub object_store: bool,
+    /// Can apply a [`Delta`] instead of the full snapshot.
+    pub accepts_delta: bool,
+}
+
+impl Capabilities {
+    /// Git, GitLab, local directory.
+    pub const SNAPSHOT_STORE: Capabilities = Capabilities {
+        stream: false,
+        supports_delete: false,
+        object_store: false,
+        accepts_delta: false,
+    };
+    /// S3, GCS, Azure Blob.
+    pub const OBJECT_STORE: Capabilities = Capabilities {
+        stream: false,
+        supports_delete: false,
+        object_store: true,
+        accepts_delta: false,
+    };
+    /// PostgreSQL, MongoDB, BigQuery.
+    pub const RELATIONAL_STORE: Capabilities = Capabilities {
+        stream: false,
+        supports_delete: true,
+        object_store: false,
+        accepts_delta: true,
+    };
+    /// Kafka, NATS.
+    pub const STREAM_EMITTER: Capabilities = Capabilities {
+        stream: true,
+        supports_delete: false,
+        object_store: false,
+        accepts_delta: true,
+    };
+
+    /// The same capabilities with `accepts_delta` set.
+    pub const fn with_delta(mut self, accepts_delta: bool) -> Self {
+        self.accepts_delta = accepts_delta;
+        self
+    }
+}
+
+/// A failed sink operation: its class and a credential-free message.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    class: ErrorClass,
+    message: String,
+}
+
+impl fmt::Debug for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SinkError({}: {})", self.class, self.message)
+    }
+}
+
+impl SinkError {
+    /// An error of `class`. URL user-info in `message` is scrubbed.
+    pub fn new(class: ErrorClass, message: impl AsRef<str>) -> Self {
+        Self {
+            class,
+            message: scrub_userinfo(message.as_ref()),
+        }
+    }
+
+    /// A transient error (retried with backoff).
+    pub fn transient(message: impl AsRef<str>) -> Self {
+        Self::new(ErrorClass::Transient, message)
+    }
+
+    /// A terminal error (not retried until something changes).
+    pub fn terminal(message: impl AsRef<str>) -> Self {
+        Self::new(ErrorClass::Terminal, message)
+    }
+
+    /// A permission error.
+    pub fn forbidden(message: impl AsRef<str>) -> Self {
+        Self::new(ErrorClass::Forbidden, message)
+    }
+
+    /// Wraps a library error: the message is `context: <error and its sources>`, passed through
+    /// `redactor`, and the class is `class` unless the text is recognised as an authentication
+    /// failure (terminal) by [`ErrorClass::from_message`].
+    pub fn from_error(
+        class: ErrorClass,
+        context: &str,
+        error: &(dyn std::error::Error + 'static),
+        redactor: &Redactor,
+    ) -> Self {
+        let mut text = format!("{context}: {error}");
+        let mut source = error.source();
+        while let Some(inner) = source {
+            let inner_text = inner.to_string();
+            if !text.contains(&inner_text) {
+                text.push_str(": ");
+                text.push_str(&inner_text);
+            }
+            source = inner.source();
+        }
+        let class = match ErrorClass::from_message(&text) {
+            Some(ErrorClass::Terminal) => ErrorClass::Terminal,
+            _ => class,
+        };
+        Self {
+            class,
+            message: redactor.scrub(&text),
+        }
+    }
+
+    /// The class.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether a retry may help.
+    pub fn is_retryable(&self) -> bool {
+        self.class.is_retryable()
+    }
+
+    /// Prefixes the message with `context: `.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = scrub_userinfo(&format!("{context}: {}", self.message));
+        self
+    }
+}
+
+/// A destination for inventory exports.
+///
+/// Implementations must be idempotent: receiving the same request twice leaves the destination
+/// as after the first (exports are delivered at least once). `export` of the parts of one
+/// multipart set is called in order, and never concurrently for the same inventory.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// The backend type (`git`, `postgres`, ...), used as the `sink_type` metric label.
+    fn sink_type(&self) -> &str;
+
+    /// What the sink can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Writes one part of an inventory.
+    async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError>;
+
+    /// Removes everything this sink holds for an inventory.
+    async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError>;
+
+    /// Checks that the destination is reachable and the credentials work, without writing.
+    async fn probe(&self) -> Result<ProbeReport, SinkError>;
+
+    /// Describes what an export of `request` would produce, without side effects.
+    fn preview(&self, request: &ExportRequest) -> SinkPreview {
+        SinkPreview {
+            input_sample_source: Some("synthetic".to_owned()),
+            object_path: Some(request.part_path(&request.inventory.default_object_path(".json"))),
+            ..SinkPreview::default()
+        }
+    }
+}
+
+macro_rules! forward_sink {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<S: Sink + ?Sized> Sink for $ty {
+            fn sink_type(&self) -> &str {
+                (**self).sink_type()
+            }
+
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+
+            async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+                (**self).export(request).await
+            }
+
+            async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
+                (**self).remove(request).await
+            }
+
+            async fn probe(&self) -> Result<ProbeReport, SinkError> {
+                (**self).probe().await
+            }
+
+            fn preview(&self, request: &ExportRequest) -> SinkPreview {
+                (**self).preview(request)
+            }
+        }
+    )*};
+}
+
+forward_sink!(Box<S>, Arc<S>);
+
+/// A type-erased sink, as built by the sink registry.
+pub type BoxSink = Box<dyn Sink>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Snapshot;
+
+    #[test]
+    fn inventory_paths_and_display() {
+        let ns = InventoryRef::namespaced("team-a", "apps");
+        assert_eq!(ns.default_object_path(".json"), "inventory/team-a/apps.json");
+        let cl = InventoryRef::cluster_scoped("rollup").with_cluster("prod");
+        assert_eq!(cl.default_object_path(".yaml"), "inventory/cluster/rollup.yaml");
+        assert_eq!(cl.to_string(), "cluster/rollup (cluster prod)");
+    }
+
+    #[test]
+    fn full_request_is_one_unmarked_part() {
+        let req = ExportRequest::full(
+            InventoryRef::namespaced("a", "b"),
+            3,
+            Timestamp::UNIX_EPOCH,
+            Snapshot::empty(),
+        );
+        assert!(req.is_last_part());
+        assert_eq!(req.part_path("inventory/a/b.json"), "inventory/a/b.json");
+        let text = String::from_utf8(req.envelope()).unwrap();
+        assert!(text.contains("\"generation\":3"), "{text}");
+        assert!(text.ends_with("\"items\":[]}"), "{text}");
+    }
+
+    #[test]
+    fn errors_never_keep_url_credentials() {
+        let e = SinkError::transient("push to https://me:tok3n@git.example.com/x failed");
+        assert_eq!(e.message(), "push to https://***@git.example.com/x failed");
+        let io = std::io::Error::other("auth with pw-9f8e7d failed: 401 Unauthorized");
+        let e = SinkError::from_error(
+            ErrorClass::Transient,
+            "connect",
+            &io,
+            &Redactor::new(["pw-9f8e7d"]),
+        );
+        assert_eq!(e.class(), ErrorClass::Terminal);
+        assert_eq!(e.to_string(), "connect: auth with *** failed: 401 Unauthorized");
+        assert_eq!(
+            e.context("export to \"git\"").message(),
+            "export to \"git\": connect: auth with *** failed: 401 Unauthorized"
+        );
+    }
+}
