@@ -20,6 +20,7 @@ pub mod duration;
 pub mod error;
 pub mod middleware;
 pub mod model;
+pub mod netguard;
 pub mod sink;
 
 pub use duration::{GoDuration, ParseDurationError};

@@ -8,7 +8,7 @@
 //!
 //! Errors are [`SinkError`]s classified as transient, terminal or forbidden; their messages never
 //! carry credentials (URL user-info is always scrubbed, and backends pass known secret values
-//! through a [`Redactor`](crate::error::Redactor)).
+//! through a [`Redactor`]).
 
 use std::fmt;
 use std::sync::Arc;

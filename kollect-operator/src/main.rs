@@ -16,7 +16,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write the CustomResourceDefinitions, one file per CRD (kollect.dev_<plural>.yaml).
+    /// Write the CustomResourceDefinitions, one file per CRD (kollect.dev_PLURAL.yaml).
     Crds {
         /// Directory to write into.
         #[arg(long, default_value = "charts/kollect/crds")]

@@ -4,6 +4,9 @@
 //! This evaluates the rules in-process with the Kubernetes CEL library; the same CRDs are applied
 //! to a real kube-apiserver by the kollect-testkit tests.
 
+// Test helpers may panic on broken fixtures: that is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

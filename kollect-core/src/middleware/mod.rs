@@ -1,4 +1,4 @@
-//! Middleware for sinks, as [`tower::Layer`]s whose services are themselves [`Sink`]s.
+//! Middleware for sinks, as [`tower::Layer`]s whose services are themselves [`Sink`](crate::sink::Sink)s.
 //!
 //! Every layer here wraps any `S: Sink` and yields another `Sink`, so layers compose with
 //! [`tower::ServiceBuilder`] and with each other, and embedders can add their own:

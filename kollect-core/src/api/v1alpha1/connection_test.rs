@@ -12,6 +12,8 @@ fn default_ttl() -> i32 {
     300
 }
 
+// Several `printcolumn(...)` entries repeat the same keys by design.
+#[allow(clippy::duplicated_attributes)]
 /// Probes one sink once per generation and is deleted `ttlSecondsAfterFinished` after completion.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[kube(

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{GroupVersionKind, conditions_schema, local_name_schema, string_set_schema};
 
+// Several `printcolumn(...)` entries repeat the same keys by design.
+#[allow(clippy::duplicated_attributes)]
 /// Which objects of a profile's kind to collect, and from which namespaces.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(

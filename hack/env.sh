@@ -1,0 +1,6 @@
+# Shared environment of the project scripts: caches live outside the clone so repeated runs
+# (and CI in a fresh clone) reuse them.
+export KOLLECT_CACHE="${KOLLECT_CACHE:-$HOME/.cache/kollect}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KOLLECT_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$KOLLECT_CACHE"

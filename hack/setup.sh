@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building and testing the workspace needs on a fresh machine. Idempotent: a second
+# run only checks. Everything downloaded is cached under ~/.cache/kollect.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. hack/env.sh
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+if ! need cargo; then
+    echo "error: cargo not found; install the Rust toolchain (rustup) first" >&2
+    exit 2
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        echo "error: the Rust component '$component' is missing; run: rustup component add $component" >&2
+        exit 2
+    fi
+done
+
+# System packages the workspace links against. None are needed by the crates built so far;
+# backends that need native libraries add theirs here (see docs/development.md).
+APT_PACKAGES=()
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing system packages: ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# Fetch crates once so the build steps that follow can run offline-friendly and in parallel.
+cargo fetch --locked >/dev/null
+echo "setup: ok (target dir $CARGO_TARGET_DIR)"
