@@ -11,6 +11,10 @@ if ! need cargo; then
     echo "error: cargo not found; install the Rust toolchain (rustup) first" >&2
     exit 2
 fi
+if ! need go; then
+    echo "error: go not found; the Go toolchain derives the canonical-JSON parity vectors (hack/go-canonical)" >&2
+    exit 2
+fi
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         echo "error: the Rust component '$component' is missing; run: rustup component add $component" >&2

@@ -31,6 +31,15 @@ for example in custom_sink; do
     echo "example $example: ok"
 done
 
+step "canonical JSON parity with Go's encoding/json"
+golden=kollect-core/tests/data/canonical-golden.json
+(cd hack/go-canonical && go run . ../../kollect-core/tests/data/canonical-vectors.json) > "$KOLLECT_CACHE/canonical-golden.json"
+if ! diff -u "$golden" "$KOLLECT_CACHE/canonical-golden.json"; then
+    echo "error: $golden differs from what Go's encoding/json produces; regenerate it with hack/go-canonical" >&2
+    exit 1
+fi
+echo "golden vectors match Go"
+
 step "CRDs are up to date"
 cargo run --locked --quiet --bin kollect -- crds --check
 

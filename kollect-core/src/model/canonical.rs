@@ -11,7 +11,9 @@
 //! - integers printed plainly; floats in Go's shortest round-trip form, switching to exponent
 //!   notation below `1e-6` and from `1e21` (`1e-7`, `1e+21`).
 //!
-//! Numbers above `i64::MAX` are printed as floats, as Go sees them after Kubernetes' JSON decoding.
+//! Numbers above `i64::MAX` are printed as floats, as Go sees them after Kubernetes' JSON decoding;
+//! a negative zero is printed as `0` (Kubernetes decodes the `-0` the API server sends as an
+//! integer).
 //! The workspace enables serde_json's `float_roundtrip` feature so that parsed floats are correctly
 //! rounded (as Go's parser does); without it, re-encoding could print a different last digit.
 
@@ -126,6 +128,13 @@ fn write_number(out: &mut Vec<u8>, n: &Number) {
     if let Some(i) = n.as_i64() {
         out.extend_from_slice(i.to_string().as_bytes());
     } else if let Some(f) = n.as_f64() {
+        if f == 0.0 {
+            // serde_json parses the text `-0` as the float -0.0, while Kubernetes' Go decoder
+            // reads it as the integer 0. The API server never emits `-0.0` (Go prints a negative
+            // zero float as `-0`), so every zero from the API is an integer zero to the Go operator.
+            out.push(b'0');
+            return;
+        }
         // u64 above i64::MAX lands here too: Go decodes such numbers as float64.
         out.extend_from_slice(format_float(f).as_bytes());
     }
@@ -237,6 +246,12 @@ mod tests {
         for (f, want) in cases {
             assert_eq!(format_float(*f), *want, "{f:e}");
         }
+    }
+
+    #[test]
+    fn negative_zero_from_the_api_is_integer_zero() {
+        let v: Value = serde_json::from_str("[-0, -0.0, 0.0]").unwrap();
+        assert_eq!(to_string(&v), "[0,0,0]");
     }
 
     #[test]

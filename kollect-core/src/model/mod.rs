@@ -16,5 +16,5 @@ pub use envelope::{
     format_exported_at,
 };
 pub use partition::{ExportMeta, ItemTooLarge, Part, Partitioning, part_path, partition};
-pub use row::{Attributes, Row, RowKey, sort_canonical, write_canonical_array};
+pub use row::{Attributes, Item, Row, RowKey, sort_canonical, write_canonical_array};
 pub use snapshot::{Delta, Snapshot};

@@ -213,6 +213,12 @@ pub fn partition(
     Ok(Partitioning { parts })
 }
 
+impl From<ItemTooLarge> for crate::sink::SinkError {
+    fn from(error: ItemTooLarge) -> Self {
+        crate::sink::SinkError::terminal(error.to_string())
+    }
+}
+
 fn envelope_len(header: &EnvelopeHeader, items_bytes: u64, count: usize) -> u64 {
     header.empty_len() as u64 + items_bytes + count.saturating_sub(1) as u64
 }

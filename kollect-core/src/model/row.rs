@@ -119,6 +119,9 @@ impl Row {
     }
 }
 
+/// The Go operator's name for a row.
+pub type Item = Row;
+
 /// The identity of a row within one inventory: (targetNamespace, targetName, uid).
 ///
 /// This is the store key of the reference (§3.2); two rows with the same key are the same row

@@ -158,7 +158,10 @@ pub struct NamespacedObjectReference {
 }
 
 /// A binding from an inventory to one family sink, with optional per-binding overrides.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+///
+/// Written as an object; configuration files read by the `kollect` CLI may also give a bare
+/// sink name (`- my-sink`).
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InventorySinkRef {
     /// Name of the family sink.
@@ -177,6 +180,42 @@ pub struct InventorySinkRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_export_bytes: Option<i64>,
+}
+
+/// The two accepted spellings of a sink ref.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SinkRefForm {
+    Name(String),
+    #[serde(rename_all = "camelCase")]
+    Object {
+        name: String,
+        #[serde(default)]
+        namespace: Option<String>,
+        #[serde(default)]
+        export_min_interval: Option<GoDuration>,
+        #[serde(default)]
+        max_export_bytes: Option<i64>,
+    },
+}
+
+impl<'de> Deserialize<'de> for InventorySinkRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match SinkRefForm::deserialize(deserializer)? {
+            SinkRefForm::Name(name) => Self::named(name),
+            SinkRefForm::Object {
+                name,
+                namespace,
+                export_min_interval,
+                max_export_bytes,
+            } => Self {
+                name,
+                namespace,
+                export_min_interval,
+                max_export_bytes,
+            },
+        })
+    }
 }
 
 impl InventorySinkRef {
@@ -220,6 +259,19 @@ mod tests {
             GroupVersionKind::new("apps", "v1", "Deployment").api_version(),
             "apps/v1"
         );
+    }
+
+    #[test]
+    fn sink_refs_decode_from_objects_and_bare_strings() {
+        let refs: Vec<InventorySinkRef> = serde_json::from_str(
+            r#"["git", {"name": "pg", "exportMinInterval": "1h", "maxExportBytes": 1024}]"#,
+        )
+        .unwrap();
+        assert_eq!(refs[0], InventorySinkRef::named("git"));
+        assert_eq!(refs[1].export_min_interval, Some(GoDuration::from_secs(3600)));
+        assert_eq!(refs[1].max_export_bytes, Some(1024));
+        assert_eq!(serde_json::to_string(&refs[0]).unwrap(), r#"{"name":"git"}"#);
+        assert!(serde_json::from_str::<InventorySinkRef>("42").is_err());
     }
 
     #[test]

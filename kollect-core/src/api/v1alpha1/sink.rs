@@ -538,7 +538,7 @@ pub enum GitAuthType {
     Ssh,
 }
 
-/// Git engines of the Go operator (accepted, ignored).
+/// Git engine names accepted for compatibility; Kollect always uses libgit2.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum GitEngine {
     /// go-git.

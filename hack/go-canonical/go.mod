@@ -1,0 +1,3 @@
+module kollect.dev/hack/go-canonical
+
+go 1.22
