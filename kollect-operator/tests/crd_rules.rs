@@ -403,3 +403,75 @@ fn enum_spellings_round_trip() {
         assert_eq!(back.unwrap(), value);
     }
 }
+
+/// Walks a schema and reports what a Kubernetes API server would refuse as non-structural:
+/// untyped nodes, references and combinators, properties next to additionalProperties, and
+/// list-map keys that are not required.
+fn structural_problems(path: &str, node: &Value, problems: &mut Vec<String>) {
+    let Some(map) = node.as_object() else {
+        problems.push(format!("{path}: schema is not an object"));
+        return;
+    };
+    let exempt = map.contains_key("x-kubernetes-int-or-string")
+        || map.contains_key("x-kubernetes-preserve-unknown-fields");
+    if !map.contains_key("type") && !exempt {
+        problems.push(format!("{path}: no type"));
+    }
+    for forbidden in ["$ref", "anyOf", "oneOf", "allOf", "not", "definitions", "$defs"] {
+        if map.contains_key(forbidden) {
+            problems.push(format!("{path}: uses {forbidden}"));
+        }
+    }
+    if map.contains_key("properties") && map.contains_key("additionalProperties") {
+        problems.push(format!("{path}: both properties and additionalProperties"));
+    }
+    if let Some(keys) = map.get("x-kubernetes-list-map-keys").and_then(Value::as_array) {
+        let required = map["items"]
+            .get("required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for key in keys {
+            let defaulted = map["items"]["properties"][key.as_str().unwrap_or_default()]
+                .get("default")
+                .is_some();
+            if !required.contains(key) && !defaulted {
+                problems.push(format!(
+                    "{path}: list-map key {key} is neither required nor defaulted"
+                ));
+            }
+        }
+    }
+    if let Some(properties) = map.get("properties").and_then(Value::as_object) {
+        for (name, child) in properties {
+            structural_problems(&format!("{path}.{name}"), child, problems);
+        }
+    }
+    if let Some(items) = map.get("items") {
+        structural_problems(&format!("{path}[]"), items, problems);
+    }
+    if let Some(additional) = map.get("additionalProperties").filter(|v| v.is_object()) {
+        structural_problems(&format!("{path}{{}}"), additional, problems);
+    }
+}
+
+#[test]
+fn schemas_are_structural() {
+    let mut problems = Vec::new();
+    for (kind, schema) in schemas() {
+        structural_problems(&kind, &schema, &mut problems);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn scope_kinds_have_no_status_and_the_others_have_the_subresource() {
+    for crd in all_crds() {
+        let version = &crd.spec.versions[0];
+        let has_status = version.subresources.as_ref().is_some_and(|s| s.status.is_some());
+        let is_scope = crd.spec.names.kind.ends_with("Scope");
+        assert_eq!(has_status, !is_scope, "{}", crd.spec.names.kind);
+        assert!(version.served && version.storage, "{}", crd.spec.names.kind);
+        assert_eq!(crd.spec.group, "kollect.dev");
+    }
+}

@@ -274,6 +274,20 @@ mod tests {
         assert!(serde_json::from_str::<InventorySinkRef>("42").is_err());
     }
 
+    proptest::proptest! {
+        /// The CRD pattern for intervals accepts exactly the strings the Go duration parser does
+        /// (out-of-range values aside, which the pattern cannot see).
+        #[test]
+        fn duration_pattern_agrees_with_the_parser(text in "[-+]?([0-9]{0,3}(\\.[0-9]{0,2})?(ns|us|µs|ms|s|m|h|d|x|)){1,3}") {
+            let pattern = regex::Regex::new(GO_DURATION_PATTERN).unwrap();
+            let parsed = text.parse::<GoDuration>();
+            let out_of_range = parsed.as_ref().is_err_and(|e| e.to_string().contains("out of range"));
+            if !out_of_range {
+                proptest::prop_assert_eq!(pattern.is_match(&text), parsed.is_ok(), "{:?}", text);
+            }
+        }
+    }
+
     #[test]
     fn secret_namespace_defaults_to_referrer() {
         let r = SecretReference {
