@@ -12,8 +12,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tower::Layer;
 
-use crate::api::v1alpha1::SinkPreview;
-use crate::sink::{Capabilities, ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError};
+use crate::sink::{ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError};
 
 /// Breaker thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,13 +211,7 @@ impl<S> CircuitBreaker<S> {
 
 #[async_trait]
 impl<S: Sink> Sink for CircuitBreaker<S> {
-    fn sink_type(&self) -> &str {
-        self.inner.sink_type()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+    forward_sink_metadata!();
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
         self.guarded(self.inner.export(request)).await
@@ -230,10 +223,6 @@ impl<S: Sink> Sink for CircuitBreaker<S> {
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
         self.inner.probe().await
-    }
-
-    fn preview(&self, request: &ExportRequest) -> SinkPreview {
-        self.inner.preview(request)
     }
 }
 

@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tower::Layer;
 
-use crate::api::v1alpha1::SinkPreview;
-use crate::sink::{Capabilities, ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError};
+use crate::sink::{ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError};
 
 /// A [`tower::Layer`] adding a [`ConcurrencyLimit`]. Sinks built from one layer value share one
 /// limit, so a layer can bound a whole backend (e.g. one database) across inventories.
@@ -55,13 +54,7 @@ impl<S: Sink> ConcurrencyLimit<S> {
 
 #[async_trait]
 impl<S: Sink> Sink for ConcurrencyLimit<S> {
-    fn sink_type(&self) -> &str {
-        self.inner.sink_type()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+    forward_sink_metadata!();
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
         self.limited(self.inner.export(request)).await
@@ -73,10 +66,6 @@ impl<S: Sink> Sink for ConcurrencyLimit<S> {
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
         self.limited(self.inner.probe()).await
-    }
-
-    fn preview(&self, request: &ExportRequest) -> SinkPreview {
-        self.inner.preview(request)
     }
 }
 

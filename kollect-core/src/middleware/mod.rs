@@ -24,6 +24,24 @@
 //! [`coalesce`] holds the export coalescing rule (decision X2) as a pure, clock-injected
 //! component, used by the export engine to decide whether a sink needs an export at all.
 
+/// Implements the pass-through methods of [`Sink`](crate::sink::Sink) (`sink_type`,
+/// `capabilities`, `preview`) for a middleware whose wrapped sink is `self.inner`.
+macro_rules! forward_sink_metadata {
+    () => {
+        fn sink_type(&self) -> &str {
+            self.inner.sink_type()
+        }
+
+        fn capabilities(&self) -> $crate::sink::Capabilities {
+            self.inner.capabilities()
+        }
+
+        fn preview(&self, request: &$crate::sink::ExportRequest) -> $crate::api::v1alpha1::SinkPreview {
+            self.inner.preview(request)
+        }
+    };
+}
+
 mod breaker;
 pub mod coalesce;
 mod limit;

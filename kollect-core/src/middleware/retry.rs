@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use tower::Layer;
 
-use crate::api::v1alpha1::SinkPreview;
-use crate::sink::{Capabilities, ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError};
+use crate::sink::{ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError};
 
 /// How often and how patiently to retry.
 ///
@@ -117,13 +116,7 @@ fn log_retry<'a>(sink_type: &'a str, operation: &'a str) -> impl FnMut(&SinkErro
 
 #[async_trait]
 impl<S: Sink> Sink for Retry<S> {
-    fn sink_type(&self) -> &str {
-        self.inner.sink_type()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+    forward_sink_metadata!();
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
         (|| self.inner.export(request))
@@ -143,10 +136,6 @@ impl<S: Sink> Sink for Retry<S> {
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
         self.inner.probe().await
-    }
-
-    fn preview(&self, request: &ExportRequest) -> SinkPreview {
-        self.inner.preview(request)
     }
 }
 

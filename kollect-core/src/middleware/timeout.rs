@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use tower::Layer;
 
 use crate::GoDuration;
-use crate::api::v1alpha1::SinkPreview;
-use crate::sink::{Capabilities, ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError};
+use crate::sink::{ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError};
 
 /// A [`tower::Layer`] adding a [`Timeout`].
 #[derive(Debug, Clone, Copy)]
@@ -59,13 +58,7 @@ impl<S: Sink> Timeout<S> {
 
 #[async_trait]
 impl<S: Sink> Sink for Timeout<S> {
-    fn sink_type(&self) -> &str {
-        self.inner.sink_type()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+    forward_sink_metadata!();
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
         self.bounded("export", self.inner.export(request)).await
@@ -77,10 +70,6 @@ impl<S: Sink> Sink for Timeout<S> {
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
         self.bounded("probe", self.inner.probe()).await
-    }
-
-    fn preview(&self, request: &ExportRequest) -> SinkPreview {
-        self.inner.preview(request)
     }
 }
 

@@ -6,12 +6,14 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::DEFAULT_EXPORT_MIN_INTERVAL;
 use super::common::{
     DNS_LABEL_PATTERN, NamespacedObjectReference, conditions_schema, interval_schema, local_name_schema,
 };
-use super::inventory::{SinkExportStatus, default_export_min_interval, sink_ref_list_schema};
+use super::inventory::{
+    MAX_SINK_REFS_MESSAGE, MAX_SINK_REFS_RULE, SinkBindings, SinkExportStatus, default_export_min_interval,
+};
 use super::target::CollectionFilter;
-use super::{DEFAULT_EXPORT_MIN_INTERVAL, InventorySinkRef};
 use crate::GoDuration;
 
 const NON_EMPTY_SELECTOR_RULE: &str = "(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)";
@@ -67,38 +69,15 @@ pub struct KollectClusterTargetSpec {
     /// Namespaces to collect from; required and non-empty.
     #[schemars(schema_with = "required_selector_schema")]
     pub namespace_selector: LabelSelector,
-    /// Static namespace allowlist.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::common::string_set_schema")]
-    pub included_namespaces: Vec<String>,
-    /// Namespaces never collected from.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::common::string_set_schema")]
-    pub excluded_namespaces: Vec<String>,
-    /// Namespaces whose labels match are never collected from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace_exclude_selector: Option<LabelSelector>,
-    /// OR-ed resource rules; empty means the profile's GVK.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "atomic"), length(max = 64))]
-    pub resource_rules: Vec<super::target::ResourceRule>,
+    /// Namespace lists, exclusions and resource rules.
+    #[serde(flatten)]
+    pub filter: CollectionFilter,
     /// Stop collecting until unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
 }
 
 impl KollectClusterTargetSpec {
-    /// The namespace and resource filter, in the shape namespaced targets use.
-    pub fn filter(&self) -> CollectionFilter {
-        CollectionFilter {
-            namespace_selector: Some(self.namespace_selector.clone()),
-            included_namespaces: self.included_namespaces.clone(),
-            excluded_namespaces: self.excluded_namespaces.clone(),
-            namespace_exclude_selector: self.namespace_exclude_selector.clone(),
-            resource_rules: self.resource_rules.clone(),
-        }
-    }
-
     /// Whether `suspend` is set to true.
     pub fn is_suspended(&self) -> bool {
         self.suspend.unwrap_or(false)
@@ -155,10 +134,7 @@ pub enum DedupeMode {
     doc = "KollectClusterInventory rolls up the rows of cluster targets and exports them."
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "(has(self.snapshotSinkRefs) ? size(self.snapshotSinkRefs) : 0) + (has(self.databaseSinkRefs) ? size(self.databaseSinkRefs) : 0) + (has(self.eventSinkRefs) ? size(self.eventSinkRefs) : 0) <= 20",
-    "message": "an inventory may bind at most 20 sinks across snapshotSinkRefs, databaseSinkRefs and eventSinkRefs",
-}]))]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": MAX_SINK_REFS_RULE, "message": MAX_SINK_REFS_MESSAGE}]))]
 pub struct KollectClusterInventorySpec {
     /// Reserved: a profile by name and namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,18 +154,9 @@ pub struct KollectClusterInventorySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), inner(length(max = 63), regex(pattern = DNS_LABEL_PATTERN)))]
     pub namespaces: Vec<String>,
-    /// Bindings to `KollectSnapshotSink`s.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "sink_ref_list_schema")]
-    pub snapshot_sink_refs: Vec<InventorySinkRef>,
-    /// Bindings to `KollectDatabaseSink`s.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "sink_ref_list_schema")]
-    pub database_sink_refs: Vec<InventorySinkRef>,
-    /// Bindings to `KollectEventSink`s.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "sink_ref_list_schema")]
-    pub event_sink_refs: Vec<InventorySinkRef>,
+    /// Sink bindings; a ref without `namespace` resolves in `sinkNamespace`.
+    #[serde(flatten)]
+    pub sinks: SinkBindings,
     /// Namespace sink refs resolve in when they set none.
     #[serde(default = "default_sink_namespace")]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "!self.contains('/')", "message": "sinkNamespace must be a namespace name"}]), length(max = 63))]
@@ -214,9 +181,7 @@ impl Default for KollectClusterInventorySpec {
             target_selector: None,
             namespace_selector: LabelSelector::default(),
             namespaces: Vec::new(),
-            snapshot_sink_refs: Vec::new(),
-            database_sink_refs: Vec::new(),
-            event_sink_refs: Vec::new(),
+            sinks: SinkBindings::default(),
             sink_namespace: default_sink_namespace(),
             export_min_interval: DEFAULT_EXPORT_MIN_INTERVAL,
             dedupe: DedupeMode::default(),

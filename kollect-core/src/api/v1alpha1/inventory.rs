@@ -32,28 +32,16 @@ pub(crate) fn default_export_min_interval() -> GoDuration {
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {
-        "rule": "(has(self.snapshotSinkRefs) ? size(self.snapshotSinkRefs) : 0) + (has(self.databaseSinkRefs) ? size(self.databaseSinkRefs) : 0) + (has(self.eventSinkRefs) ? size(self.eventSinkRefs) : 0) <= 20",
-        "message": "an inventory may bind at most 20 sinks across snapshotSinkRefs, databaseSinkRefs and eventSinkRefs",
-    },
+    {"rule": MAX_SINK_REFS_RULE, "message": MAX_SINK_REFS_MESSAGE},
     {
         "rule": "[has(self.snapshotSinkRefs) ? self.snapshotSinkRefs : [], has(self.databaseSinkRefs) ? self.databaseSinkRefs : [], has(self.eventSinkRefs) ? self.eventSinkRefs : []].all(refs, refs.all(r, !has(r.__namespace__)))",
         "message": "sink refs of a namespaced inventory must not set namespace; sinks are resolved in the inventory's namespace",
     },
 ]))]
 pub struct KollectInventorySpec {
-    /// Bindings to `KollectSnapshotSink`s in the same namespace.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "sink_ref_list_schema")]
-    pub snapshot_sink_refs: Vec<InventorySinkRef>,
-    /// Bindings to `KollectDatabaseSink`s in the same namespace.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "sink_ref_list_schema")]
-    pub database_sink_refs: Vec<InventorySinkRef>,
-    /// Bindings to `KollectEventSink`s in the same namespace.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "sink_ref_list_schema")]
-    pub event_sink_refs: Vec<InventorySinkRef>,
+    /// Sink bindings, resolved in the inventory's namespace.
+    #[serde(flatten)]
+    pub sinks: SinkBindings,
     /// Minimum interval between exports of unchanged content (`0s`: export on change only).
     /// Changed content always exports at once.
     #[serde(default = "default_export_min_interval")]
@@ -74,9 +62,7 @@ pub struct KollectInventorySpec {
 impl Default for KollectInventorySpec {
     fn default() -> Self {
         Self {
-            snapshot_sink_refs: Vec::new(),
-            database_sink_refs: Vec::new(),
-            event_sink_refs: Vec::new(),
+            sinks: SinkBindings::default(),
             export_min_interval: DEFAULT_EXPORT_MIN_INTERVAL,
             max_export_bytes: None,
             suspend: None,
@@ -90,15 +76,51 @@ impl KollectInventorySpec {
     pub fn is_suspended(&self) -> bool {
         self.suspend.unwrap_or(false)
     }
+}
 
+/// The rule bounding the number of sink refs of one inventory.
+pub(crate) const MAX_SINK_REFS_RULE: &str = "(has(self.snapshotSinkRefs) ? size(self.snapshotSinkRefs) : 0) + (has(self.databaseSinkRefs) ? size(self.databaseSinkRefs) : 0) + (has(self.eventSinkRefs) ? size(self.eventSinkRefs) : 0) <= 20";
+/// Message of [`MAX_SINK_REFS_RULE`].
+pub(crate) const MAX_SINK_REFS_MESSAGE: &str =
+    "an inventory may bind at most 20 sinks across snapshotSinkRefs, databaseSinkRefs and eventSinkRefs";
+
+/// The three sink-ref lists of an inventory.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkBindings {
+    /// Bindings to `KollectSnapshotSink`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "sink_ref_list_schema")]
+    pub snapshot_sink_refs: Vec<InventorySinkRef>,
+    /// Bindings to `KollectDatabaseSink`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "sink_ref_list_schema")]
+    pub database_sink_refs: Vec<InventorySinkRef>,
+    /// Bindings to `KollectEventSink`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "sink_ref_list_schema")]
+    pub event_sink_refs: Vec<InventorySinkRef>,
+}
+
+impl SinkBindings {
     /// Every binding in export order: snapshot, then database, then event refs.
-    pub fn sink_refs(&self) -> impl Iterator<Item = (SinkFamily, &InventorySinkRef)> {
+    pub fn iter(&self) -> impl Iterator<Item = (SinkFamily, &InventorySinkRef)> {
         let family = |f: SinkFamily| move |r| (f, r);
         self.snapshot_sink_refs
             .iter()
             .map(family(SinkFamily::Snapshot))
             .chain(self.database_sink_refs.iter().map(family(SinkFamily::Database)))
             .chain(self.event_sink_refs.iter().map(family(SinkFamily::Event)))
+    }
+
+    /// Total number of bindings.
+    pub fn len(&self) -> usize {
+        self.snapshot_sink_refs.len() + self.database_sink_refs.len() + self.event_sink_refs.len()
+    }
+
+    /// True when nothing is bound.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -206,13 +228,13 @@ mod tests {
 
     #[test]
     fn sink_refs_iterate_in_family_order_with_export_keys() {
-        let spec = KollectInventorySpec {
+        let sinks = SinkBindings {
             event_sink_refs: vec![InventorySinkRef::named("bus")],
             snapshot_sink_refs: vec![InventorySinkRef::named("git")],
             database_sink_refs: vec![InventorySinkRef::named("pg")],
-            ..KollectInventorySpec::default()
         };
-        let keys: Vec<_> = spec.sink_refs().map(|(f, r)| f.export_key(&r.name)).collect();
+        assert_eq!(sinks.len(), 3);
+        let keys: Vec<_> = sinks.iter().map(|(f, r)| f.export_key(&r.name)).collect();
         assert_eq!(keys, ["snapshot/git", "database/pg", "event/bus"]);
     }
 

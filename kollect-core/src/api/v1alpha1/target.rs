@@ -38,7 +38,10 @@ pub struct KollectTargetSpec {
     /// Name of a `KollectProfile` in the same namespace.
     #[schemars(schema_with = "local_name_schema")]
     pub profile_ref: String,
-    /// Namespace filter and resource rules.
+    /// Namespaces whose labels match are collected from; absent means every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Namespace lists, exclusions and resource rules.
     #[serde(flatten)]
     pub filter: CollectionFilter,
     /// Legacy resource filter on object labels (used when `resourceRules` is empty).
@@ -56,13 +59,11 @@ pub struct KollectTargetSpec {
     pub watch_mode: WatchMode,
 }
 
-/// The namespace and resource filters shared by `KollectTarget` and `KollectClusterTarget`.
+/// The namespace and resource filters shared by `KollectTarget` and `KollectClusterTarget`
+/// (besides `namespaceSelector`, which is optional on the first and required on the second).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionFilter {
-    /// Namespaces whose labels match are collected from; absent means every namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace_selector: Option<LabelSelector>,
     /// Static namespace allowlist, intersected with `namespaceSelector`; empty means the operator's
     /// `--default-included-namespaces`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
