@@ -50,7 +50,7 @@ impl Snapshot {
         self.fingerprint.get_or_init(|| items_fingerprint(&self.rows))
     }
 
-    /// Finds the row with `key`.
+    /// Finds the row with `key` (a linear scan: rows are ordered canonically, not by key).
     pub fn get(&self, key: &RowKey) -> Option<&Row> {
         self.rows.iter().find(|row| row.has_key(key))
     }
@@ -75,15 +75,20 @@ pub struct Delta {
 impl Delta {
     /// Computes the delta that turns `old` into `new`, in time linear in both sizes.
     pub fn between(old: &Snapshot, new: &Snapshot) -> Self {
-        let mut previous: HashMap<RowKey, &Row> = old.rows().iter().map(|row| (row.key(), row)).collect();
+        // Borrowed keys: no allocation per row, only for what actually changed.
+        fn key(row: &Row) -> (&str, &str, &str) {
+            (&row.target_namespace, &row.target_name, &row.uid)
+        }
+        let mut previous: HashMap<(&str, &str, &str), &Row> =
+            old.rows().iter().map(|row| (key(row), row)).collect();
         let mut upserts = Vec::new();
         for row in new.rows() {
-            match previous.remove(&row.key()) {
+            match previous.remove(&key(row)) {
                 Some(before) if before == row => {}
                 _ => upserts.push(row.clone()),
             }
         }
-        let mut deletes: Vec<RowKey> = previous.into_keys().collect();
+        let mut deletes: Vec<RowKey> = previous.into_values().map(Row::key).collect();
         deletes.sort();
         Self { upserts, deletes }
     }
