@@ -1,6 +1,9 @@
 //! # kollect-collect
 //!
-//! The extraction engine (JSONPath, CEL, Helm release fields, redaction, full-resource export)
-//! and the collection runtime (shared watches, target matching, the row store). Under
-//! construction: the crate currently only reserves its place in the workspace.
+//! The extraction engine ([`extract`]): pure functions that turn one Kubernetes object plus a
+//! compiled `KollectProfile` into a row's attributes, and the profile validation shared by the
+//! admission webhook and `kollect validate`. The collection runtime (shared watches, target
+//! matching, the row store) joins it in this crate.
 #![forbid(unsafe_code)]
+
+pub mod extract;

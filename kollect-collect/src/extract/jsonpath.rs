@@ -1,0 +1,1027 @@
+//! JSONPath in the kubectl dialect (client-go `util/jsonpath`), as attribute paths use it.
+//!
+//! Why not a JSONPath crate: maintained crates (jsonpath-rust and friends) implement RFC 9535,
+//! whose semantics differ from kubectl's exactly where the reference pins behaviour down: RFC 9535
+//! yields "no match" for an out-of-range index where kubectl fails with `array index out of
+//! bounds`, it has no `{...}` template text, no `\.`-escaped field names, and compares filter
+//! operands with different typing rules. Bridging those gaps would need a second parser to find
+//! out *why* a path matched nothing, so the dialect is implemented here directly (a small
+//! recursive-descent parser and a set-based evaluator).
+//!
+//! Supported: `{.a.b}` and `$.a.b` forms, `.field` (with `\.` escapes), `['key']` / `["key"]`,
+//! `[n]` with negative indexes, slices `[start:end:step]`, `[*]` and `.*`, recursive descent
+//! `..field`, unions `[0,2]` / `['a','b']`, and filters `[?(@.x == "y")]` with `==`, `!=`, `<`,
+//! `<=`, `>`, `>=` and bare existence `[?(@.x)]`. Only the first `{}` block of a template is
+//! evaluated; a template without blocks is literal text.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde_json::Value;
+
+/// A parsed path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonPath {
+    body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Body {
+    /// No `{}` block: the text itself is the value.
+    Literal(String),
+    /// The steps of the first block.
+    Steps(Vec<Step>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Field(String),
+    Wildcard,
+    Recursive(Box<Step>),
+    Index(i64),
+    Slice {
+        start: Option<i64>,
+        end: Option<i64>,
+        step: Option<i64>,
+    },
+    Union(Vec<Selector>),
+    Filter(Filter),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Selector {
+    Index(i64),
+    Key(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Filter {
+    Exists(Vec<Step>),
+    Compare {
+        left: Operand,
+        op: CompareOp,
+        right: Operand,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Operand {
+    Path(Vec<Step>),
+    Literal(Value),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A path that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+/// A path that cannot be evaluated on an object (other than "not found", which yields null).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(String);
+
+impl JsonPath {
+    /// Parses a path. `$.a.b` is read as `{.a.b}`; text without `{}` is a literal.
+    pub fn parse(path: &str) -> Result<Self, ParseError> {
+        let path = path.trim();
+        if let Some(rest) = path.strip_prefix('$') {
+            if rest.is_empty() || rest.starts_with('.') || rest.starts_with('[') {
+                return Ok(Self {
+                    body: Body::Steps(Parser::new(rest).steps_to_end()?),
+                });
+            }
+        }
+        match find_block(path)? {
+            None => Ok(Self {
+                body: Body::Literal(path.to_owned()),
+            }),
+            Some(block) => {
+                let block = block.trim();
+                let block = block.strip_prefix('$').unwrap_or(block);
+                if block.starts_with("range") || block == "end" {
+                    return Err(ParseError(
+                        "range/end templates are not supported in attribute paths".into(),
+                    ));
+                }
+                Ok(Self {
+                    body: Body::Steps(Parser::new(block).steps_to_end()?),
+                })
+            }
+        }
+    }
+
+    /// Evaluates the path: every match of the first block, in match order.
+    pub fn matches<'a>(&self, root: &'a Value) -> Result<Matches<'a>, EvalError> {
+        match &self.body {
+            Body::Literal(text) => Ok(Matches::Literal(Value::String(text.clone()))),
+            Body::Steps(steps) => {
+                let values = eval_steps(steps, vec![root])?;
+                Ok(Matches::Values(values))
+            }
+        }
+    }
+
+    /// Evaluates with the attribute cardinality rule: no match is `null`, exactly one match is
+    /// that value, several are a list in match order.
+    pub fn extract(&self, root: &Value) -> Result<Value, EvalError> {
+        Ok(match self.matches(root)? {
+            Matches::Literal(v) => v,
+            Matches::Values(mut values) => match values.len() {
+                0 => Value::Null,
+                1 => values.pop().cloned().unwrap_or(Value::Null),
+                _ => Value::Array(values.into_iter().cloned().collect()),
+            },
+        })
+    }
+
+    /// Whether the path uses a filter expression (admission warns about them).
+    pub fn has_filter(&self) -> bool {
+        fn any_filter(steps: &[Step]) -> bool {
+            steps.iter().any(|s| match s {
+                Step::Filter(_) => true,
+                Step::Recursive(inner) => any_filter(std::slice::from_ref(inner)),
+                _ => false,
+            })
+        }
+        matches!(&self.body, Body::Steps(steps) if any_filter(steps))
+    }
+
+    /// Whether any field step reads a key named `name` (case-insensitive), e.g. `data`.
+    pub fn reads_field(&self, name: &str) -> bool {
+        fn step_reads(step: &Step, name: &str) -> bool {
+            match step {
+                Step::Field(f) => f.eq_ignore_ascii_case(name),
+                Step::Recursive(inner) => step_reads(inner, name),
+                Step::Union(selectors) => selectors
+                    .iter()
+                    .any(|s| matches!(s, Selector::Key(k) if k.eq_ignore_ascii_case(name))),
+                _ => false,
+            }
+        }
+        matches!(&self.body, Body::Steps(steps) if steps.iter().any(|s| step_reads(s, name)))
+    }
+
+    /// Whether the path has wildcards or filters (prune paths warn about them).
+    pub fn has_wildcard_or_filter(&self) -> bool {
+        fn dynamic(step: &Step) -> bool {
+            match step {
+                Step::Wildcard | Step::Filter(_) | Step::Slice { .. } => true,
+                Step::Recursive(_) => true,
+                Step::Union(s) => s.len() > 1,
+                _ => false,
+            }
+        }
+        matches!(&self.body, Body::Steps(steps) if steps.iter().any(dynamic))
+    }
+
+    /// Removes every location the path matches from `root` (used by `prune.jsonPaths`). List
+    /// elements are removed, not nulled; a literal path removes nothing. Returns how many
+    /// locations were removed.
+    pub fn remove_from(&self, root: &mut Value) -> Result<usize, EvalError> {
+        let locations = match self.matches(root)? {
+            Matches::Literal(_) => return Ok(0),
+            Matches::Values(values) => locate(root, &values),
+        };
+        let count = locations.len();
+        // Remove later siblings first so earlier indexes stay valid; deeper paths first so a
+        // parent removal does not strand a child removal.
+        let mut locations = locations;
+        locations.sort_by(|a, b| b.cmp(a));
+        for location in locations {
+            remove_location(root, &location);
+        }
+        Ok(count)
+    }
+}
+
+/// What a path matched.
+#[derive(Debug)]
+pub enum Matches<'a> {
+    /// The path was literal text.
+    Literal(Value),
+    /// Values found in the object.
+    Values(Vec<&'a Value>),
+}
+
+/// Finds the first `{...}` block, honouring quotes inside it.
+fn find_block(text: &str) -> Result<Option<&str>, ParseError> {
+    let Some(open) = text.find('{') else {
+        return Ok(None);
+    };
+    let bytes = text.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = open + 1;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(_) if b == b'\\' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'\'' || b == b'"' => quote = Some(b),
+            None if b == b'}' => return Ok(Some(&text[open + 1..i])),
+            None => {}
+        }
+        i += 1;
+    }
+    Err(ParseError(format!("unclosed action in {text:?}")))
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn new(src: &'a str) -> Self {
+        Self { src, pos: 0 }
+    }
+
+    fn rest(&self) -> &'a str {
+        &self.src[self.pos..]
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn eat(&mut self, s: &str) -> bool {
+        if self.rest().starts_with(s) {
+            self.pos += s.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.pos += self.peek().map_or(0, char::len_utf8);
+        }
+    }
+
+    fn error(&self, message: &str) -> ParseError {
+        ParseError(format!("{message} at position {} in {:?}", self.pos, self.src))
+    }
+
+    fn steps_to_end(mut self) -> Result<Vec<Step>, ParseError> {
+        let steps = self.steps(&[])?;
+        self.skip_ws();
+        if self.pos < self.src.len() {
+            return Err(self.error("unexpected character"));
+        }
+        Ok(steps)
+    }
+
+    /// Parses steps until the end or one of `stops` (used inside filters).
+    fn steps(&mut self, stops: &[&str]) -> Result<Vec<Step>, ParseError> {
+        let mut steps = Vec::new();
+        loop {
+            if self.pos >= self.src.len() || stops.iter().any(|s| self.rest().trim_start().starts_with(s)) {
+                return Ok(steps);
+            }
+            if self.eat("..") {
+                let inner = if self.peek() == Some('[') {
+                    self.bracket()?
+                } else {
+                    self.field()?
+                };
+                steps.push(Step::Recursive(Box::new(inner)));
+            } else if self.eat(".") {
+                if self.pos >= self.src.len() {
+                    // `{.}` selects the current object.
+                    return Ok(steps);
+                }
+                steps.push(self.field()?);
+            } else if self.peek() == Some('[') {
+                steps.push(self.bracket()?);
+            } else if steps.is_empty() && self.peek().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                // kubectl accepts `{metadata.name}` without the leading dot.
+                steps.push(self.field()?);
+            } else {
+                return Err(self.error("unexpected character"));
+            }
+        }
+    }
+
+    fn field(&mut self) -> Result<Step, ParseError> {
+        if self.eat("*") {
+            return Ok(Step::Wildcard);
+        }
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if c == '\\' {
+                self.pos += 1;
+                match self.peek() {
+                    Some(escaped) => {
+                        name.push(escaped);
+                        self.pos += escaped.len_utf8();
+                    }
+                    None => return Err(self.error("dangling escape")),
+                }
+                continue;
+            }
+            if c == '.' || c == '[' || c.is_whitespace() || "=!<>)".contains(c) {
+                break;
+            }
+            name.push(c);
+            self.pos += c.len_utf8();
+        }
+        if name.is_empty() {
+            return Err(self.error("expected a field name"));
+        }
+        Ok(Step::Field(name))
+    }
+
+    fn bracket(&mut self) -> Result<Step, ParseError> {
+        if !self.eat("[") {
+            return Err(self.error("expected '['"));
+        }
+        self.skip_ws();
+        let step = if self.eat("?") {
+            self.skip_ws();
+            if !self.eat("(") {
+                return Err(self.error("expected '(' after '?'"));
+            }
+            let filter = self.filter()?;
+            self.skip_ws();
+            if !self.eat(")") {
+                return Err(self.error("expected ')' closing the filter"));
+            }
+            Step::Filter(filter)
+        } else if self.eat("*") {
+            Step::Wildcard
+        } else {
+            self.selectors()?
+        };
+        self.skip_ws();
+        if !self.eat("]") {
+            return Err(self.error("expected ']'"));
+        }
+        Ok(step)
+    }
+
+    fn selectors(&mut self) -> Result<Step, ParseError> {
+        let first = self.selector_or_slice()?;
+        self.skip_ws();
+        if self.peek() != Some(',') {
+            return Ok(match first {
+                Either::Slice(step) => step,
+                Either::Selector(Selector::Index(i)) => Step::Index(i),
+                Either::Selector(Selector::Key(k)) => Step::Field(k),
+            });
+        }
+        let Either::Selector(first) = first else {
+            return Err(self.error("slices cannot be part of a union"));
+        };
+        let mut all = vec![first];
+        while self.eat(",") {
+            self.skip_ws();
+            match self.selector_or_slice()? {
+                Either::Selector(s) => all.push(s),
+                Either::Slice(_) => return Err(self.error("slices cannot be part of a union")),
+            }
+            self.skip_ws();
+        }
+        Ok(Step::Union(all))
+    }
+
+    fn selector_or_slice(&mut self) -> Result<Either, ParseError> {
+        self.skip_ws();
+        if matches!(self.peek(), Some('\'') | Some('"')) {
+            return Ok(Either::Selector(Selector::Key(self.quoted()?)));
+        }
+        let start = self.int()?;
+        self.skip_ws();
+        if !self.eat(":") {
+            return match start {
+                Some(i) => Ok(Either::Selector(Selector::Index(i))),
+                None => Err(self.error("expected an index, a quoted key, '*' or a filter")),
+            };
+        }
+        self.skip_ws();
+        let end = self.int()?;
+        self.skip_ws();
+        let step = if self.eat(":") {
+            self.skip_ws();
+            self.int()?
+        } else {
+            None
+        };
+        if step == Some(0) {
+            return Err(self.error("slice step cannot be 0"));
+        }
+        Ok(Either::Slice(Step::Slice { start, end, step }))
+    }
+
+    fn int(&mut self) -> Result<Option<i64>, ParseError> {
+        let rest = self.rest();
+        let len = rest
+            .char_indices()
+            .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && *c == '-'))
+            .map(|(i, c)| i + c.len_utf8())
+            .last()
+            .unwrap_or(0);
+        if len == 0 || &rest[..len] == "-" {
+            return Ok(None);
+        }
+        let value = rest[..len]
+            .parse::<i64>()
+            .map_err(|_| self.error("index out of range"))?;
+        self.pos += len;
+        Ok(Some(value))
+    }
+
+    fn quoted(&mut self) -> Result<String, ParseError> {
+        let quote = self.peek().ok_or_else(|| self.error("expected a quote"))?;
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            let c = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+            self.pos += c.len_utf8();
+            if c == '\\' {
+                let escaped = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+                self.pos += escaped.len_utf8();
+                out.push(escaped);
+            } else if c == quote {
+                return Ok(out);
+            } else {
+                out.push(c);
+            }
+        }
+    }
+
+    fn filter(&mut self) -> Result<Filter, ParseError> {
+        self.skip_ws();
+        let left = self.operand()?;
+        self.skip_ws();
+        let op = if self.eat("==") {
+            Some(CompareOp::Eq)
+        } else if self.eat("!=") {
+            Some(CompareOp::Ne)
+        } else if self.eat("<=") {
+            Some(CompareOp::Le)
+        } else if self.eat(">=") {
+            Some(CompareOp::Ge)
+        } else if self.eat("<") {
+            Some(CompareOp::Lt)
+        } else if self.eat(">") {
+            Some(CompareOp::Gt)
+        } else {
+            None
+        };
+        let Some(op) = op else {
+            return match left {
+                Operand::Path(steps) => Ok(Filter::Exists(steps)),
+                Operand::Literal(_) => Err(self.error("a filter needs a path or a comparison")),
+            };
+        };
+        self.skip_ws();
+        let right = self.operand()?;
+        Ok(Filter::Compare { left, op, right })
+    }
+
+    fn operand(&mut self) -> Result<Operand, ParseError> {
+        match self.peek() {
+            Some('@') => {
+                self.pos += 1;
+                Ok(Operand::Path(self.steps(&["==", "!=", "<", ">", ")"])?))
+            }
+            Some('\'') | Some('"') => Ok(Operand::Literal(Value::String(self.quoted()?))),
+            _ => {
+                let rest = self.rest();
+                let len = rest
+                    .find(|c: char| c.is_whitespace() || ")=!<>".contains(c))
+                    .unwrap_or(rest.len());
+                let token = &rest[..len];
+                let value = match token {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    "null" => Value::Null,
+                    _ => serde_json::from_str::<Value>(token)
+                        .ok()
+                        .filter(Value::is_number)
+                        .ok_or_else(|| self.error("expected '@', a quoted string, a number or true/false"))?,
+                };
+                self.pos += len;
+                Ok(Operand::Literal(value))
+            }
+        }
+    }
+}
+
+enum Either {
+    Selector(Selector),
+    Slice(Step),
+}
+
+fn go_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "int64",
+        Value::Number(_) => "float64",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
+fn eval_steps<'a>(steps: &[Step], mut current: Vec<&'a Value>) -> Result<Vec<&'a Value>, EvalError> {
+    for step in steps {
+        let mut next = Vec::new();
+        for value in current {
+            eval_step(step, value, &mut next)?;
+        }
+        current = next;
+        if current.is_empty() {
+            break;
+        }
+    }
+    Ok(current)
+}
+
+fn normalize_index(index: i64, len: usize) -> Option<usize> {
+    let len = i64::try_from(len).ok()?;
+    let i = if index < 0 { index + len } else { index };
+    (0..len).contains(&i).then(|| usize::try_from(i).ok()).flatten()
+}
+
+fn eval_step<'a>(step: &Step, value: &'a Value, out: &mut Vec<&'a Value>) -> Result<(), EvalError> {
+    match step {
+        Step::Field(name) => {
+            // A missing key, a field of a scalar or of null is "not found": no match.
+            if let Some(v) = value.as_object().and_then(|m| m.get(name)) {
+                out.push(v);
+            }
+        }
+        Step::Wildcard => match value {
+            Value::Array(items) => out.extend(items.iter()),
+            Value::Object(map) => out.extend(map.values()),
+            _ => {}
+        },
+        Step::Recursive(inner) => {
+            let mut stack = vec![value];
+            while let Some(node) = stack.pop() {
+                // Matches at this node first, then descend (pre-order, children in order).
+                let _ = eval_step(inner, node, out);
+                match node {
+                    Value::Array(items) => stack.extend(items.iter().rev()),
+                    Value::Object(map) => stack.extend(map.values().rev()),
+                    _ => {}
+                }
+            }
+        }
+        Step::Index(index) => {
+            let Value::Array(items) = value else {
+                return Err(EvalError(format!(
+                    "{} is not array or slice",
+                    go_type_name(value)
+                )));
+            };
+            let i = normalize_index(*index, items.len()).ok_or_else(|| {
+                EvalError(format!(
+                    "array index out of bounds: index {index}, length {}",
+                    items.len()
+                ))
+            })?;
+            out.push(&items[i]);
+        }
+        Step::Slice { start, end, step } => {
+            let Value::Array(items) = value else {
+                return Err(EvalError(format!(
+                    "{} is not array or slice",
+                    go_type_name(value)
+                )));
+            };
+            let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
+            let clamp = |v: i64| if v < 0 { (v + len).max(0) } else { v.min(len) };
+            let step = step.unwrap_or(1);
+            if step > 0 {
+                let (from, to) = (clamp(start.unwrap_or(0)), clamp(end.unwrap_or(len)));
+                let mut i = from;
+                while i < to {
+                    out.push(&items[usize::try_from(i).unwrap_or(0)]);
+                    i += step;
+                }
+            } else {
+                let from = start.map_or(len - 1, |s| if s < 0 { s + len } else { s.min(len - 1) });
+                let to = end.map_or(-1, |e| if e < 0 { (e + len).max(-1) } else { e });
+                let mut i = from;
+                while i > to && i >= 0 {
+                    out.push(&items[usize::try_from(i).unwrap_or(0)]);
+                    i += step;
+                }
+            }
+        }
+        Step::Union(selectors) => {
+            for selector in selectors {
+                match selector {
+                    Selector::Index(i) => eval_step(&Step::Index(*i), value, out)?,
+                    Selector::Key(k) => eval_step(&Step::Field(k.clone()), value, out)?,
+                }
+            }
+        }
+        Step::Filter(filter) => {
+            let candidates: Vec<&Value> = match value {
+                Value::Array(items) => items.iter().collect(),
+                Value::Object(map) => map.values().collect(),
+                _ => Vec::new(),
+            };
+            for candidate in candidates {
+                if filter_matches(filter, candidate)? {
+                    out.push(candidate);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn operand_values<'a>(operand: &'a Operand, candidate: &'a Value) -> Result<Vec<&'a Value>, EvalError> {
+    match operand {
+        Operand::Literal(v) => Ok(vec![v]),
+        Operand::Path(steps) => eval_steps(steps, vec![candidate]),
+    }
+}
+
+fn filter_matches(filter: &Filter, candidate: &Value) -> Result<bool, EvalError> {
+    match filter {
+        Filter::Exists(steps) => Ok(!eval_steps(steps, vec![candidate]).unwrap_or_default().is_empty()),
+        Filter::Compare { left, op, right } => {
+            let (Ok(lefts), Ok(rights)) = (operand_values(left, candidate), operand_values(right, candidate))
+            else {
+                return Ok(false);
+            };
+            for l in &lefts {
+                for r in &rights {
+                    if compare(l, *op, r) {
+                        return Ok(true);
+                    }
+                }
+            }
+            Ok(false)
+        }
+    }
+}
+
+fn compare(left: &Value, op: CompareOp, right: &Value) -> bool {
+    let ordering = match (left, right) {
+        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => a.as_f64().zip(b.as_f64()).and_then(|(x, y)| x.partial_cmp(&y)),
+        },
+        (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
+        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Null, Value::Null) => Some(Ordering::Equal),
+        _ => None,
+    };
+    match (op, ordering) {
+        (CompareOp::Eq, Some(o)) => o == Ordering::Equal,
+        (CompareOp::Ne, Some(o)) => o != Ordering::Equal,
+        (CompareOp::Ne, None) => true,
+        (CompareOp::Lt, Some(o)) => o == Ordering::Less && !matches!(left, Value::Bool(_)),
+        (CompareOp::Le, Some(o)) => o != Ordering::Greater && !matches!(left, Value::Bool(_)),
+        (CompareOp::Gt, Some(o)) => o == Ordering::Greater && !matches!(left, Value::Bool(_)),
+        (CompareOp::Ge, Some(o)) => o != Ordering::Less && !matches!(left, Value::Bool(_)),
+        _ => false,
+    }
+}
+
+/// One step of a location inside a document.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Loc {
+    Index(usize),
+    Key(String),
+}
+
+/// Finds where each of `targets` (references into `root`) sits, by address.
+fn locate(root: &Value, targets: &[&Value]) -> Vec<Vec<Loc>> {
+    let wanted: std::collections::HashSet<*const Value> =
+        targets.iter().map(|v| *v as *const Value).collect();
+    let mut out = Vec::new();
+    let mut stack: Vec<(&Value, Vec<Loc>)> = vec![(root, Vec::new())];
+    while let Some((node, path)) = stack.pop() {
+        if !path.is_empty() && wanted.contains(&(node as *const Value)) {
+            out.push(path.clone());
+            continue;
+        }
+        match node {
+            Value::Array(items) => {
+                stack.extend(items.iter().enumerate().map(|(i, v)| {
+                    let mut p = path.clone();
+                    p.push(Loc::Index(i));
+                    (v, p)
+                }));
+            }
+            Value::Object(map) => {
+                stack.extend(map.iter().map(|(k, v)| {
+                    let mut p = path.clone();
+                    p.push(Loc::Key(k.clone()));
+                    (v, p)
+                }));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn remove_location(root: &mut Value, location: &[Loc]) {
+    let Some((last, parents)) = location.split_last() else {
+        return;
+    };
+    let mut node = root;
+    for step in parents {
+        let next = match (step, node) {
+            (Loc::Index(i), Value::Array(items)) => items.get_mut(*i),
+            (Loc::Key(k), Value::Object(map)) => map.get_mut(k),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    match (last, node) {
+        (Loc::Index(i), Value::Array(items)) if *i < items.len() => {
+            items.remove(*i);
+        }
+        (Loc::Key(k), Value::Object(map)) => {
+            map.remove(k);
+        }
+        _ => {}
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.body {
+            Body::Literal(text) => f.write_str(text),
+            Body::Steps(steps) => write!(f, "{{{} steps}}", steps.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(path: &str, v: &Value) -> Result<Value, String> {
+        let p = JsonPath::parse(path).map_err(|e| format!("parse: {e}"))?;
+        p.extract(v).map_err(|e| format!("eval: {e}"))
+    }
+
+    fn pod() -> Value {
+        json!({
+            "metadata": {"name": "web", "labels": {"app.kubernetes.io/name": "shop", "tier": "front"}},
+            "spec": {
+                "replicas": 3,
+                "containers": [
+                    {"name": "app", "image": "shop:1.0", "ports": [{"containerPort": 80}, {"containerPort": 443}]},
+                    {"name": "sidecar", "image": "envoy:1.30", "ports": [{"containerPort": 9901}]}
+                ],
+                "single": [{"image": "only:1"}],
+                "empty": [],
+                "ratio": 0.5
+            }
+        })
+    }
+
+    #[test]
+    fn dollar_and_brace_forms_agree() {
+        let p = pod();
+        assert_eq!(eval("$.spec.replicas", &p), Ok(json!(3)));
+        assert_eq!(eval("{.spec.replicas}", &p), Ok(json!(3)));
+        assert_eq!(eval("{$.spec.replicas}", &p), Ok(json!(3)));
+        assert_eq!(eval("{.metadata.name}", &p), Ok(json!("web")));
+        assert_eq!(eval("{metadata.name}", &p), Ok(json!("web")));
+    }
+
+    #[test]
+    fn cardinality_rule() {
+        let p = pod();
+        assert_eq!(
+            eval("$.spec.containers[*].image", &p),
+            Ok(json!(["shop:1.0", "envoy:1.30"]))
+        );
+        assert_eq!(
+            eval("$.spec.single[*].image", &p),
+            Ok(json!("only:1")),
+            "one match is a scalar even for [*]"
+        );
+        assert_eq!(eval("$.spec.missing", &p), Ok(Value::Null));
+        assert_eq!(eval("$.spec.empty[*].image", &p), Ok(Value::Null));
+        assert_eq!(
+            eval("$.spec.containers", &p).map(|v| v.as_array().map(Vec::len)),
+            Ok(Some(2))
+        );
+    }
+
+    #[test]
+    fn indexes_slices_and_unions() {
+        let p = pod();
+        assert_eq!(eval("$.spec.containers[0].name", &p), Ok(json!("app")));
+        assert_eq!(eval("$.spec.containers[-1].name", &p), Ok(json!("sidecar")));
+        assert_eq!(eval("$.spec.containers[0:1].name", &p), Ok(json!("app")));
+        assert_eq!(
+            eval("$.spec.containers[::-1].name", &p),
+            Ok(json!(["sidecar", "app"]))
+        );
+        assert_eq!(
+            eval("$.spec.containers[0,1].name", &p),
+            Ok(json!(["app", "sidecar"]))
+        );
+        assert_eq!(eval("$.spec['replicas','ratio']", &p), Ok(json!([3, 0.5])));
+        assert_eq!(
+            eval("$.spec.containers[0:10].name", &p),
+            Ok(json!(["app", "sidecar"])),
+            "slices clamp"
+        );
+    }
+
+    #[test]
+    fn keys_with_dots() {
+        let p = pod();
+        assert_eq!(
+            eval("$.metadata.labels['app.kubernetes.io/name']", &p),
+            Ok(json!("shop"))
+        );
+        assert_eq!(
+            eval(r#"{.metadata.labels.app\.kubernetes\.io/name}"#, &p),
+            Ok(json!("shop"))
+        );
+        assert_eq!(eval(r#"$.metadata.labels["tier"]"#, &p), Ok(json!("front")));
+    }
+
+    #[test]
+    fn recursive_descent_and_wildcards() {
+        let p = pod();
+        assert_eq!(eval("$..containerPort", &p), Ok(json!([80, 443, 9901])));
+        assert_eq!(eval("$.metadata.labels.*", &p), Ok(json!(["shop", "front"])));
+        assert_eq!(
+            eval("$..image", &p),
+            Ok(json!(["shop:1.0", "envoy:1.30", "only:1"]))
+        );
+    }
+
+    #[test]
+    fn filters() {
+        let p = pod();
+        assert_eq!(
+            eval(r#"$.spec.containers[?(@.name=="sidecar")].image"#, &p),
+            Ok(json!("envoy:1.30"))
+        );
+        assert_eq!(
+            eval(r#"$.spec.containers[?(@.name != 'sidecar')].image"#, &p),
+            Ok(json!("shop:1.0"))
+        );
+        assert_eq!(
+            eval(
+                "$.spec.containers[0].ports[?(@.containerPort > 100)].containerPort",
+                &p
+            ),
+            Ok(json!(443))
+        );
+        assert_eq!(
+            eval("$.spec.containers[?(@.ports[0].containerPort <= 80)].name", &p),
+            Ok(json!("app"))
+        );
+        assert_eq!(
+            eval("$.spec.containers[?(@.ports)].name", &p),
+            Ok(json!(["app", "sidecar"]))
+        );
+        assert_eq!(eval("$.spec.containers[?(@.nope)].name", &p), Ok(Value::Null));
+        assert!(JsonPath::parse(r#"$.a[?(@.b=="c")]"#).unwrap().has_filter());
+    }
+
+    #[test]
+    fn error_rules() {
+        let p = pod();
+        // Indexing a non-list and out-of-range indexes are errors; missing keys are null.
+        assert_eq!(
+            eval("$.metadata.name[0]", &p),
+            Err("eval: string is not array or slice".into())
+        );
+        assert_eq!(
+            eval("$.metadata[0]", &p),
+            Err("eval: map[string]interface {} is not array or slice".into())
+        );
+        assert_eq!(
+            eval("$.spec.empty[0]", &p),
+            Err("eval: array index out of bounds: index 0, length 0".into())
+        );
+        assert_eq!(
+            eval("$.spec.containers[5]", &p),
+            Err("eval: array index out of bounds: index 5, length 2".into())
+        );
+        assert_eq!(
+            eval("$.spec.missing[0]", &p),
+            Ok(Value::Null),
+            "a missing list key is null"
+        );
+        assert_eq!(
+            eval("$.metadata.name.first", &p),
+            Ok(Value::Null),
+            "a field of a scalar is not found"
+        );
+        assert_eq!(
+            eval("$.spec.replicas.x", &json!({"spec": {"replicas": null}})),
+            Ok(Value::Null)
+        );
+    }
+
+    #[test]
+    fn literal_templates_and_first_block_only() {
+        let p = pod();
+        assert_eq!(eval("metadata.name", &p), Ok(json!("metadata.name")));
+        assert_eq!(
+            eval("name: {.metadata.name} {.spec.replicas}", &p),
+            Ok(json!("web"))
+        );
+    }
+
+    #[test]
+    fn parse_errors() {
+        for bad in [
+            "{.spec",
+            "$.a[",
+            "$.a[?(@.x ==)]",
+            "$.a['x]",
+            "$.a[1:2:0]",
+            "{range .items[*]}",
+            "$.a b",
+            "$.a[?@.x]",
+        ] {
+            assert!(JsonPath::parse(bad).is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn removal_of_matches() {
+        let mut p = pod();
+        let removed = JsonPath::parse("$.spec.containers[*].ports")
+            .unwrap()
+            .remove_from(&mut p)
+            .unwrap();
+        assert_eq!(removed, 2);
+        assert_eq!(
+            p["spec"]["containers"][0],
+            json!({"name": "app", "image": "shop:1.0"})
+        );
+        let mut p = pod();
+        JsonPath::parse(r#"$.spec.containers[?(@.name=="app")]"#)
+            .unwrap()
+            .remove_from(&mut p)
+            .unwrap();
+        assert_eq!(p["spec"]["containers"].as_array().map(Vec::len), Some(1));
+        assert_eq!(p["spec"]["containers"][0]["name"], "sidecar");
+        let mut p = pod();
+        JsonPath::parse("$.spec.containers[0,1]")
+            .unwrap()
+            .remove_from(&mut p)
+            .unwrap();
+        assert_eq!(p["spec"]["containers"], json!([]));
+        let mut p = pod();
+        assert_eq!(
+            JsonPath::parse("$..containerPort")
+                .unwrap()
+                .remove_from(&mut p)
+                .unwrap(),
+            3
+        );
+        assert!(!p.to_string().contains("containerPort"));
+        let mut p = pod();
+        assert_eq!(
+            JsonPath::parse("literal").unwrap().remove_from(&mut p).unwrap(),
+            0
+        );
+        assert_eq!(p, pod());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(path in ".{0,40}", v in proptest::strategy::Just(pod())) {
+            if let Ok(p) = JsonPath::parse(&path) {
+                let _ = p.extract(&v);
+            }
+        }
+
+        #[test]
+        fn never_panics_on_pathlike_input(path in "[$.{}\\[\\]*?@()'\"=<>!0-9a-z:,-]{0,30}") {
+            if let Ok(p) = JsonPath::parse(&path) {
+                let _ = p.extract(&pod());
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The extraction engine.
+
+pub mod jsonpath;
