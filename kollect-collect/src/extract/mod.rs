@@ -1,3 +1,4 @@
 //! The extraction engine.
 
+pub mod cel;
 pub mod jsonpath;

@@ -1,0 +1,579 @@
+//! CEL attribute paths and match policies.
+//!
+//! The environment has one variable, `object` (the whole Kubernetes object). Besides the CEL
+//! standard library (`has`, `size`, `in`, the ternary operator, the macros `all`, `exists`,
+//! `exists_one`, `map`, `filter`, `contains`, `startsWith`, `endsWith`, `matches`, conversions,
+//! `timestamp`/`duration`), the Kubernetes CEL extension libraries are registered (via
+//! `kube-cel`): strings (`lowerAscii`, `split`, `replace`, `trim`, `indexOf`, ...), lists
+//! (`isSorted`, `sum`, `min`, `max`, ...), sets, regex (`find`, `findAll`), URLs, IPs/CIDRs,
+//! semver, quantities, `format`, math and base64 encoders.
+//!
+//! Programs are parsed once ([`CelProgram::compile`]); free variables other than `object` are
+//! rejected at compile time. A missing key read without `has()` is an evaluation error, not
+//! null.
+//!
+//! **Input conversion.** The `cel` crate needs materialised values, so an object must be
+//! converted before evaluation. The compiler records which top-level fields of `object` a
+//! program reads (`object.spec...`, `has(object.status)`); only those subtrees are converted,
+//! once per object for all programs of a profile ([`CelInput`]). Programs that use `object` in
+//! any other way get the whole object.
+//!
+//! **Bounded evaluation.** The crate has no cost tracking or interruption, so evaluation is
+//! bounded before it starts: comprehension nesting deeper than [`CelLimits::max_nesting`] is a
+//! compile error, and the estimated cost `nodes * (largest collection + 1) ^ nesting` computed on
+//! the actual input must stay within [`CelLimits::max_cost`], otherwise evaluation fails with a
+//! clear error instead of running.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
+
+use base64::Engine;
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::objects::{Key, Map};
+use cel::{Context, Program, Value as CelValue};
+use kollect_core::model::format_exported_at;
+use kube_cel::KubeCelExt;
+use serde_json::{Number, Value};
+
+/// Bounds on CEL evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CelLimits {
+    /// Deepest nesting of comprehension macros (`map`, `filter`, `all`, ...) a program may have.
+    pub max_nesting: u32,
+    /// Largest estimated cost of one evaluation.
+    pub max_cost: u64,
+}
+
+impl Default for CelLimits {
+    /// Nesting up to 3, estimated cost up to 10,000,000 (a few tens of milliseconds).
+    fn default() -> Self {
+        Self {
+            max_nesting: 3,
+            max_cost: 10_000_000,
+        }
+    }
+}
+
+/// The only variable of the environment.
+pub const OBJECT: &str = "object";
+
+static BASE_CONTEXT: LazyLock<Context<'static>> = LazyLock::new(|| {
+    let mut context = Context::default();
+    context.register_all();
+    context
+});
+
+/// Which parts of `object` a program reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldNeed {
+    /// Only these top-level fields.
+    Fields(BTreeSet<String>),
+    /// The whole object.
+    All,
+}
+
+impl FieldNeed {
+    /// The union of two needs.
+    pub fn union(&self, other: &FieldNeed) -> FieldNeed {
+        match (self, other) {
+            (FieldNeed::Fields(a), FieldNeed::Fields(b)) => FieldNeed::Fields(a.union(b).cloned().collect()),
+            _ => FieldNeed::All,
+        }
+    }
+}
+
+/// A compiled CEL expression.
+#[derive(Debug)]
+pub struct CelProgram {
+    program: Program,
+    need: FieldNeed,
+    nesting: u32,
+    nodes: u64,
+}
+
+/// A CEL failure, with the reference's prefixes (`compile CEL: …`, `eval CEL: …`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CelError {
+    /// The expression is empty.
+    #[error("empty CEL expression")]
+    Empty,
+    /// The expression does not parse or references unknown variables.
+    #[error("compile CEL: {0}")]
+    Compile(String),
+    /// Evaluation failed.
+    #[error("eval CEL: {0}")]
+    Eval(String),
+}
+
+impl CelProgram {
+    /// Parses and checks `source`.
+    pub fn compile(source: &str, limits: &CelLimits) -> Result<Self, CelError> {
+        let source = source.trim();
+        if source.is_empty() {
+            return Err(CelError::Empty);
+        }
+        let program =
+            Program::compile(source).map_err(|e| CelError::Compile(e.to_string().trim().to_owned()))?;
+        let mut analysis = Analysis::default();
+        analysis.walk(&program.expression().expr, &mut Vec::new(), 0);
+        if let Some(name) = analysis.undeclared.first() {
+            return Err(CelError::Compile(format!(
+                "undeclared reference to '{name}' (only 'object' is defined)"
+            )));
+        }
+        if analysis.max_nesting > limits.max_nesting {
+            return Err(CelError::Compile(format!(
+                "comprehensions nested {} deep exceed the limit of {}",
+                analysis.max_nesting, limits.max_nesting
+            )));
+        }
+        let need = if analysis.whole_object {
+            FieldNeed::All
+        } else {
+            FieldNeed::Fields(analysis.fields)
+        };
+        Ok(Self {
+            program,
+            need,
+            nesting: analysis.max_nesting,
+            nodes: analysis.nodes,
+        })
+    }
+
+    /// The parts of `object` this program reads.
+    pub fn need(&self) -> &FieldNeed {
+        &self.need
+    }
+
+    fn execute(&self, input: &CelInput, limits: &CelLimits) -> Result<CelValue, CelError> {
+        let base = (input.largest_collection as u64).saturating_add(1);
+        let cost = self.nodes.saturating_mul(base.saturating_pow(self.nesting));
+        if cost > limits.max_cost {
+            return Err(CelError::Eval(format!(
+                "estimated cost {cost} exceeds the limit of {} (comprehensions nested {} deep over collections of up to {} items)",
+                limits.max_cost, self.nesting, input.largest_collection
+            )));
+        }
+        let mut context = BASE_CONTEXT.new_inner_scope();
+        context.add_variable_from_value(OBJECT, input.value.clone());
+        self.program
+            .execute(&context)
+            .map_err(|e| CelError::Eval(e.to_string()))
+    }
+
+    /// Evaluates and converts the result to JSON: integers stay integers, timestamps become
+    /// RFC 3339 strings, durations integer nanoseconds, bytes base64.
+    pub fn evaluate(&self, input: &CelInput, limits: &CelLimits) -> Result<Value, CelError> {
+        to_json(&self.execute(input, limits)?).map_err(CelError::Eval)
+    }
+
+    /// Evaluates a predicate: true only for `true` (or a string that reads as true); any other
+    /// value or an error counts as false.
+    pub fn evaluate_predicate(&self, input: &CelInput, limits: &CelLimits) -> bool {
+        match self.execute(input, limits) {
+            Ok(CelValue::Bool(b)) => b,
+            Ok(CelValue::String(s)) => s.trim().parse::<bool>().unwrap_or(false),
+            _ => false,
+        }
+    }
+}
+
+/// A converted object, ready for any number of programs.
+#[derive(Debug, Clone)]
+pub struct CelInput {
+    value: CelValue,
+    largest_collection: usize,
+}
+
+impl CelInput {
+    /// Converts the parts of `object` that `need` asks for.
+    pub fn new(object: &Value, need: &FieldNeed) -> Self {
+        let mut largest = 0;
+        let value = match (need, object) {
+            (FieldNeed::Fields(fields), Value::Object(map)) => {
+                largest = largest.max(map.len());
+                let converted: HashMap<Key, CelValue> = fields
+                    .iter()
+                    .filter_map(|f| {
+                        map.get(f)
+                            .map(|v| (Key::String(Arc::new(f.clone())), to_cel(v, &mut largest)))
+                    })
+                    .collect();
+                CelValue::Map(Map {
+                    map: Arc::new(converted),
+                })
+            }
+            _ => to_cel(object, &mut largest),
+        };
+        Self {
+            value,
+            largest_collection: largest,
+        }
+    }
+}
+
+fn to_cel(value: &Value, largest: &mut usize) -> CelValue {
+    match value {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                CelValue::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                CelValue::UInt(u)
+            } else {
+                CelValue::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(items) => {
+            *largest = (*largest).max(items.len());
+            CelValue::List(Arc::new(items.iter().map(|v| to_cel(v, largest)).collect()))
+        }
+        Value::Object(map) => {
+            *largest = (*largest).max(map.len());
+            let converted = map
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v, largest)))
+                .collect();
+            CelValue::Map(Map {
+                map: Arc::new(converted),
+            })
+        }
+    }
+}
+
+/// Converts a CEL result to JSON as the Go operator's encoder would write it.
+fn to_json(value: &CelValue) -> Result<Value, String> {
+    Ok(match value {
+        CelValue::Null => Value::Null,
+        CelValue::Bool(b) => Value::Bool(*b),
+        CelValue::Int(i) => Value::from(*i),
+        CelValue::UInt(u) => Value::from(*u),
+        CelValue::Float(f) => {
+            Value::Number(Number::from_f64(*f).ok_or_else(|| format!("result {f} is not a finite number"))?)
+        }
+        CelValue::String(s) => Value::String(s.to_string()),
+        CelValue::Bytes(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b.as_slice())),
+        CelValue::List(items) => Value::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
+        CelValue::Map(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, v) in map.map.iter() {
+                let Key::String(k) = key else {
+                    return Err(format!(
+                        "map key {key:?} is not a string; JSON objects need string keys"
+                    ));
+                };
+                out.insert(k.to_string(), to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        CelValue::Timestamp(ts) => {
+            let at = k8s_openapi::jiff::Timestamp::new(
+                ts.timestamp(),
+                i32::try_from(ts.timestamp_subsec_nanos()).unwrap_or(0),
+            )
+            .map_err(|e| format!("timestamp out of range: {e}"))?;
+            Value::String(format_exported_at(at))
+        }
+        CelValue::Duration(d) => Value::from(d.num_nanoseconds().ok_or("duration out of range")?),
+        other => return Err(format!("result of type {} cannot be exported", other.type_of())),
+    })
+}
+
+/// What the compiler learns from walking the expression.
+#[derive(Default)]
+struct Analysis {
+    fields: BTreeSet<String>,
+    whole_object: bool,
+    undeclared: Vec<String>,
+    max_nesting: u32,
+    nodes: u64,
+}
+
+impl Analysis {
+    fn walk(&mut self, expr: &Expr, scope: &mut Vec<String>, nesting: u32) {
+        self.nodes += 1;
+        match expr {
+            Expr::Ident(name) => {
+                if scope.iter().any(|s| s == name) {
+                    return;
+                }
+                if name == OBJECT {
+                    // `object` used on its own (not as `object.field`): convert all of it.
+                    self.whole_object = true;
+                } else if !name.starts_with('@') {
+                    self.undeclared.push(name.clone());
+                }
+            }
+            Expr::Select(select) => {
+                if let Expr::Ident(name) = &select.operand.expr {
+                    if name == OBJECT && !scope.iter().any(|s| s == OBJECT) {
+                        self.nodes += 1;
+                        self.fields.insert(select.field.clone());
+                        return;
+                    }
+                }
+                self.walk(&select.operand.expr, scope, nesting);
+            }
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    self.walk(&target.expr, scope, nesting);
+                }
+                for arg in &call.args {
+                    self.walk(&arg.expr, scope, nesting);
+                }
+            }
+            Expr::Comprehension(comp) => {
+                let depth = nesting + 1;
+                self.max_nesting = self.max_nesting.max(depth);
+                self.walk(&comp.iter_range.expr, scope, nesting);
+                self.walk(&comp.accu_init.expr, scope, nesting);
+                let pushed = 2 + usize::from(comp.iter_var2.is_some());
+                scope.push(comp.iter_var.clone());
+                scope.push(comp.accu_var.clone());
+                if let Some(v2) = &comp.iter_var2 {
+                    scope.push(v2.clone());
+                }
+                for part in [&comp.loop_cond, &comp.loop_step, &comp.result] {
+                    self.walk(&part.expr, scope, depth);
+                }
+                scope.truncate(scope.len() - pushed);
+            }
+            Expr::List(list) => {
+                for element in &list.elements {
+                    self.walk(&element.expr, scope, nesting);
+                }
+            }
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    self.walk_entry(&entry.expr, scope, nesting);
+                }
+            }
+            Expr::Struct(st) => {
+                for entry in &st.entries {
+                    self.walk_entry(&entry.expr, scope, nesting);
+                }
+            }
+            Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+
+    fn walk_entry(&mut self, entry: &EntryExpr, scope: &mut Vec<String>, nesting: u32) {
+        match entry {
+            EntryExpr::MapEntry(e) => {
+                self.walk(&e.key.expr, scope, nesting);
+                self.walk(&e.value.expr, scope, nesting);
+            }
+            EntryExpr::StructField(f) => self.walk(&f.value.expr, scope, nesting),
+        }
+    }
+}
+
+/// Whether an expression reads a field (at any depth) named `name`, case-insensitively, e.g.
+/// `object.data` or `object.data['key']` for the Secret-data admission rule.
+pub fn reads_field(source: &str, name: &str) -> bool {
+    let Ok(program) = Program::compile(source.trim()) else {
+        return false;
+    };
+    fn visit(expr: &IdedExpr, name: &str) -> bool {
+        match &expr.expr {
+            Expr::Select(s) => s.field.eq_ignore_ascii_case(name) || visit(&s.operand, name),
+            Expr::Call(c) => {
+                c.target.as_deref().is_some_and(|t| visit(t, name)) || c.args.iter().any(|a| visit(a, name))
+            }
+            Expr::Comprehension(c) => [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+                .iter()
+                .any(|e| visit(e, name)),
+            Expr::List(l) => l.elements.iter().any(|e| visit(e, name)),
+            _ => false,
+        }
+    }
+    visit(program.expression(), name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "shop"}, "creationTimestamp": "2026-01-02T03:04:05Z"},
+            "spec": {"replicas": 3, "template": {"spec": {"containers": [
+                {"name": "app", "image": "shop:1.0", "resources": {"limits": {"cpu": "500m"}}},
+                {"name": "sidecar", "image": "envoy:1.30"}
+            ]}}},
+            "status": {"readyReplicas": 2, "ratio": 0.5}
+        })
+    }
+
+    fn eval(expr: &str) -> Result<Value, CelError> {
+        let limits = CelLimits::default();
+        let program = CelProgram::compile(expr, &limits)?;
+        program.evaluate(&CelInput::new(&deployment(), program.need()), &limits)
+    }
+
+    #[test]
+    fn standard_library() {
+        assert_eq!(eval("size(object.spec.template.spec.containers)"), Ok(json!(2)));
+        assert_eq!(eval("object.spec.replicas"), Ok(json!(3)));
+        assert_eq!(eval("object.status.ratio * 2.0"), Ok(json!(1.0)));
+        assert_eq!(
+            eval("has(object.status.readyReplicas) ? object.status.readyReplicas : 0"),
+            Ok(json!(2))
+        );
+        assert_eq!(eval("has(object.status.missing)"), Ok(json!(false)));
+        assert_eq!(eval("'app' in object.metadata.labels"), Ok(json!(true)));
+        assert_eq!(
+            eval("object.spec.template.spec.containers.map(c, c.image)"),
+            Ok(json!(["shop:1.0", "envoy:1.30"]))
+        );
+        assert_eq!(
+            eval("object.spec.template.spec.containers.filter(c, c.name == 'app').size()"),
+            Ok(json!(1))
+        );
+        assert_eq!(
+            eval("object.spec.template.spec.containers.all(c, c.image.contains(':'))"),
+            Ok(json!(true))
+        );
+        assert_eq!(
+            eval("object.spec.template.spec.containers.exists(c, c.name.startsWith('side'))"),
+            Ok(json!(true))
+        );
+        assert_eq!(
+            eval("object.spec.template.spec.containers.exists_one(c, has(c.resources))"),
+            Ok(json!(true))
+        );
+        assert_eq!(eval("object.metadata.name.matches('^w.b$')"), Ok(json!(true)));
+        assert_eq!(eval("string(object.spec.replicas) + 'x'"), Ok(json!("3x")));
+        assert_eq!(eval("int('42') + 1"), Ok(json!(43)));
+        assert_eq!(eval("{'a': 1}"), Ok(json!({"a": 1})));
+        assert_eq!(eval("null"), Ok(Value::Null));
+    }
+
+    #[test]
+    fn kubernetes_extensions() {
+        assert_eq!(eval("object.metadata.name.upperAscii()"), Ok(json!("WEB")));
+        assert_eq!(eval("'a,b'.split(',')"), Ok(json!(["a", "b"])));
+        assert_eq!(
+            eval("object.spec.template.spec.containers[0].image.split(':')[1]"),
+            Ok(json!("1.0"))
+        );
+    }
+
+    #[test]
+    fn timestamps_durations_and_bytes_convert_like_go() {
+        assert_eq!(
+            eval("timestamp(object.metadata.creationTimestamp)"),
+            Ok(json!("2026-01-02T03:04:05Z"))
+        );
+        assert_eq!(
+            eval("timestamp('2026-01-02T03:04:05.120Z')"),
+            Ok(json!("2026-01-02T03:04:05.12Z"))
+        );
+        assert_eq!(eval("duration('1m30s')"), Ok(json!(90_000_000_000i64)));
+        assert_eq!(eval("b'hi'"), Ok(json!("aGk=")));
+        assert_eq!(
+            eval("timestamp('2026-01-02T03:04:05Z').getFullYear()"),
+            Ok(json!(2026))
+        );
+    }
+
+    #[test]
+    fn missing_keys_are_errors_and_prefixes_are_kept() {
+        let err = eval("object.spec.missing").unwrap_err();
+        assert!(err.to_string().starts_with("eval CEL: "), "{err}");
+        assert!(err.to_string().to_lowercase().contains("no such key"), "{err}");
+        assert_eq!(eval(""), Err(CelError::Empty));
+        assert!(
+            eval("object.spec.(")
+                .unwrap_err()
+                .to_string()
+                .starts_with("compile CEL: ")
+        );
+        assert_eq!(
+            eval("self.spec"),
+            Err(CelError::Compile(
+                "undeclared reference to 'self' (only 'object' is defined)".into()
+            ))
+        );
+        assert!(
+            eval("object.spec.template.spec.containers.map(x, x.name + y)")
+                .unwrap_err()
+                .to_string()
+                .contains("'y'")
+        );
+    }
+
+    #[test]
+    fn only_read_fields_are_converted() {
+        let limits = CelLimits::default();
+        let p = CelProgram::compile("object.spec.replicas + size(object.metadata.labels)", &limits).unwrap();
+        assert_eq!(
+            p.need(),
+            &FieldNeed::Fields(["metadata".to_owned(), "spec".to_owned()].into())
+        );
+        let whole = CelProgram::compile("size(object)", &limits).unwrap();
+        assert_eq!(whole.need(), &FieldNeed::All);
+        assert_eq!(
+            whole.evaluate(&CelInput::new(&deployment(), whole.need()), &limits),
+            Ok(json!(5))
+        );
+        // Shadowing `object` inside a macro refers to the loop variable, not the object.
+        let shadow = CelProgram::compile("[1, 2].map(object, object + 1)", &limits).unwrap();
+        assert_eq!(shadow.need(), &FieldNeed::Fields(BTreeSet::new()));
+        assert_eq!(
+            shadow.evaluate(&CelInput::new(&deployment(), shadow.need()), &limits),
+            Ok(json!([2, 3]))
+        );
+    }
+
+    #[test]
+    fn evaluation_is_bounded() {
+        let limits = CelLimits {
+            max_nesting: 2,
+            max_cost: 1_000,
+        };
+        let err = CelProgram::compile("[1].all(a, [2].all(b, [3].all(c, true)))", &limits).unwrap_err();
+        assert!(
+            err.to_string().contains("nested 3 deep exceed the limit of 2"),
+            "{err}"
+        );
+        let big = json!({"items": (0..200).collect::<Vec<_>>()});
+        let p = CelProgram::compile("object.items.all(a, object.items.exists(b, a == b))", &limits).unwrap();
+        let err = p.evaluate(&CelInput::new(&big, p.need()), &limits).unwrap_err();
+        assert!(err.to_string().starts_with("eval CEL: estimated cost"), "{err}");
+        let small = json!({"items": [1, 2, 3]});
+        assert_eq!(
+            p.evaluate(&CelInput::new(&small, p.need()), &limits),
+            Ok(json!(true))
+        );
+    }
+
+    #[test]
+    fn predicates() {
+        let limits = CelLimits::default();
+        let input = CelInput::new(&deployment(), &FieldNeed::All);
+        let yes = |e: &str| {
+            CelProgram::compile(e, &limits)
+                .unwrap()
+                .evaluate_predicate(&input, &limits)
+        };
+        assert!(yes("object.metadata.labels.app == 'shop'"));
+        assert!(yes("'true'"));
+        assert!(!yes("object.metadata.labels.app == 'cart'"));
+        assert!(!yes("object.nope == 1"), "errors are no match");
+        assert!(!yes("1"), "non-bool is no match");
+    }
+
+    #[test]
+    fn secret_data_detection() {
+        assert!(reads_field("object.data.password", "data"));
+        assert!(reads_field("object.DATA['x']", "data"));
+        assert!(reads_field("has(object.data)", "data"));
+        assert!(!reads_field("object.metadata.name", "data"));
+    }
+}
