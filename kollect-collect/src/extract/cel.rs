@@ -307,12 +307,13 @@ impl Analysis {
                 }
             }
             Expr::Select(select) => {
-                if let Expr::Ident(name) = &select.operand.expr {
-                    if name == OBJECT && !scope.iter().any(|s| s == OBJECT) {
-                        self.nodes += 1;
-                        self.fields.insert(select.field.clone());
-                        return;
-                    }
+                if let Expr::Ident(name) = &select.operand.expr
+                    && name == OBJECT
+                    && !scope.iter().any(|s| s == OBJECT)
+                {
+                    self.nodes += 1;
+                    self.fields.insert(select.field.clone());
+                    return;
                 }
                 self.walk(&select.operand.expr, scope, nesting);
             }

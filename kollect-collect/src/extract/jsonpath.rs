@@ -94,12 +94,12 @@ impl JsonPath {
     /// Parses a path. `$.a.b` is read as `{.a.b}`; text without `{}` is a literal.
     pub fn parse(path: &str) -> Result<Self, ParseError> {
         let path = path.trim();
-        if let Some(rest) = path.strip_prefix('$') {
-            if rest.is_empty() || rest.starts_with('.') || rest.starts_with('[') {
-                return Ok(Self {
-                    body: Body::Steps(Parser::new(rest).steps_to_end()?),
-                });
-            }
+        if let Some(rest) = path.strip_prefix('$')
+            && (rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+        {
+            return Ok(Self {
+                body: Body::Steps(Parser::new(rest).steps_to_end()?),
+            });
         }
         match find_block(path)? {
             None => Ok(Self {
