@@ -1,6 +1,8 @@
 //! # kollect-testkit
 //!
-//! A local control plane (kube-apiserver + etcd), launchers for real sink backends, a golden-file
-//! harness and the sink conformance suite. Under construction: the crate currently only reserves
-//! its place in the workspace.
+//! Test support for Kollect and for code built on it: golden-file assertions ([`golden`]). The
+//! local control plane (kube-apiserver + etcd), launchers for real sink backends and the sink
+//! conformance suite join it here.
 #![forbid(unsafe_code)]
+
+pub mod golden;
