@@ -2,21 +2,33 @@
 //!
 //! The environment has one variable, `object` (the whole Kubernetes object). Besides the CEL
 //! standard library (`has`, `size`, `in`, the ternary operator, the macros `all`, `exists`,
-//! `exists_one`, `map`, `filter`, `contains`, `startsWith`, `endsWith`, `matches`, conversions,
-//! `timestamp`/`duration`), the Kubernetes CEL extension libraries are registered (via
-//! `kube-cel`): strings (`lowerAscii`, `split`, `replace`, `trim`, `indexOf`, ...), lists
-//! (`isSorted`, `sum`, `min`, `max`, ...), sets, regex (`find`, `findAll`), URLs, IPs/CIDRs,
-//! semver, quantities, `format`, math and base64 encoders.
+//! `exists_one`, `map`, `filter`, `contains`, `startsWith`, `endsWith`, `matches` (RE2 syntax),
+//! conversions `int`, `uint`, `double`, `string`, `bytes`, `bool`, `dyn`, `type`, and
+//! `timestamp`/`duration` with their accessors), the extension libraries of the `cel` crate are
+//! registered, matching cel-go's `ext` package:
+//!
+//! - strings: `charAt`, `indexOf`, `lastIndexOf`, `lowerAscii`, `upperAscii`, `replace`,
+//!   `split`, `substring`, `trim`, `reverse`, `join` (on lists), `strings.quote`;
+//! - lists: `slice`, `flatten`, `distinct`, `reverse`, `sort`, `sortBy`, `lists.range`;
+//! - math: `math.ceil`, `math.floor`, `math.round`, `math.trunc`, `math.abs`, `math.sign`,
+//!   `math.sqrt`, `math.isInf`, `math.isNaN`, `math.isFinite`, bit operations;
+//! - encoders: `base64.encode`, `base64.decode`.
+//!
+//! Iterating a map in a macro (`object.data.map(k, k)`) has no defined order, as in cel-go; add
+//! `.sort()` when the order matters, or the row's checksum changes between evaluations.
 //!
 //! Programs are parsed once ([`CelProgram::compile`]); free variables other than `object` are
 //! rejected at compile time. A missing key read without `has()` is an evaluation error, not
 //! null.
 //!
-//! **Input conversion.** The `cel` crate needs materialised values, so an object must be
-//! converted before evaluation. The compiler records which top-level fields of `object` a
-//! program reads (`object.spec...`, `has(object.status)`); only those subtrees are converted,
-//! once per object for all programs of a profile ([`CelInput`]). Programs that use `object` in
-//! any other way get the whole object.
+//! **Input conversion.** The `cel` crate evaluates over its own value types, so an object must
+//! be converted before evaluation, and the interpreter copies every map it selects a field from.
+//! To keep both costs proportional to what a program reads, the compiler records the field
+//! chains each program selects from `object` (`object.spec.template.spec.containers`,
+//! `has(object.status.readyReplicas)`); [`CelInput`] converts a sparse projection holding only
+//! those chains (whole subtrees at their ends), once per object for all programs of a profile.
+//! Missing keys stay missing, so evaluation errors are the same as on the full object. A program
+//! that uses `object` in any other way (e.g. `size(object)`) gets the whole object.
 //!
 //! **Bounded evaluation.** The crate has no cost tracking or interruption, so evaluation is
 //! bounded before it starts: comprehension nesting deeper than [`CelLimits::max_nesting`] is a
@@ -24,15 +36,18 @@
 //! the actual input must stay within [`CelLimits::max_cost`], otherwise evaluation fails with a
 //! clear error instead of running.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use base64::Engine;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::objects::{Key, Map};
-use cel::{Context, Program, Value as CelValue};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
+use cel::objects::Key;
+use cel::{Context, Env, Program, Value as CelValue};
 use kollect_core::model::format_exported_at;
-use kube_cel::KubeCelExt;
 use serde_json::{Number, Value};
 
 /// Bounds on CEL evaluation.
@@ -57,26 +72,77 @@ impl Default for CelLimits {
 /// The only variable of the environment.
 pub const OBJECT: &str = "object";
 
-static BASE_CONTEXT: LazyLock<Context<'static>> = LazyLock::new(|| {
-    let mut context = Context::default();
-    context.register_all();
-    context
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
+    let mut env = Env::stdlib();
+    // Registration only fails on a duplicate declaration, which a fresh standard environment
+    // cannot have; a failure would leave that library's functions undefined, surfacing as
+    // evaluation errors rather than a crash.
+    let _ = cel::extensions::strings(&mut env);
+    let _ = cel::extensions::lists(&mut env);
+    let _ = cel::extensions::math(&mut env);
+    let _ = cel::extensions::encoders(&mut env);
+    Arc::new(env)
 });
 
-/// Which parts of `object` a program reads.
+/// Which parts of `object` a program reads: a trie of field chains, or everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldNeed {
-    /// Only these top-level fields.
-    Fields(BTreeSet<String>),
+    /// Only these chains (a node marked `whole` needs its complete subtree).
+    Paths(PathTrie),
     /// The whole object.
     All,
+}
+
+/// A set of field chains, merged by common prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathTrie {
+    whole: bool,
+    children: BTreeMap<String, PathTrie>,
+}
+
+impl PathTrie {
+    fn insert(&mut self, chain: &[String]) {
+        if self.whole {
+            return;
+        }
+        match chain.split_first() {
+            None => {
+                self.whole = true;
+                self.children.clear();
+            }
+            Some((first, rest)) => self.children.entry(first.clone()).or_default().insert(rest),
+        }
+    }
+
+    fn merge(&mut self, other: &PathTrie) {
+        if other.whole {
+            self.whole = true;
+            self.children.clear();
+            return;
+        }
+        if self.whole {
+            return;
+        }
+        for (key, child) in &other.children {
+            self.children.entry(key.clone()).or_default().merge(child);
+        }
+    }
+
+    /// The top-level fields needed, in order.
+    pub fn top_level(&self) -> Vec<&str> {
+        self.children.keys().map(String::as_str).collect()
+    }
 }
 
 impl FieldNeed {
     /// The union of two needs.
     pub fn union(&self, other: &FieldNeed) -> FieldNeed {
         match (self, other) {
-            (FieldNeed::Fields(a), FieldNeed::Fields(b)) => FieldNeed::Fields(a.union(b).cloned().collect()),
+            (FieldNeed::Paths(a), FieldNeed::Paths(b)) => {
+                let mut merged = a.clone();
+                merged.merge(b);
+                FieldNeed::Paths(merged)
+            }
             _ => FieldNeed::All,
         }
     }
@@ -112,8 +178,9 @@ impl CelProgram {
         if source.is_empty() {
             return Err(CelError::Empty);
         }
-        let program =
-            Program::compile(source).map_err(|e| CelError::Compile(e.to_string().trim().to_owned()))?;
+        let program = ENV
+            .compile(source)
+            .map_err(|e| CelError::Compile(e.to_string().trim().to_owned()))?;
         let mut analysis = Analysis::default();
         analysis.walk(&program.expression().expr, &mut Vec::new(), 0);
         if let Some(name) = analysis.undeclared.first() {
@@ -130,7 +197,11 @@ impl CelProgram {
         let need = if analysis.whole_object {
             FieldNeed::All
         } else {
-            FieldNeed::Fields(analysis.fields)
+            let mut trie = PathTrie::default();
+            for chain in &analysis.chains {
+                trie.insert(chain);
+            }
+            FieldNeed::Paths(trie)
         };
         Ok(Self {
             program,
@@ -145,7 +216,7 @@ impl CelProgram {
         &self.need
     }
 
-    fn execute(&self, input: &CelInput, limits: &CelLimits) -> Result<CelValue, CelError> {
+    fn execute(&self, input: &CelInput<'_>, limits: &CelLimits) -> Result<CelValue, CelError> {
         let base = (input.largest_collection as u64).saturating_add(1);
         let cost = self.nodes.saturating_mul(base.saturating_pow(self.nesting));
         if cost > limits.max_cost {
@@ -154,22 +225,20 @@ impl CelProgram {
                 limits.max_cost, self.nesting, input.largest_collection
             )));
         }
-        let mut context = BASE_CONTEXT.new_inner_scope();
-        context.add_variable_from_value(OBJECT, input.value.clone());
         self.program
-            .execute(&context)
+            .execute(&input.context)
             .map_err(|e| CelError::Eval(e.to_string()))
     }
 
     /// Evaluates and converts the result to JSON: integers stay integers, timestamps become
     /// RFC 3339 strings, durations integer nanoseconds, bytes base64.
-    pub fn evaluate(&self, input: &CelInput, limits: &CelLimits) -> Result<Value, CelError> {
+    pub fn evaluate(&self, input: &CelInput<'_>, limits: &CelLimits) -> Result<Value, CelError> {
         to_json(&self.execute(input, limits)?).map_err(CelError::Eval)
     }
 
     /// Evaluates a predicate: true only for `true` (or a string that reads as true); any other
     /// value or an error counts as false.
-    pub fn evaluate_predicate(&self, input: &CelInput, limits: &CelLimits) -> bool {
+    pub fn evaluate_predicate(&self, input: &CelInput<'_>, limits: &CelLimits) -> bool {
         match self.execute(input, limits) {
             Ok(CelValue::Bool(b)) => b,
             Ok(CelValue::String(s)) => s.trim().parse::<bool>().unwrap_or(false),
@@ -178,67 +247,91 @@ impl CelProgram {
     }
 }
 
-/// A converted object, ready for any number of programs.
-#[derive(Debug, Clone)]
-pub struct CelInput {
-    value: CelValue,
+/// A converted object, ready for any number of programs: the evaluation context with `object`
+/// bound, built once per object. Strings are borrowed from the object, not copied.
+pub struct CelInput<'v> {
+    context: Context<'v, 'v>,
     largest_collection: usize,
 }
 
-impl CelInput {
+impl std::fmt::Debug for CelInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CelInput")
+            .field("largest_collection", &self.largest_collection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'v> CelInput<'v> {
     /// Converts the parts of `object` that `need` asks for.
-    pub fn new(object: &Value, need: &FieldNeed) -> Self {
+    pub fn new(object: &'v Value, need: &FieldNeed) -> Self {
         let mut largest = 0;
-        let value = match (need, object) {
-            (FieldNeed::Fields(fields), Value::Object(map)) => {
-                largest = largest.max(map.len());
-                let converted: HashMap<Key, CelValue> = fields
-                    .iter()
-                    .filter_map(|f| {
-                        map.get(f)
-                            .map(|v| (Key::String(Arc::new(f.clone())), to_cel(v, &mut largest)))
-                    })
-                    .collect();
-                CelValue::Map(Map {
-                    map: Arc::new(converted),
-                })
-            }
-            _ => to_cel(object, &mut largest),
+        let value = match need {
+            FieldNeed::Paths(trie) => project(object, trie, &mut largest),
+            FieldNeed::All => to_val(object, &mut largest),
         };
+        let mut context = Context::with_env(Arc::clone(&ENV));
+        context.add_variable_as_val(OBJECT, value);
         Self {
-            value,
+            context,
             largest_collection: largest,
         }
     }
 }
 
-fn to_cel(value: &Value, largest: &mut usize) -> CelValue {
+/// Converts only the chains of `trie`: whole subtrees at chain ends, maps with just the needed
+/// keys above them. A value that is not a map where the trie goes deeper is converted whole, so
+/// selecting into it fails exactly as it would on the full object.
+fn project<'v>(value: &'v Value, trie: &PathTrie, largest: &mut usize) -> Box<dyn Val + 'v> {
     match value {
-        Value::Null => CelValue::Null,
-        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Object(map) if !trie.whole => {
+            *largest = (*largest).max(map.len());
+            let converted: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = trie
+                .children
+                .iter()
+                .filter_map(|(key, child)| {
+                    map.get_key_value(key.as_str()).map(|(k, v)| {
+                        (
+                            CelMapKey::String(CelString::from(k.as_str())),
+                            project(v, child, largest),
+                        )
+                    })
+                })
+                .collect();
+            Box::new(CelMap::from(converted))
+        }
+        _ => to_val(value, largest),
+    }
+}
+
+/// Converts a JSON value into CEL values that borrow its strings. Whole numbers become `int`
+/// (or `uint` above `i64::MAX`), others `double`.
+fn to_val<'v>(value: &'v Value, largest: &mut usize) -> Box<dyn Val + 'v> {
+    match value {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
-                CelValue::Int(i)
+                Box::new(CelInt::from(i))
             } else if let Some(u) = n.as_u64() {
-                CelValue::UInt(u)
+                Box::new(CelUInt::from(u))
             } else {
-                CelValue::Float(n.as_f64().unwrap_or(f64::NAN))
+                Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
             }
         }
-        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
         Value::Array(items) => {
             *largest = (*largest).max(items.len());
-            CelValue::List(Arc::new(items.iter().map(|v| to_cel(v, largest)).collect()))
+            let converted: Vec<Box<dyn Val + 'v>> = items.iter().map(|v| to_val(v, largest)).collect();
+            Box::new(CelList::from(converted))
         }
         Value::Object(map) => {
             *largest = (*largest).max(map.len());
-            let converted = map
+            let converted: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = map
                 .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v, largest)))
+                .map(|(k, v)| (CelMapKey::String(CelString::from(k.as_str())), to_val(v, largest)))
                 .collect();
-            CelValue::Map(Map {
-                map: Arc::new(converted),
-            })
+            Box::new(CelMap::from(converted))
         }
     }
 }
@@ -284,7 +377,7 @@ fn to_json(value: &CelValue) -> Result<Value, String> {
 /// What the compiler learns from walking the expression.
 #[derive(Default)]
 struct Analysis {
-    fields: BTreeSet<String>,
+    chains: Vec<Vec<String>>,
     whole_object: bool,
     undeclared: Vec<String>,
     max_nesting: u32,
@@ -307,12 +400,20 @@ impl Analysis {
                 }
             }
             Expr::Select(select) => {
-                if let Expr::Ident(name) = &select.operand.expr
+                // Collect the select chain under this node; if it is rooted at `object`, record it.
+                let mut chain = vec![select.field.clone()];
+                let mut operand = &select.operand.expr;
+                while let Expr::Select(inner) = operand {
+                    chain.push(inner.field.clone());
+                    operand = &inner.operand.expr;
+                }
+                if let Expr::Ident(name) = operand
                     && name == OBJECT
                     && !scope.iter().any(|s| s == OBJECT)
                 {
-                    self.nodes += 1;
-                    self.fields.insert(select.field.clone());
+                    chain.reverse();
+                    self.nodes += chain.len() as u64;
+                    self.chains.push(chain);
                     return;
                 }
                 self.walk(&select.operand.expr, scope, nesting);
@@ -513,10 +614,10 @@ mod tests {
     fn only_read_fields_are_converted() {
         let limits = CelLimits::default();
         let p = CelProgram::compile("object.spec.replicas + size(object.metadata.labels)", &limits).unwrap();
-        assert_eq!(
-            p.need(),
-            &FieldNeed::Fields(["metadata".to_owned(), "spec".to_owned()].into())
-        );
+        let FieldNeed::Paths(trie) = p.need() else {
+            panic!("expected paths")
+        };
+        assert_eq!(trie.top_level(), ["metadata", "spec"]);
         let whole = CelProgram::compile("size(object)", &limits).unwrap();
         assert_eq!(whole.need(), &FieldNeed::All);
         assert_eq!(
@@ -525,11 +626,37 @@ mod tests {
         );
         // Shadowing `object` inside a macro refers to the loop variable, not the object.
         let shadow = CelProgram::compile("[1, 2].map(object, object + 1)", &limits).unwrap();
-        assert_eq!(shadow.need(), &FieldNeed::Fields(BTreeSet::new()));
+        assert_eq!(shadow.need(), &FieldNeed::Paths(PathTrie::default()));
         assert_eq!(
             shadow.evaluate(&CelInput::new(&deployment(), shadow.need()), &limits),
             Ok(json!([2, 3]))
         );
+    }
+
+    #[test]
+    fn sparse_projection_evaluates_like_the_full_object() {
+        let limits = CelLimits::default();
+        let expressions = [
+            "object.spec.replicas",
+            "object.spec.template.spec.containers[0].image",
+            "object.spec.template.spec.containers.map(c, c.name)",
+            "has(object.status.readyReplicas)",
+            "has(object.status.nope)",
+            "has(object.nope.x)",
+            "object.nope",
+            "object.metadata.name.x",
+            "object.spec.replicas.x",
+            "object.metadata.labels['app']",
+            "object.metadata.labels.app + object.metadata.name",
+            "size(object.metadata)",
+            "object.status",
+        ];
+        for expression in expressions {
+            let program = CelProgram::compile(expression, &limits).unwrap();
+            let sparse = program.evaluate(&CelInput::new(&deployment(), program.need()), &limits);
+            let full = program.evaluate(&CelInput::new(&deployment(), &FieldNeed::All), &limits);
+            assert_eq!(sparse, full, "{expression}");
+        }
     }
 
     #[test]
@@ -557,7 +684,8 @@ mod tests {
     #[test]
     fn predicates() {
         let limits = CelLimits::default();
-        let input = CelInput::new(&deployment(), &FieldNeed::All);
+        let object = deployment();
+        let input = CelInput::new(&object, &FieldNeed::All);
         let yes = |e: &str| {
             CelProgram::compile(e, &limits)
                 .unwrap()
