@@ -39,9 +39,10 @@ pub mod resource;
 pub mod scrub;
 pub mod validate;
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use kollect_core::api::v1alpha1::{ExportMode, KollectProfileSpec};
+use kollect_core::api::v1alpha1::{ExportMode, KollectProfile, KollectProfileSpec};
 use kollect_core::model::Attributes;
 use serde_json::Value;
 
@@ -240,6 +241,57 @@ impl CompiledProfile {
     }
 }
 
+/// Compiled profiles, keyed by namespace and name and reused while the profile's
+/// `metadata.generation` (and so its spec) is unchanged.
+#[derive(Debug, Default)]
+pub struct ProfileCache {
+    options: ExtractOptions,
+    entries: Mutex<HashMap<ProfileKey, CachedProfile>>,
+}
+
+/// Namespace and name of a profile.
+type ProfileKey = (String, String);
+/// The generation a profile was compiled at, and the result.
+type CachedProfile = (Option<i64>, Arc<CompiledProfile>);
+
+impl ProfileCache {
+    /// An empty cache compiling with `options`.
+    pub fn new(options: ExtractOptions) -> Self {
+        Self {
+            options,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// The compiled form of `profile`, compiled now if its generation is new.
+    pub fn get(&self, profile: &KollectProfile) -> Arc<CompiledProfile> {
+        let key = (
+            profile.metadata.namespace.clone().unwrap_or_default(),
+            profile.metadata.name.clone().unwrap_or_default(),
+        );
+        let generation = profile.metadata.generation;
+        // The map is only ever left consistent, so a poisoned lock is still usable.
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached_generation, compiled)) = entries.get(&key)
+            && generation.is_some()
+            && *cached_generation == generation
+        {
+            return Arc::clone(compiled);
+        }
+        let compiled = Arc::new(CompiledProfile::compile(&profile.spec, &self.options));
+        entries.insert(key, (generation, Arc::clone(&compiled)));
+        compiled
+    }
+
+    /// Drops the entry of a deleted profile.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +470,21 @@ mod tests {
             attrs["values"]["db"]["password"]["redacted"], true,
             "Helm values are redacted too"
         );
+    }
+
+    #[test]
+    fn cache_reuses_a_profile_until_its_generation_changes() {
+        let cache = ProfileCache::new(ExtractOptions::default());
+        let mut profile = KollectProfile::new("p", KollectProfileSpec::default());
+        profile.metadata.namespace = Some("ns".into());
+        profile.metadata.generation = Some(1);
+        let first = cache.get(&profile);
+        assert!(Arc::ptr_eq(&first, &cache.get(&profile)));
+        profile.metadata.generation = Some(2);
+        let second = cache.get(&profile);
+        assert!(!Arc::ptr_eq(&first, &second));
+        cache.forget("ns", "p");
+        assert!(!Arc::ptr_eq(&second, &cache.get(&profile)));
     }
 
     proptest::proptest! {
