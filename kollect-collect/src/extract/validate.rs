@@ -65,6 +65,15 @@ impl Validation {
         });
     }
 
+    /// Requires `name` to be non-blank and not yet in `seen`.
+    fn unique_name<'a>(&mut self, field: &str, name: &'a str, seen: &mut HashSet<&'a str>) {
+        if name.trim().is_empty() {
+            self.error(field, "Required value");
+        } else if !seen.insert(name) {
+            self.error(field, format!("Duplicate value: {name:?}"));
+        }
+    }
+
     fn warn(&mut self, field: &str, message: &str) {
         self.warnings.push(format!("{field}: {message}"));
     }
@@ -110,14 +119,7 @@ pub fn validate_profile(profile: &KollectProfile, options: &ExtractOptions) -> V
     let mut names = HashSet::new();
     for (i, attribute) in spec.attributes.iter().enumerate() {
         let field = format!("spec.attributes[{i}]");
-        if attribute.name.trim().is_empty() {
-            v.error(format!("{field}.name"), "Required value");
-        } else if !names.insert(attribute.name.as_str()) {
-            v.error(
-                format!("{field}.name"),
-                format!("Duplicate value: {:?}", attribute.name),
-            );
-        }
+        v.unique_name(&format!("{field}.name"), &attribute.name, &mut names);
         if attribute.path.trim().is_empty() {
             v.error(format!("{field}.path"), "Required value");
             continue;
@@ -152,14 +154,7 @@ pub fn validate_profile(profile: &KollectProfile, options: &ExtractOptions) -> V
     let mut metric_names = HashSet::new();
     for (i, metric) in spec.metrics.iter().enumerate() {
         let field = format!("spec.metrics[{i}]");
-        if metric.name.trim().is_empty() {
-            v.error(format!("{field}.name"), "Required value");
-        } else if !metric_names.insert(metric.name.as_str()) {
-            v.error(
-                format!("{field}.name"),
-                format!("Duplicate value: {:?}", metric.name),
-            );
-        }
+        v.unique_name(&format!("{field}.name"), &metric.name, &mut metric_names);
         if metric.path.trim().is_empty() {
             v.error(format!("{field}.path"), "Required value");
         } else if !attribute_names.contains(metric.path.as_str()) {
