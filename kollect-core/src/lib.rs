@@ -10,7 +10,8 @@
 //!   response types and the error taxonomy;
 //! - [`collect`]: the [`Collector`](collect::Collector) trait, a source of row changes;
 //! - [`middleware`]: tower layers over any sink (retry, circuit breaker, timeout, concurrency
-//!   limit) and the export coalescing rule;
+//!   limit, metrics) and the export coalescing rule;
+//! - [`export`]: the export engine between a row store and the sinks of one inventory;
 //! - [`netguard`]: the SSRF policy for sink endpoints and a guarded resolver.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod api;
 pub mod collect;
 pub mod duration;
 pub mod error;
+pub mod export;
 pub mod middleware;
 pub mod model;
 pub mod netguard;

@@ -1,8 +1,19 @@
 //! # kollect-testkit
 //!
-//! Test support for Kollect and for code built on it: golden-file assertions ([`golden`]). The
-//! local control plane (kube-apiserver + etcd), launchers for real sink backends and the sink
-//! conformance suite join it here.
+//! Test support for Kollect and for code built on it:
+//!
+//! - [`golden`]: golden-file assertions with an update mode;
+//! - [`MemorySink`]: an in-memory [`Sink`](kollect_core::sink::Sink) that records every request
+//!   and can be told to fail, be slow, or return a given error class;
+//! - [`conformance`]: the sink conformance suite every sink backend (ours or a third party's)
+//!   runs, with [`sink_conformance_tests!`].
+//!
+//! The local control plane (kube-apiserver + etcd) and launchers for real sink backends join
+//! them here.
 #![forbid(unsafe_code)]
 
+pub mod conformance;
 pub mod golden;
+mod memory_sink;
+
+pub use memory_sink::{MemorySink, Recorded};

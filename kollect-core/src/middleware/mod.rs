@@ -45,12 +45,14 @@ macro_rules! forward_sink_metadata {
 mod breaker;
 pub mod coalesce;
 mod limit;
+pub mod metrics;
 mod retry;
 mod timeout;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer};
 pub use coalesce::{CoalesceDecision, CoalesceState, Coalescer, ExportReason};
 pub use limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
+pub use metrics::{ExportMetrics, Metered, MetricsLayer};
 pub use retry::{Retry, RetryLayer, RetryPolicy};
 pub use timeout::{Timeout, TimeoutLayer};
 

@@ -1,0 +1,330 @@
+//! The per-inventory export engine: decide, partition, deliver, remember.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::jiff::Timestamp;
+
+use super::report::{ExportReport, RemoveReport, SinkOutcome, SinkReport};
+use crate::api::v1alpha1::SinkFamily;
+use crate::error::ErrorClass;
+use crate::middleware::coalesce::{CoalesceDecision, CoalesceState, Coalescer};
+use crate::middleware::metrics::ExportMetrics;
+use crate::model::{Checksum, Delta, ExportMeta, Part, Snapshot, partition};
+use crate::sink::{ExportRequest, InventoryRef, RemoveRequest, Sink, SinkError};
+
+/// The identity of one binding of an inventory: family and sink name (and, for cluster
+/// inventories, the sink's namespace).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BindingKey {
+    /// Sink family.
+    pub family: SinkFamily,
+    /// Sink name.
+    pub name: String,
+    /// Sink namespace, for bindings of cluster inventories.
+    pub namespace: Option<String>,
+}
+
+impl BindingKey {
+    /// A binding to the sink `name` of `family`.
+    pub fn new(family: SinkFamily, name: impl Into<String>) -> Self {
+        Self {
+            family,
+            name: name.into(),
+            namespace: None,
+        }
+    }
+
+    /// `<family>/<name>`, the key of `status.sinkExports[]`.
+    pub fn export_name(&self) -> String {
+        self.family.export_key(&self.name)
+    }
+}
+
+/// One bound sink with its effective settings.
+#[derive(Clone)]
+pub struct Binding {
+    /// Which binding this is.
+    pub key: BindingKey,
+    /// The sink, normally wrapped in the middleware stack ([`super::SinkStack`]).
+    pub sink: Arc<dyn Sink>,
+    /// Effective interval ([`super::effective_interval`]).
+    pub interval: Duration,
+    /// Effective size ceiling in bytes ([`super::effective_ceiling`]).
+    pub ceiling: u64,
+}
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binding")
+            .field("key", &self.key)
+            .field("sink_type", &self.sink.sink_type())
+            .field("interval", &self.interval)
+            .field("ceiling", &self.ceiling)
+            .finish()
+    }
+}
+
+/// What the engine remembers between passes, per binding, for deltas (decision X6): the last
+/// snapshot the sink acknowledged.
+type Acked = HashMap<BindingKey, Snapshot>;
+
+/// Exports one inventory to its bound sinks, pass after pass.
+///
+/// A pass ([`InventoryExporter::export`]) decides per binding whether an export is due (content or
+/// generation changed, or the interval passed for unchanged content), partitions the snapshot
+/// within the binding's ceiling, delivers the parts in order (stopping at the first failure), and
+/// runs different sinks concurrently. Successful exports are remembered so that the next pass can
+/// coalesce and can hand delta-capable sinks only what changed.
+#[derive(Debug)]
+pub struct InventoryExporter {
+    inventory: InventoryRef,
+    controller: String,
+    coalescer: Coalescer<BindingKey>,
+    acked: Acked,
+    metrics: ExportMetrics,
+}
+
+struct Planned {
+    key: BindingKey,
+    sink: Arc<dyn Sink>,
+    checksum: Checksum,
+    requests: Vec<ExportRequest>,
+}
+
+impl InventoryExporter {
+    /// An exporter for `inventory`; `controller` labels `kollect_export_debounced_total`.
+    pub fn new(inventory: InventoryRef, controller: impl Into<String>, metrics: ExportMetrics) -> Self {
+        Self {
+            inventory,
+            controller: controller.into(),
+            coalescer: Coalescer::new(),
+            acked: HashMap::new(),
+            metrics,
+        }
+    }
+
+    /// The inventory this exporter serves.
+    pub fn inventory(&self) -> &InventoryRef {
+        &self.inventory
+    }
+
+    /// Seeds what a previous process exported (from `status.sinkExports[]`, decision X7), so
+    /// that unchanged content is not exported again after a restart. The first export after a
+    /// seed carries no delta: the sink reconciles against the full snapshot.
+    pub fn seed(
+        &mut self,
+        key: BindingKey,
+        last_export: Timestamp,
+        last_checksum: Checksum,
+        generation: i64,
+    ) {
+        self.coalescer.seed(
+            key,
+            CoalesceState {
+                last_export,
+                last_checksum,
+                last_generation: generation,
+            },
+        );
+    }
+
+    /// Forgets bindings that are no longer bound.
+    pub fn retain_bindings(&mut self, bound: &[BindingKey]) {
+        let stale: Vec<BindingKey> = self
+            .acked
+            .keys()
+            .filter(|k| !bound.contains(k))
+            .cloned()
+            .collect::<Vec<_>>();
+        for key in stale {
+            self.acked.remove(&key);
+            self.coalescer.forget(&key);
+        }
+    }
+
+    /// The coalescing state of a binding, if any.
+    pub fn state(&self, key: &BindingKey) -> Option<&CoalesceState> {
+        self.coalescer.state(key)
+    }
+
+    /// Runs one export pass of `snapshot` at `generation` to `bindings`.
+    pub async fn export(
+        &mut self,
+        snapshot: &Snapshot,
+        generation: i64,
+        bindings: &[Binding],
+        now: Timestamp,
+    ) -> ExportReport {
+        let meta = ExportMeta {
+            generation: Some(generation),
+            cluster: Some(self.inventory.cluster.clone()).filter(|c| !c.is_empty()),
+            exported_at: now,
+        };
+        let mut reports: Vec<Option<SinkReport>> = vec![None; bindings.len()];
+        let mut planned: Vec<(usize, Planned)> = Vec::new();
+        for (index, binding) in bindings.iter().enumerate() {
+            match self.plan(binding, snapshot, generation, &meta, now) {
+                Ok(Some(plan)) => planned.push((index, plan)),
+                Ok(None) => {
+                    let next_due = self.coalescer.next_due(&binding.key, binding.interval, now);
+                    self.metrics.debounced(&self.controller, 1);
+                    reports[index] = Some(self.report(binding, SinkOutcome::Debounced { next_due }));
+                }
+                Err(error) => {
+                    self.metrics.error("payload_too_large");
+                    reports[index] = Some(self.report(binding, failed(&error)));
+                }
+            }
+        }
+
+        let deliveries = planned.iter().map(|(_, plan)| deliver(plan));
+        let results = join_all(deliveries).await;
+
+        for ((index, plan), result) in planned.into_iter().zip(results) {
+            let binding = &bindings[index];
+            let outcome = match result {
+                Ok(bytes) => {
+                    self.coalescer
+                        .record(plan.key.clone(), plan.checksum.clone(), generation, now);
+                    self.acked.insert(plan.key.clone(), snapshot.clone());
+                    SinkOutcome::Exported {
+                        checksum: plan.checksum,
+                        parts: u32::try_from(plan.requests.len()).unwrap_or(u32::MAX),
+                        bytes,
+                        with_delta: plan.requests.first().is_some_and(|r| r.delta.is_some()),
+                    }
+                }
+                Err(error) => failed(&error),
+            };
+            reports[index] = Some(self.report(binding, outcome));
+        }
+        ExportReport {
+            sinks: reports.into_iter().flatten().collect(),
+            item_count: snapshot.len(),
+        }
+    }
+
+    /// Decides whether `binding` needs an export; `Ok(None)` means debounced.
+    fn plan(
+        &self,
+        binding: &Binding,
+        snapshot: &Snapshot,
+        generation: i64,
+        meta: &ExportMeta,
+        now: Timestamp,
+    ) -> Result<Option<Planned>, SinkError> {
+        let capabilities = binding.sink.capabilities();
+        // Databases apply a whole snapshot (or delta) in one transaction; only document and
+        // message sinks need payloads bounded by the ceiling.
+        let parts: Vec<Part> = if capabilities.supports_delete {
+            vec![Part {
+                marker: None,
+                rows: (0..snapshot.len()).collect(),
+                checksum: snapshot.fingerprint().clone(),
+            }]
+        } else {
+            partition(snapshot, meta, Some(binding.ceiling))?.parts
+        };
+        let checksum = if binding.key.family == SinkFamily::Snapshot {
+            crate::model::partitions_checksum(parts.iter().map(|p| &p.checksum))
+        } else {
+            snapshot.fingerprint().clone()
+        };
+        if let CoalesceDecision::Debounce { .. } =
+            self.coalescer
+                .decide(&binding.key, &checksum, generation, binding.interval, now)
+        {
+            return Ok(None);
+        }
+        let delta = if capabilities.accepts_delta {
+            self.acked
+                .get(&binding.key)
+                .map(|previous| Arc::new(Delta::between(previous, snapshot)))
+        } else {
+            None
+        };
+        let requests = parts
+            .into_iter()
+            .map(|part| ExportRequest {
+                inventory: self.inventory.clone(),
+                generation,
+                exported_at: meta.exported_at,
+                snapshot: snapshot.clone(),
+                part: Arc::new(part),
+                delta: delta.clone(),
+            })
+            .collect();
+        Ok(Some(Planned {
+            key: binding.key.clone(),
+            sink: Arc::clone(&binding.sink),
+            checksum,
+            requests,
+        }))
+    }
+
+    fn report(&self, binding: &Binding, outcome: SinkOutcome) -> SinkReport {
+        let state = self.coalescer.state(&binding.key);
+        SinkReport {
+            key: binding.key.clone(),
+            interval: binding.interval,
+            last_export: state.map(|s| s.last_export),
+            last_checksum: state.map(|s| s.last_checksum.clone()),
+            outcome,
+        }
+    }
+
+    /// Removes everything this inventory exported from every bound sink (inventory deletion,
+    /// decision X3). Sinks are asked concurrently; state of sinks that succeeded is forgotten.
+    pub async fn remove(&mut self, bindings: &[Binding], generation: i64) -> RemoveReport {
+        let request = RemoveRequest {
+            inventory: self.inventory.clone(),
+            generation,
+        };
+        let results = join_all(bindings.iter().map(|b| {
+            let request = &request;
+            async move { b.sink.remove(request).await }
+        }))
+        .await;
+        let mut report = RemoveReport::default();
+        for (binding, result) in bindings.iter().zip(results) {
+            if result.is_ok() {
+                self.acked.remove(&binding.key);
+                self.coalescer.forget(&binding.key);
+            }
+            report.results.push((binding.key.clone(), result));
+        }
+        report
+    }
+}
+
+fn failed(error: &SinkError) -> SinkOutcome {
+    SinkOutcome::Failed {
+        class: error.class(),
+        message: error.message().to_owned(),
+    }
+}
+
+/// Sends the parts of one binding in order; the first failure stops the set.
+async fn deliver(plan: &Planned) -> Result<u64, SinkError> {
+    let mut bytes = 0;
+    for request in &plan.requests {
+        let receipt = plan
+            .sink
+            .export(request)
+            .await
+            .map_err(|e| match request.marker() {
+                Some(m) => e.context(format!("part {} of {}", m.index, m.total)),
+                None => e,
+            })?;
+        bytes += receipt.bytes;
+    }
+    Ok(bytes)
+}
+
+/// Whether an outcome's failure is terminal (for requeue decisions).
+pub(crate) fn is_terminal(class: ErrorClass) -> bool {
+    class == ErrorClass::Terminal
+}
