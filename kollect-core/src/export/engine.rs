@@ -48,7 +48,7 @@ impl BindingKey {
 pub struct Binding {
     /// Which binding this is.
     pub key: BindingKey,
-    /// The sink, normally wrapped in the middleware stack ([`super::SinkStack`]).
+    /// The sink, normally wrapped in the middleware stack ([`super::build_stack`]).
     pub sink: Arc<dyn Sink>,
     /// Effective interval ([`super::effective_interval`]).
     pub interval: Duration,
@@ -133,16 +133,8 @@ impl InventoryExporter {
 
     /// Forgets bindings that are no longer bound.
     pub fn retain_bindings(&mut self, bound: &[BindingKey]) {
-        let stale: Vec<BindingKey> = self
-            .acked
-            .keys()
-            .filter(|k| !bound.contains(k))
-            .cloned()
-            .collect::<Vec<_>>();
-        for key in stale {
-            self.acked.remove(&key);
-            self.coalescer.forget(&key);
-        }
+        self.acked.retain(|key, _| bound.contains(key));
+        self.coalescer.retain(|key| bound.contains(key));
     }
 
     /// The coalescing state of a binding, if any.

@@ -154,6 +154,11 @@ impl<K: Eq + Hash + Clone> Coalescer<K> {
         }
     }
 
+    /// Keeps only the keys for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.states.retain(|key, _| keep(key));
+    }
+
     /// Drops entries whose last export is older than [`IDLE_EVICTION`]; returns how many.
     pub fn evict_idle(&mut self, now: Timestamp) -> usize {
         let before = self.states.len();
