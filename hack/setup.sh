@@ -36,6 +36,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
+# The local control plane (kube-apiserver + etcd, built from source; cached after the first run).
+bash hack/build-control-plane.sh
+
 # Fetch crates once so the build steps that follow can run offline-friendly and in parallel.
 cargo fetch --locked >/dev/null
 echo "setup: ok (target dir $CARGO_TARGET_DIR)"

@@ -13,7 +13,10 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+pub mod control_plane;
 pub mod golden;
 mod memory_sink;
+
+pub use control_plane::ControlPlane;
 
 pub use memory_sink::{MemorySink, Recorded};

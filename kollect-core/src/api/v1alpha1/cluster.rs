@@ -33,6 +33,7 @@ fn local_name_list_schema(generator: &mut schemars::SchemaGenerator) -> schemars
     schemars::json_schema!({
         "type": "array",
         "items": local_name_schema(generator),
+        "maxItems": 256,
         "x-kubernetes-list-type": "atomic",
     })
 }
@@ -40,12 +41,17 @@ fn local_name_list_schema(generator: &mut schemars::SchemaGenerator) -> schemars
 fn namespaced_ref_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = <NamespacedObjectReference as JsonSchema>::json_schema(generator);
     schema.insert("required".into(), serde_json::json!(["name", "namespace"]));
+    if let Some(namespace) = schema
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("namespace"))
+        .and_then(|n| n.as_object_mut())
+    {
+        namespace.insert("pattern".into(), DNS_LABEL_PATTERN.into());
+        namespace.insert("maxLength".into(), 63.into());
+    }
     schema.insert(
         "x-kubernetes-validations".into(),
-        serde_json::json!([
-            {"rule": "!self.name.contains('/')", "message": "name must not contain '/'"},
-            {"rule": "self.__namespace__.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.__namespace__) <= 63", "message": "namespace must be a DNS-1123 label"},
-        ]),
+        serde_json::json!([{"rule": "!self.name.contains('/')", "message": "name must not contain '/'"}]),
     );
     schema
 }

@@ -34,7 +34,7 @@ pub(crate) fn default_export_min_interval() -> GoDuration {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": MAX_SINK_REFS_RULE, "message": MAX_SINK_REFS_MESSAGE},
     {
-        "rule": "[has(self.snapshotSinkRefs) ? self.snapshotSinkRefs : [], has(self.databaseSinkRefs) ? self.databaseSinkRefs : [], has(self.eventSinkRefs) ? self.eventSinkRefs : []].all(refs, refs.all(r, !has(r.__namespace__)))",
+        "rule": "(!has(self.snapshotSinkRefs) || self.snapshotSinkRefs.all(r, !has(r.__namespace__))) && (!has(self.databaseSinkRefs) || self.databaseSinkRefs.all(r, !has(r.__namespace__))) && (!has(self.eventSinkRefs) || self.eventSinkRefs.all(r, !has(r.__namespace__)))",
         "message": "sink refs of a namespaced inventory must not set namespace; sinks are resolved in the inventory's namespace",
     },
 ]))]
