@@ -22,9 +22,9 @@ for component in rustfmt clippy; do
     fi
 done
 
-# System packages the workspace links against. None are needed by the crates built so far;
-# backends that need native libraries add theirs here (see docs/development.md).
-APT_PACKAGES=()
+# System packages: the real backends the tests run against (PostgreSQL, NATS with JetStream) and
+# what the workspace links against.
+APT_PACKAGES=(postgresql nats-server git)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

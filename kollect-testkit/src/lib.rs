@@ -12,6 +12,7 @@
 //! them here.
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod conformance;
 pub mod control_plane;
 pub mod golden;
