@@ -15,9 +15,11 @@
 pub mod backends;
 pub mod conformance;
 pub mod control_plane;
+pub mod git_server;
 pub mod golden;
 mod memory_sink;
 
 pub use control_plane::ControlPlane;
+pub use git_server::GitServer;
 
 pub use memory_sink::{MemorySink, Recorded};

@@ -79,3 +79,69 @@ async fn nats_jetstream_publish_and_consume() {
     assert_eq!(&message.payload[..], b"snapshot");
     message.ack().await.unwrap();
 }
+
+fn commit_file(repo: &git2::Repository, path: &str, content: &str, message: &str) -> git2::Oid {
+    std::fs::write(repo.workdir().unwrap().join(path), content).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(std::path::Path::new(path)).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let signature = git2::Signature::now("kollect", "kollect@kollect.dev").unwrap();
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &signature, &signature, message, &tree, &parents)
+        .unwrap()
+}
+
+fn push(repo: &git2::Repository, url: &str, user: &str, password: &str) -> Result<(), git2::Error> {
+    let mut remote = repo.remote_anonymous(url)?;
+    let mut callbacks = git2::RemoteCallbacks::new();
+    let (user, password) = (user.to_owned(), password.to_owned());
+    callbacks.credentials(move |_, _, _| git2::Cred::userpass_plaintext(&user, &password));
+    let mut options = git2::PushOptions::new();
+    options.remote_callbacks(callbacks);
+    remote.push(&["refs/heads/main:refs/heads/main"], Some(&mut options))
+}
+
+#[test]
+fn git_smart_http_push_clone_and_auth() {
+    let Some(server) =
+        backends::start_for_test(|| kollect_testkit::GitServer::start("kollect", "s3cret-token"))
+    else {
+        return;
+    };
+    let url = server.create_repo("inventory").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init_opts(
+        work.path(),
+        git2::RepositoryInitOptions::new().initial_head("main"),
+    )
+    .unwrap();
+    let commit = commit_file(&repo, "inventory.yaml", "items: []\n", "first export");
+    push(&repo, &url, server.user(), server.password()).unwrap();
+
+    // The bare repository received the commit.
+    let bare = git2::Repository::open_bare(server.repo_path("inventory")).unwrap();
+    assert_eq!(bare.refname_to_id("refs/heads/main").unwrap(), commit);
+
+    // A clone through the server sees it too.
+    let clone_dir = tempfile::tempdir().unwrap();
+    let mut callbacks = git2::RemoteCallbacks::new();
+    callbacks.credentials(|_, _, _| git2::Cred::userpass_plaintext("kollect", "s3cret-token"));
+    let mut fetch = git2::FetchOptions::new();
+    fetch.remote_callbacks(callbacks);
+    let cloned = git2::build::RepoBuilder::new()
+        .fetch_options(fetch)
+        .clone(&url, clone_dir.path())
+        .unwrap();
+    assert_eq!(cloned.head().unwrap().target(), Some(commit));
+
+    // A wrong password is refused, and the error does not echo it.
+    commit_file(&repo, "inventory.yaml", "items: [a]\n", "second export");
+    let error = push(&repo, &url, "kollect", "wrong-password").unwrap_err();
+    assert!(
+        matches!(error.class(), git2::ErrorClass::Http | git2::ErrorClass::Net),
+        "{error:?}"
+    );
+    assert!(!error.message().contains("wrong-password"), "{error}");
+}
