@@ -24,7 +24,7 @@ done
 
 # System packages: the real backends the tests run against (PostgreSQL, NATS with JetStream) and
 # what the workspace links against.
-APT_PACKAGES=(postgresql nats-server git)
+APT_PACKAGES=(postgresql nats-server git procps util-linux)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -348,7 +348,7 @@ impl ControlPlane {
         }
     }
 
-    async fn wait_ready(&self, limit: Duration) -> Result<(), ControlPlaneError> {
+    async fn wait_ready(&mut self, limit: Duration) -> Result<(), ControlPlaneError> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut last = String::from("not contacted yet");
         while tokio::time::Instant::now() < deadline {
@@ -379,17 +379,8 @@ impl ControlPlane {
         )))
     }
 
-    fn apiserver_exit_status(&self) -> Option<std::process::ExitStatus> {
-        // `try_wait` needs `&mut`; a cloned pid probe avoids it: a gone process has no /proc entry.
-        let pid = self.apiserver.as_ref()?.id();
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // A zombie (state Z) has exited but not been reaped yet.
-            if stat.split_whitespace().nth(2) != Some("Z") {
-                return None;
-            }
-        }
-        Some(std::process::ExitStatus::default())
+    fn apiserver_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.apiserver.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Installs every CRD of `charts/kollect/crds/` and waits until each is Established.
