@@ -38,6 +38,8 @@ fi
 
 # The local control plane (kube-apiserver + etcd, built from source; cached after the first run).
 bash hack/build-control-plane.sh
+# Go-built backends: MinIO, fake-gcs-server, FerretDB (cached after the first run).
+bash hack/install-go-backends.sh
 
 # Fetch crates once so the build steps that follow can run offline-friendly and in parallel.
 cargo fetch --locked >/dev/null

@@ -145,3 +145,27 @@ fn git_smart_http_push_clone_and_auth() {
     );
     assert!(!error.message().contains("wrong-password"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_wire_round_trip_through_ferretdb() {
+    let Some(ferret) = backends::start_for_test(kollect_testkit::backends::FerretDb::start) else {
+        return;
+    };
+    let client = mongodb::Client::with_uri_str(ferret.uri()).await.unwrap();
+    let collection = client
+        .database("kollect")
+        .collection::<mongodb::bson::Document>("inventory");
+    collection
+        .insert_one(mongodb::bson::doc! {"source_uid": "uid-1", "payload": {"image": "web:1"}})
+        .await
+        .unwrap();
+    let found = collection
+        .find_one(mongodb::bson::doc! {"source_uid": "uid-1"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.get_document("payload").unwrap().get_str("image").unwrap(),
+        "web:1"
+    );
+}
