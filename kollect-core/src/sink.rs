@@ -126,11 +126,7 @@ impl ExportRequest {
         exported_at: Timestamp,
         snapshot: Snapshot,
     ) -> Self {
-        let part = Part {
-            marker: None,
-            rows: (0..snapshot.len()).collect(),
-            checksum: snapshot.fingerprint().clone(),
-        };
+        let part = Part::whole(&snapshot);
         Self {
             inventory,
             generation,

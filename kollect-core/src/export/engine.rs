@@ -157,8 +157,23 @@ impl InventoryExporter {
         };
         let mut reports: Vec<Option<SinkReport>> = vec![None; bindings.len()];
         let mut planned: Vec<(usize, Planned)> = Vec::new();
+        // Bindings with the same ceiling share one partitioning: encoding every row is the
+        // expensive part of a pass, so it is done once per distinct ceiling, not per sink.
+        let mut partitions: HashMap<Option<u64>, Result<Vec<Arc<Part>>, SinkError>> = HashMap::new();
         for (index, binding) in bindings.iter().enumerate() {
-            match self.plan(binding, snapshot, generation, &meta, now) {
+            // Databases apply a whole snapshot (or delta) in one transaction; only document and
+            // message sinks need payloads bounded by the ceiling (`None` = one whole part).
+            let ceiling = (!binding.sink.capabilities().supports_delete).then_some(binding.ceiling);
+            let parts = partitions
+                .entry(ceiling)
+                .or_insert_with(|| match ceiling {
+                    None => Ok(vec![Arc::new(Part::whole(snapshot))]),
+                    Some(ceiling) => partition(snapshot, &meta, Some(ceiling))
+                        .map(|p| p.parts.into_iter().map(Arc::new).collect())
+                        .map_err(SinkError::from),
+                })
+                .clone();
+            match parts.map(|parts| self.plan(binding, &parts, snapshot, generation, now)) {
                 Ok(Some(plan)) => planned.push((index, plan)),
                 Ok(None) => {
                     let next_due = self.coalescer.next_due(&binding.key, binding.interval, now);
@@ -199,27 +214,16 @@ impl InventoryExporter {
         }
     }
 
-    /// Decides whether `binding` needs an export; `Ok(None)` means debounced.
+    /// Decides whether `binding` needs an export of `parts`; `None` means debounced.
     fn plan(
         &self,
         binding: &Binding,
+        parts: &[Arc<Part>],
         snapshot: &Snapshot,
         generation: i64,
-        meta: &ExportMeta,
         now: Timestamp,
-    ) -> Result<Option<Planned>, SinkError> {
+    ) -> Option<Planned> {
         let capabilities = binding.sink.capabilities();
-        // Databases apply a whole snapshot (or delta) in one transaction; only document and
-        // message sinks need payloads bounded by the ceiling.
-        let parts: Vec<Part> = if capabilities.supports_delete {
-            vec![Part {
-                marker: None,
-                rows: (0..snapshot.len()).collect(),
-                checksum: snapshot.fingerprint().clone(),
-            }]
-        } else {
-            partition(snapshot, meta, Some(binding.ceiling))?.parts
-        };
         let checksum = if binding.key.family == SinkFamily::Snapshot {
             crate::model::partitions_checksum(parts.iter().map(|p| &p.checksum))
         } else {
@@ -229,7 +233,7 @@ impl InventoryExporter {
             self.coalescer
                 .decide(&binding.key, &checksum, generation, binding.interval, now)
         {
-            return Ok(None);
+            return None;
         }
         let delta = if capabilities.accepts_delta {
             self.acked
@@ -239,22 +243,22 @@ impl InventoryExporter {
             None
         };
         let requests = parts
-            .into_iter()
+            .iter()
             .map(|part| ExportRequest {
                 inventory: self.inventory.clone(),
                 generation,
-                exported_at: meta.exported_at,
+                exported_at: now,
                 snapshot: snapshot.clone(),
-                part: Arc::new(part),
+                part: Arc::clone(part),
                 delta: delta.clone(),
             })
             .collect();
-        Ok(Some(Planned {
+        Some(Planned {
             key: binding.key.clone(),
             sink: Arc::clone(&binding.sink),
             checksum,
             requests,
-        }))
+        })
     }
 
     fn report(&self, binding: &Binding, outcome: SinkOutcome) -> SinkReport {

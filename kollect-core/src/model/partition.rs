@@ -31,6 +31,15 @@ pub struct Part {
 }
 
 impl Part {
+    /// The whole snapshot as one unmarked part.
+    pub fn whole(snapshot: &Snapshot) -> Self {
+        Self {
+            marker: None,
+            rows: (0..snapshot.len()).collect(),
+            checksum: snapshot.fingerprint().clone(),
+        }
+    }
+
     /// Iterates over this part's rows in canonical order.
     pub fn rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a Row> + 'a {
         self.rows.iter().filter_map(|&i| snapshot.rows().get(i))
@@ -116,11 +125,7 @@ pub fn partition(
 ) -> Result<Partitioning, ItemTooLarge> {
     let rows = snapshot.rows();
     let whole = || Partitioning {
-        parts: vec![Part {
-            marker: None,
-            rows: (0..rows.len()).collect(),
-            checksum: snapshot.fingerprint().clone(),
-        }],
+        parts: vec![Part::whole(snapshot)],
     };
     let Some(ceiling) = ceiling.filter(|c| *c > 0 && !rows.is_empty()) else {
         return Ok(whole());
