@@ -324,12 +324,7 @@ impl Drop for Postgres {
 
 /// The directory `hack/install-go-backends.sh` installs Go-built servers into.
 fn go_backends_dir() -> PathBuf {
-    let cache = std::env::var_os("KOLLECT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kollect")
-        });
-    cache.join("bin")
+    crate::control_plane::cache_dir().join("bin")
 }
 
 /// A MongoDB-wire-protocol server: FerretDB on its SQLite backend (no MongoDB server package is

@@ -88,12 +88,14 @@ pub fn assets_dir() -> PathBuf {
             return PathBuf::from(dir);
         }
     }
-    let cache = std::env::var_os("KOLLECT_CACHE")
+    cache_dir().join("envtest").join(KUBERNETES_VERSION)
+}
+
+/// The cache the setup scripts fill: `$KOLLECT_CACHE`, else `~/.cache/kollect` (as `hack/env.sh`).
+pub(crate) fn cache_dir() -> PathBuf {
+    std::env::var_os("KOLLECT_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kollect")
-        });
-    cache.join("envtest").join(KUBERNETES_VERSION)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kollect"))
 }
 
 fn binary(name: &'static str) -> Result<PathBuf, ControlPlaneError> {
