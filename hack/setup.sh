@@ -22,12 +22,19 @@ for component in rustfmt clippy; do
     fi
 done
 
-# System packages: the real backends the tests run against (PostgreSQL, NATS with JetStream) and
-# what the workspace links against.
-APT_PACKAGES=(postgresql nats-server git procps util-linux)
+# System packages: the real backends the tests run against (PostgreSQL, NATS with JetStream), the
+# runtimes of the others (Java for Kafka, Node.js for Azurite), and what the workspace builds with
+# (a C toolchain and cmake for librdkafka).
+APT_PACKAGES=(postgresql nats-server git procps util-linux patch build-essential cmake)
+# Tools that may come from elsewhere (an SDK install): a Debian package only when the command is
+# missing.
+declare -A APT_FOR_COMMAND=([java]=default-jre-headless [mvn]=maven [node]=nodejs [npm]=npm)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+for command in "${!APT_FOR_COMMAND[@]}"; do
+    need "$command" || missing+=("${APT_FOR_COMMAND[$command]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing system packages: ${missing[*]}"
@@ -40,6 +47,9 @@ fi
 bash hack/build-control-plane.sh
 # Go-built backends: MinIO, fake-gcs-server, FerretDB (cached after the first run).
 bash hack/install-go-backends.sh
+# Kafka broker jars from Maven Central, Azurite from npm (cached after the first run).
+bash hack/install-kafka.sh
+bash hack/install-azurite.sh
 
 # Fetch crates once so the build steps that follow can run offline-friendly and in parallel.
 cargo fetch --locked >/dev/null

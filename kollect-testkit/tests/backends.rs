@@ -169,3 +169,148 @@ async fn mongodb_wire_round_trip_through_ferretdb() {
         "web:1"
     );
 }
+
+/// Writes, lists, reads back and deletes one object through object_store.
+async fn object_store_round_trip(store: &dyn object_store::ObjectStore) {
+    use object_store::ObjectStoreExt;
+    let path = object_store::path::Path::from("kollect/team-a/apps.json");
+    let payload = br#"{"items":[{"name":"web"}]}"#.to_vec();
+    store.put(&path, payload.clone().into()).await.unwrap();
+    let listed: Vec<_> = store
+        .list(Some(&object_store::path::Path::from("kollect")))
+        .map(|meta| meta.unwrap().location)
+        .collect()
+        .await;
+    assert_eq!(listed, vec![path.clone()]);
+    let read = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(read.as_ref(), payload.as_slice());
+    store.delete(&path).await.unwrap();
+    assert!(matches!(
+        store.get(&path).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_round_trip_through_minio() {
+    use kollect_testkit::backends::Minio;
+    let Some(minio) = backends::start_for_test(Minio::start) else {
+        return;
+    };
+    minio.create_bucket("inventory").await.unwrap();
+    backends::install_crypto_provider();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(minio.endpoint())
+        .with_allow_http(true)
+        .with_region(Minio::REGION)
+        .with_bucket_name("inventory")
+        .with_access_key_id(Minio::ACCESS_KEY)
+        .with_secret_access_key(Minio::SECRET_KEY)
+        .build()
+        .unwrap();
+    object_store_round_trip(&store).await;
+
+    // A wrong secret is refused by the server.
+    let wrong = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(minio.endpoint())
+        .with_allow_http(true)
+        .with_region(Minio::REGION)
+        .with_bucket_name("inventory")
+        .with_access_key_id(Minio::ACCESS_KEY)
+        .with_secret_access_key("not-the-secret")
+        .build()
+        .unwrap();
+    let error =
+        object_store::ObjectStoreExt::put(&wrong, &object_store::path::Path::from("x"), b"x".to_vec().into())
+            .await
+            .unwrap_err();
+    assert!(error.to_string().contains("SignatureDoesNotMatch"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_round_trip_through_fake_gcs_server() {
+    use kollect_testkit::backends::FakeGcs;
+    let Some(gcs) = backends::start_for_test(FakeGcs::start) else {
+        return;
+    };
+    gcs.create_bucket("inventory").await.unwrap();
+    backends::install_crypto_provider();
+    let store = object_store::gcp::GoogleCloudStorageBuilder::new()
+        .with_service_account_key(gcs.service_account_key())
+        .with_bucket_name("inventory")
+        .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+        .build()
+        .unwrap();
+    object_store_round_trip(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_blob_round_trip_through_azurite() {
+    use kollect_testkit::backends::Azurite;
+    let Some(azurite) = backends::start_for_test(Azurite::start) else {
+        return;
+    };
+    azurite.create_container("inventory").await.unwrap();
+    backends::install_crypto_provider();
+    let store = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_endpoint(azurite.blob_endpoint())
+        .with_allow_http(true)
+        .with_account(Azurite::ACCOUNT)
+        .with_access_key(Azurite::KEY)
+        .with_container_name("inventory")
+        .build()
+        .unwrap();
+    object_store_round_trip(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_produce_and_consume_through_rdkafka() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, Message};
+    let Some(kafka) = backends::start_for_test(kollect_testkit::backends::Kafka::start) else {
+        return;
+    };
+    let admin: rdkafka::admin::AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                "kollect.inventory",
+                1,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to("kollect.inventory")
+                .key("team-a/apps")
+                .payload(r#"{"op":"upsert"}"#),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("group.id", "kollect-smoke")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["kollect.inventory"]).unwrap();
+    let message = consumer.recv().await.unwrap();
+    assert_eq!(message.key(), Some(&b"team-a/apps"[..]));
+    assert_eq!(message.payload(), Some(&br#"{"op":"upsert"}"#[..]));
+}
