@@ -1,9 +1,14 @@
 //! # kollect-collect
 //!
-//! The extraction engine ([`extract`]): pure functions that turn one Kubernetes object plus a
-//! compiled `KollectProfile` into a row's attributes, and the profile validation shared by the
-//! admission webhook and `kollect validate`. The collection runtime (shared watches, target
-//! matching, the row store) joins it in this crate.
+//! - [`extract`]: pure functions that turn one Kubernetes object plus a compiled
+//!   `KollectProfile` into a row's attributes, and the profile validation shared by the admission
+//!   webhook and `kollect validate`;
+//! - [`select`]: which objects a target collects (namespace, resource and watch-label gates),
+//!   shared by every way of collecting;
+//! - [`runtime`]: shared watches per GVK, target registration, access checks and the
+//!   [`runtime::RowStore`] of rows, against a live API server.
 #![forbid(unsafe_code)]
 
 pub mod extract;
+pub mod runtime;
+pub mod select;

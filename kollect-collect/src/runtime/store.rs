@@ -1,0 +1,442 @@
+//! The row store: one canonical row per (collecting target, object uid), nothing else. Source
+//! objects are never kept; a change of what a target extracts is handled by relisting.
+//!
+//! Rows are grouped into partitions: the rows of namespaced targets by the target's namespace
+//! (what a `KollectInventory` in that namespace exports), and the rows of cluster targets apart
+//! (decision A7). Every mutation that changes content bumps a store-wide monotonic version,
+//! records it as the partition's version, appends to the partition's bounded change log (so an
+//! exporter can ask for the delta since the version it last exported) and notifies subscribers.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{PoisonError, RwLock};
+
+use kollect_core::collect::RowOwner;
+use kollect_core::model::{Delta, Row, RowKey, Snapshot};
+use tokio::sync::broadcast;
+
+/// A group of rows exported together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Partition {
+    /// Rows of the namespaced targets in this namespace.
+    Namespace(String),
+    /// Rows of cluster targets.
+    Cluster,
+}
+
+impl Partition {
+    /// The partition `owner`'s rows belong to.
+    pub fn of(owner: &RowOwner) -> Self {
+        match owner {
+            RowOwner::Target { namespace, .. } => Partition::Namespace(namespace.clone()),
+            RowOwner::ClusterTarget { .. } => Partition::Cluster,
+        }
+    }
+}
+
+/// A notification that a partition's rows changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreChange {
+    /// The partition.
+    pub partition: Partition,
+    /// Its version after the change.
+    pub version: u64,
+}
+
+/// A consistent snapshot of one partition.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The rows, canonically ordered.
+    pub snapshot: Snapshot,
+    /// The partition version the rows correspond to.
+    pub version: u64,
+}
+
+/// How many changes each partition remembers for [`RowStore::delta_since`]. Older versions get
+/// `None` and the exporter falls back to a full snapshot.
+const CHANGE_LOG_CAPACITY: usize = 16_384;
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    version: u64,
+    /// (version, owner, uid) of each change, oldest first.
+    log: VecDeque<(u64, RowOwner, String)>,
+    /// The log holds every change after this version.
+    complete_after: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rows: HashMap<RowOwner, HashMap<String, Row>>,
+    version: u64,
+    partitions: HashMap<Partition, PartitionState>,
+    total: usize,
+}
+
+impl Inner {
+    fn record(&mut self, owner: &RowOwner, uid: &str) -> StoreChange {
+        self.version += 1;
+        let version = self.version;
+        let partition = Partition::of(owner);
+        let state = self.partitions.entry(partition.clone()).or_default();
+        state.version = version;
+        state.log.push_back((version, owner.clone(), uid.to_owned()));
+        if state.log.len() > CHANGE_LOG_CAPACITY
+            && let Some((dropped, _, _)) = state.log.pop_front()
+        {
+            state.complete_after = dropped;
+        }
+        StoreChange { partition, version }
+    }
+}
+
+/// Rows keyed by (owner, uid), with per-partition versions, deltas and change notifications.
+#[derive(Debug)]
+pub struct RowStore {
+    inner: RwLock<Inner>,
+    changes: broadcast::Sender<StoreChange>,
+}
+
+impl Default for RowStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RowStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        // Subscribers that fall behind get `Lagged` and re-read the partitions they care about;
+        // nothing blocks the writers.
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            inner: RwLock::default(),
+            changes,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // Every mutation leaves the maps consistent, so a poisoned lock is still usable.
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn notify(&self, changes: Vec<StoreChange>) {
+        for change in changes {
+            // No subscriber is not an error.
+            let _ = self.changes.send(change);
+        }
+    }
+
+    /// Inserts or replaces the row of `row.uid` for `owner`. Returns whether the content changed
+    /// (an identical row is not a change: no version bump, no notification).
+    pub fn upsert(&self, owner: &RowOwner, row: Row) -> bool {
+        let change = {
+            let mut inner = self.write();
+            let rows = inner.rows.entry(owner.clone()).or_default();
+            match rows.get(&row.uid) {
+                Some(existing) if *existing == row => return false,
+                Some(_) => {}
+                None => inner.total += 1,
+            }
+            let uid = row.uid.clone();
+            inner
+                .rows
+                .entry(owner.clone())
+                .or_default()
+                .insert(uid.clone(), row);
+            inner.record(owner, &uid)
+        };
+        self.notify(vec![change]);
+        true
+    }
+
+    /// Removes the row of `uid` for `owner`; returns whether there was one.
+    pub fn remove(&self, owner: &RowOwner, uid: &str) -> bool {
+        let change = {
+            let mut inner = self.write();
+            let Some(rows) = inner.rows.get_mut(owner) else {
+                return false;
+            };
+            if rows.remove(uid).is_none() {
+                return false;
+            }
+            if rows.is_empty() {
+                inner.rows.remove(owner);
+            }
+            inner.total -= 1;
+            inner.record(owner, uid)
+        };
+        self.notify(vec![change]);
+        true
+    }
+
+    /// Removes the rows of `owner` for which `stale` is true; returns how many.
+    pub fn remove_where(&self, owner: &RowOwner, stale: impl Fn(&Row) -> bool) -> usize {
+        let changes = {
+            let mut inner = self.write();
+            let Some(rows) = inner.rows.get_mut(owner) else {
+                return 0;
+            };
+            let uids: Vec<String> = rows
+                .values()
+                .filter(|row| stale(row))
+                .map(|row| row.uid.clone())
+                .collect();
+            for uid in &uids {
+                rows.remove(uid);
+            }
+            if rows.is_empty() {
+                inner.rows.remove(owner);
+            }
+            inner.total -= uids.len();
+            uids.iter()
+                .map(|uid| inner.record(owner, uid))
+                .collect::<Vec<_>>()
+        };
+        let removed = changes.len();
+        self.notify(changes);
+        removed
+    }
+
+    /// Removes every row of `owner` (a deleted or suspended target); returns how many.
+    pub fn remove_owner(&self, owner: &RowOwner) -> usize {
+        self.remove_where(owner, |_| true)
+    }
+
+    /// Number of rows of `owner`.
+    pub fn count(&self, owner: &RowOwner) -> usize {
+        self.read().rows.get(owner).map_or(0, HashMap::len)
+    }
+
+    /// Number of rows in the store.
+    pub fn len(&self) -> usize {
+        self.read().total
+    }
+
+    /// Whether the store holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The uids of `owner`'s rows.
+    pub fn uids(&self, owner: &RowOwner) -> BTreeSet<String> {
+        self.read()
+            .rows
+            .get(owner)
+            .map(|rows| rows.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The current version of `partition` (0 before its first change).
+    pub fn version(&self, partition: &Partition) -> u64 {
+        self.read()
+            .partitions
+            .get(partition)
+            .map_or(0, |state| state.version)
+    }
+
+    /// All rows of `partition`, canonically ordered, with the version they correspond to.
+    pub fn snapshot(&self, partition: &Partition) -> View {
+        let inner = self.read();
+        let rows: Vec<Row> = inner
+            .rows
+            .iter()
+            .filter(|(owner, _)| Partition::of(owner) == *partition)
+            .flat_map(|(_, rows)| rows.values().cloned())
+            .collect();
+        let version = inner.partitions.get(partition).map_or(0, |s| s.version);
+        View {
+            snapshot: Snapshot::new(rows),
+            version,
+        }
+    }
+
+    /// The rows of the given owners only (a cluster inventory's selection of cluster targets).
+    pub fn snapshot_of(&self, owners: &[RowOwner]) -> Snapshot {
+        let inner = self.read();
+        let rows: Vec<Row> = owners
+            .iter()
+            .filter_map(|owner| inner.rows.get(owner))
+            .flat_map(|rows| rows.values().cloned())
+            .collect();
+        Snapshot::new(rows)
+    }
+
+    /// What changed in `partition` after version `since`, and the version it brings the caller
+    /// to; `None` when the change log no longer reaches back that far (take a full snapshot).
+    pub fn delta_since(&self, partition: &Partition, since: u64) -> Option<(Delta, u64)> {
+        let inner = self.read();
+        let Some(state) = inner.partitions.get(partition) else {
+            return (since == 0).then(|| (Delta::default(), 0));
+        };
+        if since < state.complete_after {
+            return None;
+        }
+        let touched: BTreeSet<(&RowOwner, &str)> = state
+            .log
+            .iter()
+            .rev()
+            .take_while(|(version, _, _)| *version > since)
+            .map(|(_, owner, uid)| (owner, uid.as_str()))
+            .collect();
+        let mut delta = Delta::default();
+        for (owner, uid) in touched {
+            match inner.rows.get(owner).and_then(|rows| rows.get(uid)) {
+                Some(row) => delta.upserts.push(row.clone()),
+                None => delta.deletes.push(owner_key(owner, uid)),
+            }
+        }
+        kollect_core::model::sort_canonical(&mut delta.upserts);
+        delta.deletes.sort();
+        Some((delta, state.version))
+    }
+
+    /// Subscribes to change notifications. A receiver that lags behind gets
+    /// `RecvError::Lagged` and should re-read every partition it cares about.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
+        self.changes.subscribe()
+    }
+}
+
+/// The key a row of `owner` with `uid` has (cluster targets have an empty target namespace).
+pub fn owner_key(owner: &RowOwner, uid: &str) -> RowKey {
+    let (target_namespace, target_name) = match owner {
+        RowOwner::Target { namespace, name } => (namespace.clone(), name.clone()),
+        RowOwner::ClusterTarget { name } => (String::new(), name.clone()),
+    };
+    RowKey {
+        target_namespace,
+        target_name,
+        uid: uid.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kollect_core::model::Attributes;
+
+    fn owner(ns: &str, name: &str) -> RowOwner {
+        RowOwner::target(ns, name)
+    }
+
+    fn row(owner: &RowOwner, uid: &str, image: &str) -> Row {
+        let key = owner_key(owner, uid);
+        let mut attributes = Attributes::new();
+        attributes.insert("image".into(), image.into());
+        Row {
+            target_namespace: key.target_namespace,
+            target_name: key.target_name,
+            namespace: "apps".into(),
+            name: format!("obj-{uid}"),
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "Deployment".into(),
+            uid: uid.into(),
+            attributes: Some(attributes),
+        }
+    }
+
+    #[test]
+    fn identical_upserts_do_not_bump_the_version() {
+        let store = RowStore::new();
+        let a = owner("team-a", "deploys");
+        let partition = Partition::of(&a);
+        assert!(store.upsert(&a, row(&a, "1", "web:1")));
+        let v1 = store.version(&partition);
+        assert!(!store.upsert(&a, row(&a, "1", "web:1")));
+        assert_eq!(store.version(&partition), v1);
+        assert!(store.upsert(&a, row(&a, "1", "web:2")));
+        assert!(store.version(&partition) > v1);
+        assert_eq!(store.count(&a), 1);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn partitions_keep_namespaces_and_cluster_targets_apart() {
+        let store = RowStore::new();
+        let a = owner("team-a", "deploys");
+        let b = owner("team-b", "deploys");
+        let cluster = RowOwner::cluster_target("deploys");
+        store.upsert(&a, row(&a, "1", "x"));
+        store.upsert(&b, row(&b, "1", "x"));
+        store.upsert(&cluster, row(&cluster, "1", "x"));
+        let view = store.snapshot(&Partition::Namespace("team-a".into()));
+        assert_eq!(view.snapshot.len(), 1);
+        assert_eq!(view.snapshot.rows()[0].target_namespace, "team-a");
+        let view = store.snapshot(&Partition::Cluster);
+        assert_eq!(view.snapshot.rows()[0].target_namespace, "");
+        assert_eq!(store.snapshot_of(&[a.clone(), cluster]).len(), 2);
+        assert_eq!(store.remove_owner(&a), 1);
+        assert_eq!(
+            store
+                .snapshot(&Partition::Namespace("team-a".into()))
+                .snapshot
+                .len(),
+            0
+        );
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn delta_since_a_version_lists_upserts_and_deletes_once() {
+        let store = RowStore::new();
+        let a = owner("team-a", "deploys");
+        let partition = Partition::of(&a);
+        store.upsert(&a, row(&a, "1", "x"));
+        store.upsert(&a, row(&a, "2", "x"));
+        let since = store.version(&partition);
+        store.upsert(&a, row(&a, "1", "y"));
+        store.upsert(&a, row(&a, "1", "z"));
+        store.remove(&a, "2");
+        store.upsert(&a, row(&a, "3", "x"));
+        let (delta, version) = store.delta_since(&partition, since).unwrap();
+        assert_eq!(version, store.version(&partition));
+        let upserted: Vec<_> = delta.upserts.iter().map(|r| r.uid.as_str()).collect();
+        assert_eq!(upserted, ["1", "3"]);
+        assert_eq!(delta.upserts[0].attributes.as_ref().unwrap()["image"], "z");
+        assert_eq!(delta.deletes, vec![owner_key(&a, "2")]);
+        let (empty, _) = store.delta_since(&partition, version).unwrap();
+        assert!(empty.is_empty());
+        // The delta equals the difference of the two snapshots.
+        assert_eq!(
+            store.delta_since(&partition, 0).unwrap().0.upserts.len(),
+            store.snapshot(&partition).snapshot.len()
+        );
+    }
+
+    #[test]
+    fn a_truncated_change_log_asks_for_a_full_snapshot() {
+        let store = RowStore::new();
+        let a = owner("team-a", "deploys");
+        let partition = Partition::of(&a);
+        for i in 0..(CHANGE_LOG_CAPACITY + 10) {
+            store.upsert(&a, row(&a, "1", &i.to_string()));
+        }
+        assert!(store.delta_since(&partition, 1).is_none());
+        let recent = store.version(&partition) - 5;
+        assert!(store.delta_since(&partition, recent).is_some());
+    }
+
+    #[test]
+    fn remove_where_sweeps_stale_rows_and_notifies() {
+        let store = RowStore::new();
+        let mut changes = store.subscribe();
+        let a = owner("team-a", "deploys");
+        for uid in ["1", "2", "3"] {
+            store.upsert(&a, row(&a, uid, "x"));
+        }
+        let keep: BTreeSet<&str> = ["2"].into();
+        assert_eq!(store.remove_where(&a, |r| !keep.contains(r.uid.as_str())), 2);
+        assert_eq!(store.uids(&a), BTreeSet::from(["2".to_owned()]));
+        let mut seen = 0;
+        while let Ok(change) = changes.try_recv() {
+            assert_eq!(change.partition, Partition::Namespace("team-a".into()));
+            seen += 1;
+        }
+        assert_eq!(seen, 5);
+    }
+}
