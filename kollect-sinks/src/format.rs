@@ -1,0 +1,96 @@
+//! Document formats for file-like sinks: the canonical JSON envelope, the same document as YAML,
+//! and NDJSON (the envelope header on the first line, then one item per line).
+//!
+//! YAML and NDJSON are derived from the canonical JSON, so keys keep its order (envelope fields in
+//! declaration order, map keys sorted) whatever the build's serde_json features are.
+
+use kollect_core::sink::{ExportRequest, SinkError};
+use serde_json::Value;
+
+/// How a document is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum DocumentFormat {
+    /// The canonical JSON envelope (byte-identical to the Go operator's).
+    #[default]
+    Json,
+    /// The envelope as YAML.
+    Yaml,
+    /// The envelope header, then one item per line.
+    Ndjson,
+}
+
+impl DocumentFormat {
+    /// Parses `json`, `yaml` or `ndjson` (case-insensitive).
+    pub fn parse(text: &str) -> Result<Self, SinkError> {
+        match text.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "yaml" | "yml" => Ok(Self::Yaml),
+            "ndjson" | "jsonl" => Ok(Self::Ndjson),
+            other => Err(SinkError::terminal(format!(
+                "unknown format \"{other}\" (supported: json, ndjson, yaml)"
+            ))),
+        }
+    }
+
+    /// The file extension, with the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Json => ".json",
+            Self::Yaml => ".yaml",
+            Self::Ndjson => ".ndjson",
+        }
+    }
+
+    /// Renders the envelope of `request`'s part.
+    pub fn render(self, request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
+        let json = request.envelope();
+        match self {
+            Self::Json => Ok(json),
+            Self::Yaml => {
+                let value = parse(&json)?;
+                serde_norway::to_string(&value)
+                    .map(String::into_bytes)
+                    .map_err(|e| SinkError::terminal(format!("render YAML: {e}")))
+            }
+            Self::Ndjson => {
+                let Value::Object(mut envelope) = parse(&json)? else {
+                    return Err(SinkError::terminal("the envelope is not a JSON object"));
+                };
+                let items = envelope.remove("items");
+                let mut out = serde_json::to_vec(&envelope)
+                    .map_err(|e| SinkError::terminal(format!("render NDJSON: {e}")))?;
+                out.push(b'\n');
+                for item in items.as_ref().and_then(Value::as_array).into_iter().flatten() {
+                    serde_json::to_writer(&mut out, item)
+                        .map_err(|e| SinkError::terminal(format!("render NDJSON: {e}")))?;
+                    out.push(b'\n');
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Reads back the rows of a document written in this format.
+    pub fn read_rows(self, bytes: &[u8]) -> Result<Vec<kollect_core::model::Row>, String> {
+        match self {
+            Self::Json => kollect_core::model::decode_items(bytes).map_err(|e| e.to_string()),
+            Self::Yaml => {
+                let value: Value = serde_norway::from_slice(bytes).map_err(|e| e.to_string())?;
+                serde_json::from_value(value.get("items").cloned().unwrap_or(Value::Null))
+                    .map(|items: Option<Vec<_>>| items.unwrap_or_default())
+                    .map_err(|e| e.to_string())
+            }
+            Self::Ndjson => std::str::from_utf8(bytes)
+                .map_err(|e| e.to_string())?
+                .lines()
+                .skip(1)
+                .filter(|line| !line.trim().is_empty())
+                .map(|line| serde_json::from_str(line).map_err(|e| e.to_string()))
+                .collect(),
+        }
+    }
+}
+
+fn parse(json: &[u8]) -> Result<Value, SinkError> {
+    serde_json::from_slice(json).map_err(|e| SinkError::terminal(format!("re-read envelope: {e}")))
+}

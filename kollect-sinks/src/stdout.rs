@@ -1,0 +1,194 @@
+//! The `stdout` sink: one record per exported document, written to standard output (or any
+//! writer) in the formats of the CLI's `--output -` (pipeline.md §4.4):
+//!
+//! `{"context","targetNamespace","targetName","path","envelope":{…}}`, as NDJSON (one compact
+//! record per line), YAML (each record preceded by `---`), or JSON (one array indented by two
+//! spaces, written by [`StdoutSink::finish`]; `[]` when there were no records).
+//!
+//! Removing an inventory writes a record with an empty envelope, so a consumer of the stream
+//! sees the inventory emptied.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use kollect_core::model::{ExportMeta, Part, Snapshot};
+use kollect_core::sink::{
+    Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
+};
+use serde_json::{Map, Value};
+
+/// How records are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// One compact JSON record per line.
+    #[default]
+    Ndjson,
+    /// YAML documents, each preceded by `---`.
+    Yaml,
+    /// One JSON array (written by [`StdoutSink::finish`]).
+    Json,
+}
+
+impl RecordFormat {
+    /// Parses `ndjson`, `yaml` or `json`.
+    pub fn parse(text: &str) -> Result<Self, SinkError> {
+        match text.to_ascii_lowercase().as_str() {
+            "ndjson" => Ok(Self::Ndjson),
+            "yaml" => Ok(Self::Yaml),
+            "json" => Ok(Self::Json),
+            other => Err(SinkError::terminal(format!(
+                "unknown output format \"{other}\" (supported: json, ndjson, yaml)"
+            ))),
+        }
+    }
+}
+
+type Writer = Box<dyn Write + Send>;
+
+/// Writes records to a writer.
+#[derive(Clone)]
+pub struct StdoutSink {
+    format: RecordFormat,
+    out: Arc<Mutex<Writer>>,
+    pending: Arc<Mutex<Vec<Value>>>,
+}
+
+impl std::fmt::Debug for StdoutSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdoutSink")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StdoutSink {
+    /// Records to standard output.
+    pub fn stdout(format: RecordFormat) -> Self {
+        Self::to_writer(format, std::io::stdout())
+    }
+
+    /// Records to `writer`.
+    pub fn to_writer(format: RecordFormat, writer: impl Write + Send + 'static) -> Self {
+        Self {
+            format,
+            out: Arc::new(Mutex::new(Box::new(writer))),
+            pending: Arc::default(),
+        }
+    }
+
+    fn record(inventory: &InventoryRef, path: String, envelope: &[u8]) -> Result<Value, SinkError> {
+        let envelope: Value = serde_json::from_slice(envelope)
+            .map_err(|e| SinkError::terminal(format!("re-read envelope: {e}")))?;
+        let mut record = Map::new();
+        record.insert("context".into(), inventory.cluster.clone().into());
+        record.insert("targetNamespace".into(), inventory.namespace.clone().into());
+        record.insert("targetName".into(), inventory.name.clone().into());
+        record.insert("path".into(), path.into());
+        record.insert("envelope".into(), envelope);
+        Ok(Value::Object(record))
+    }
+
+    fn emit(&self, record: Value) -> Result<u64, SinkError> {
+        let bytes = match self.format {
+            RecordFormat::Json => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(record);
+                return Ok(0);
+            }
+            RecordFormat::Ndjson => {
+                let mut line = serde_json::to_vec(&record)
+                    .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
+                line.push(b'\n');
+                line
+            }
+            RecordFormat::Yaml => {
+                let yaml = serde_norway::to_string(&record)
+                    .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
+                format!("---\n{yaml}").into_bytes()
+            }
+        };
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        out.write_all(&bytes)
+            .and_then(|()| out.flush())
+            .map_err(|e| SinkError::transient(format!("write to output: {e}")))?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// Writes the JSON array of every record (JSON format; a no-op otherwise) and flushes.
+    pub fn finish(&self) -> Result<(), SinkError> {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.format == RecordFormat::Json {
+            let records = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+            let mut text = serde_json::to_string_pretty(&Value::Array(records))
+                .map_err(|e| SinkError::terminal(format!("render records: {e}")))?;
+            text.push('\n');
+            out.write_all(text.as_bytes())
+                .map_err(|e| SinkError::transient(format!("write to output: {e}")))?;
+        }
+        out.flush()
+            .map_err(|e| SinkError::transient(format!("write to output: {e}")))
+    }
+
+    /// Reads records back from NDJSON or YAML output: `(record fields, envelope)` in order.
+    pub fn parse_records(format: RecordFormat, text: &str) -> Result<Vec<Value>, String> {
+        match format {
+            RecordFormat::Ndjson => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+                .collect(),
+            RecordFormat::Yaml => text
+                .split("---\n")
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| serde_norway::from_str(d).map_err(|e| e.to_string()))
+                .collect(),
+            RecordFormat::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for StdoutSink {
+    fn sink_type(&self) -> &str {
+        "stdout"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::STREAM_EMITTER
+    }
+
+    async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+        let path = request.part_path(&request.inventory.default_object_path(".json"));
+        let record = Self::record(&request.inventory, path, &request.envelope())?;
+        let bytes = self.emit(record)?;
+        Ok(ExportReceipt {
+            bytes,
+            unchanged: false,
+        })
+    }
+
+    async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
+        let meta = ExportMeta {
+            generation: Some(request.generation),
+            cluster: Some(request.inventory.cluster.clone()).filter(|c| !c.is_empty()),
+            exported_at: k8s_openapi::jiff::Timestamp::now(),
+        };
+        let envelope = Part::whole(&Snapshot::empty()).encode(&Snapshot::empty(), &meta);
+        let record = Self::record(
+            &request.inventory,
+            request.inventory.default_object_path(".json"),
+            &envelope,
+        )?;
+        self.emit(record).map(|_| ())
+    }
+
+    async fn probe(&self) -> Result<ProbeReport, SinkError> {
+        Ok(ProbeReport {
+            latency: std::time::Duration::ZERO,
+            message: "standard output is always available".into(),
+        })
+    }
+}
