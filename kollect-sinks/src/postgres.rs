@@ -128,6 +128,9 @@ pub struct PostgresSink {
     config: PostgresConfig,
     client: Mutex<Option<Arc<Client>>>,
     ensured: Mutex<bool>,
+    /// One connection carries one transaction at a time: exports of different inventories
+    /// through the same sink take turns.
+    transaction: Mutex<()>,
 }
 
 impl std::fmt::Debug for PostgresSink {
@@ -209,6 +212,7 @@ impl PostgresSink {
             config,
             client: Mutex::new(None),
             ensured: Mutex::new(false),
+            transaction: Mutex::new(()),
         })
     }
 
@@ -533,7 +537,9 @@ impl Sink for PostgresSink {
         self.prepare(&client).await?;
         let partition = self.partition(&request.inventory);
         let exported_at = request.exported_at.to_string();
-        // `Client::transaction` needs `&mut`; the shared client runs the same statements.
+        // `Client::transaction` needs `&mut`; the shared client runs the same statements, one
+        // transaction at a time.
+        let _turn = self.transaction.lock().await;
         client
             .batch_execute("BEGIN")
             .await
@@ -560,6 +566,7 @@ impl Sink for PostgresSink {
     async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
         let client = self.client().await?;
         self.prepare(&client).await?;
+        let _turn = self.transaction.lock().await;
         self.delete_all(&*client, self.partition(&request.inventory))
             .await
             .map(|_| ())
@@ -612,13 +619,20 @@ impl PostgresSink {
             self.delete_keys(client, &delta.deletes, partition).await?;
             return Ok(delta.upserts.len() as u64);
         }
-        let rows: Vec<&Row> = request.rows().collect();
-        if rows.is_empty() {
+        if request.snapshot.is_empty() {
             self.delete_all(client, partition).await?;
             return Ok(0);
         }
+        // The rows of this part; stale rows are deleted with the last part, against the whole
+        // snapshot, so a multipart set never deletes what a later part brings.
+        let rows: Vec<&Row> = request.rows().collect();
         self.upsert_rows(client, &rows, partition, exported_at).await?;
-        let (target_names, uids): (Vec<&str>, Vec<&str>) = rows
+        if !request.is_last_part() {
+            return Ok(rows.len() as u64);
+        }
+        let (target_names, uids): (Vec<&str>, Vec<&str>) = request
+            .snapshot
+            .rows()
             .iter()
             .map(|r| (r.target_name.as_str(), r.uid.as_str()))
             .unzip();

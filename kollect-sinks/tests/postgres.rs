@@ -1,0 +1,274 @@
+//! The PostgreSQL sink against a real PostgreSQL server: the conformance suite and the
+//! database-specific behaviour.
+
+// Test helpers may panic on broken fixtures: that is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use kollect_core::api::v1alpha1::ProvisioningMode;
+use kollect_core::model::{Row, Snapshot};
+use kollect_core::netguard::{GuardedResolver, NetPolicy};
+use kollect_core::sink::{ErrorClass, ExportRequest, InventoryRef, Sink};
+use kollect_sinks::postgres::{PostgresConfig, PostgresSink};
+use kollect_testkit::backends::{self, Postgres};
+use kollect_testkit::conformance::{Inspect, sample_row};
+
+/// One server per test binary; tests use their own tables.
+fn server() -> Option<&'static Postgres> {
+    static SERVER: OnceLock<Option<Postgres>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| backends::start_for_test(Postgres::start))
+        .as_ref()
+}
+
+fn config(pg: &Postgres, table: &str) -> PostgresConfig {
+    PostgresConfig {
+        dsn: pg.dsn("postgres"),
+        schema: "public".into(),
+        table: table.into(),
+        cluster: String::new(),
+        provisioning: ProvisioningMode::Ensure,
+        options: vec![("statement_timeout".into(), "30s".into())],
+        ca_pem: None,
+        resolver: GuardedResolver::new(NetPolicy::permissive_for_tests()),
+    }
+}
+
+async fn connect(pg: &Postgres) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&pg.dsn("postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Reads an inventory's rows back with a SELECT.
+pub struct Table {
+    dsn: String,
+    table: String,
+}
+
+#[async_trait]
+impl Inspect for Table {
+    async fn rows(&self, inventory: &InventoryRef) -> Result<Option<Vec<Row>>, String> {
+        let (client, connection) = tokio_postgres::connect(&self.dsn, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT payload::text FROM \"{}\" WHERE inventory_namespace = $1 AND inventory_name = $2 AND cluster = $3",
+                    self.table
+                ),
+                &[&inventory.path_namespace(), &inventory.name, &inventory.cluster],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        rows.iter()
+            .map(|r| serde_json::from_str::<Row>(r.get(0)).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
+/// A sink on a fresh table and its reader.
+pub async fn setup() -> (PostgresSink, Table) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let pg = server().expect("PostgreSQL (run hack/setup.sh)");
+    let table = format!(
+        "conformance_{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let sink = PostgresSink::new(config(pg, &table)).unwrap();
+    (
+        sink,
+        Table {
+            dsn: pg.dsn("postgres"),
+            table,
+        },
+    )
+}
+
+kollect_testkit::sink_conformance_tests!(setup());
+
+fn request(inventory: &InventoryRef, names: &[String], version: i64) -> ExportRequest {
+    ExportRequest::full(
+        inventory.clone(),
+        1,
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        Snapshot::new(names.iter().map(|n| sample_row(inventory, n, version)).collect()),
+    )
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("obj-{i:03}")).collect()
+}
+
+async fn count(client: &tokio_postgres::Client, table: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn bulk_path_and_rollback_leave_previous_rows_intact() {
+    let Some(pg) = server() else { return };
+    let sink = PostgresSink::new(config(pg, "bulk")).unwrap();
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    sink.export(&request(&inventory, &names(100), 1)).await.unwrap();
+    let client = connect(pg).await;
+    assert_eq!(count(&client, "bulk").await, 100);
+
+    // The table rejects writing one row mid-batch (a CHECK constraint on its uid, not
+    // validated against the rows already there).
+    client
+        .batch_execute(
+            "ALTER TABLE bulk ADD CONSTRAINT no_poison CHECK (source_uid <> 'uid-obj-050') NOT VALID",
+        )
+        .await
+        .unwrap();
+    let mut second = names(100);
+    second.truncate(60);
+    let error = sink.export(&request(&inventory, &second, 2)).await.unwrap_err();
+    assert!(error.message().contains("postgres bulk upsert"), "{error}");
+    // Nothing of the failed export is visible: still 100 rows, all at version 1.
+    assert_eq!(count(&client, "bulk").await, 100);
+    let versions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM bulk WHERE (payload->'attributes'->>'replicas')::int = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 100);
+}
+
+#[tokio::test]
+async fn migrates_a_table_created_by_the_go_operator() {
+    let Some(pg) = server() else { return };
+    let client = connect(pg).await;
+    client
+        .batch_execute(
+            "CREATE TABLE legacy (inventory_namespace TEXT NOT NULL, inventory_name TEXT NOT NULL, target_name TEXT NOT NULL, \
+             source_uid TEXT NOT NULL, cluster TEXT NOT NULL DEFAULT '', resource_namespace TEXT NOT NULL DEFAULT '', \
+             payload JSONB NOT NULL, exported_at TIMESTAMPTZ NOT NULL, \
+             PRIMARY KEY (inventory_namespace, inventory_name, target_name, source_uid)); \
+             INSERT INTO legacy VALUES ('team-a','apps','deployments','uid-old','east','shop','{}', now());",
+        )
+        .await
+        .unwrap();
+    let sink = PostgresSink::new(config(pg, "legacy")).unwrap();
+    let west = InventoryRef::namespaced("team-a", "apps").with_cluster("west");
+    sink.export(&request(&west, &names(2), 1)).await.unwrap();
+    let key: Vec<String> = client
+        .query_one(
+            "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_constraint c \
+             CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY k(attnum, ord) \
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum \
+             WHERE c.conrelid = 'legacy'::regclass AND c.contype = 'p'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        key,
+        [
+            "cluster",
+            "inventory_namespace",
+            "inventory_name",
+            "target_name",
+            "source_uid"
+        ]
+    );
+    // The old row (another cluster) survived; west's reconcile did not touch it.
+    assert_eq!(count(&client, "legacy").await, 3);
+}
+
+#[tokio::test]
+async fn two_clusters_with_the_same_inventory_and_uid_stay_apart() {
+    let Some(pg) = server() else { return };
+    let sink = PostgresSink::new(config(pg, "clusters")).unwrap();
+    let east = InventoryRef::namespaced("team-a", "apps").with_cluster("east");
+    let west = InventoryRef::namespaced("team-a", "apps").with_cluster("west");
+    sink.export(&request(&east, &names(3), 1)).await.unwrap();
+    sink.export(&request(&west, &names(3), 2)).await.unwrap();
+    let client = connect(pg).await;
+    assert_eq!(count(&client, "clusters").await, 6);
+    sink.export(&request(&east, &[], 1)).await.unwrap();
+    let left: Vec<String> = client
+        .query("SELECT DISTINCT cluster FROM clusters", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["west"]);
+}
+
+#[tokio::test]
+async fn existing_mode_never_creates_and_fails_clearly() {
+    let Some(pg) = server() else { return };
+    let sink = PostgresSink::new(PostgresConfig {
+        provisioning: ProvisioningMode::Existing,
+        ..config(pg, "not_there")
+    })
+    .unwrap();
+    let error = sink
+        .export(&request(&InventoryRef::namespaced("a", "b"), &names(1), 1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert!(
+        error
+            .message()
+            .contains("\"public\".\"not_there\" does not exist"),
+        "{error}"
+    );
+    let client = connect(pg).await;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('public.not_there') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "existing mode must not create the table");
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_fast_without_leaking() {
+    let Some(pg) = server() else { return };
+    let dsn = pg.dsn("postgres").replace(pg.password(), "not-the-password");
+    let sink = PostgresSink::new(PostgresConfig {
+        dsn,
+        ..config(pg, "auth")
+    })
+    .unwrap();
+    let error = sink.probe().await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert_eq!(error.message(), "connect postgres: authentication failed");
+    let probe = PostgresSink::new(config(pg, "auth"))
+        .unwrap()
+        .probe()
+        .await
+        .unwrap();
+    assert_eq!(probe.message, "PostgreSQL ping succeeded");
+}
+
+#[tokio::test]
+async fn loopback_is_refused_by_the_release_network_policy() {
+    let Some(pg) = server() else { return };
+    let sink = PostgresSink::new(PostgresConfig {
+        resolver: GuardedResolver::new(NetPolicy::new(false)),
+        ..config(pg, "ssrf")
+    })
+    .unwrap();
+    let error = sink.probe().await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert!(!error.message().contains(pg.password()));
+}
