@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kollect_core::api::v1alpha1::{KollectDatabaseSinkSpec, PostgresPreview, ProvisioningMode, SinkPreview};
+use kollect_core::api::v1alpha1::{
+    KollectDatabaseSinkSpec, PostgresPreview, ProvisioningMode, SECRET_LIKE_OPTION_WORDS, SinkPreview,
+};
 use kollect_core::model::{Row, RowKey};
 use kollect_core::netguard::GuardedResolver;
 use kollect_core::sink::{
@@ -36,24 +38,6 @@ use crate::registry::BuildContext;
 
 /// Rows at or above this count go through `COPY` instead of per-row upserts.
 const BULK_THRESHOLD: usize = 32;
-
-/// Keys of `spec.options` that are refused because they look like secrets.
-const SECRET_LIKE: [&str; 14] = [
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "apikey",
-    "api_key",
-    "accesskey",
-    "access_key",
-    "secretkey",
-    "secret_key",
-    "privatekey",
-    "private_key",
-    "credential",
-    "credentials",
-];
 
 /// Configuration of a [`PostgresSink`].
 #[derive(Clone)]
@@ -105,7 +89,7 @@ pub fn ddl(schema: &str, table: &str) -> String {
 fn check_options(options: &[(String, String)]) -> Result<(), SinkError> {
     for (key, _) in options {
         let lower = key.to_ascii_lowercase();
-        if let Some(word) = SECRET_LIKE.iter().find(|w| lower.contains(*w)) {
+        if let Some(word) = SECRET_LIKE_OPTION_WORDS.iter().find(|w| lower.contains(*w)) {
             return Err(SinkError::terminal(format!(
                 "spec.options.{key}: keys containing \"{word}\" are not allowed (secrets belong in the database Secret)"
             )));

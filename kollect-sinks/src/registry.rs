@@ -1,4 +1,4 @@
-//! The sink registry: a family sink spec plus resolved secret material in, a boxed [`Sink`] out.
+//! The sink registry: a family sink spec plus resolved secret material in, a boxed [`Sink`](kollect_core::sink::Sink) out.
 //! Backends never read Kubernetes Secrets; the caller resolves them into a [`BuildContext`].
 
 use kollect_core::api::v1alpha1::{KollectDatabaseSinkSpec, KollectEventSinkSpec, KollectSnapshotSinkSpec};
