@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `local` | [`local::LocalSink`]: files under a directory (CLI) | snapshot |
 //! | `stdout` | [`stdout::StdoutSink`]: records on standard output (CLI) | stream |
+//! | `git` | [`git::SharedGitSink`]: files committed and pushed to a Git branch | snapshot |
 //! | `postgres` | [`postgres::PostgresSink`]: rows in a PostgreSQL table | database |
 //!
 //! Every backend implements [`kollect_core::sink::Sink`] and passes the conformance suite of
@@ -13,6 +14,8 @@
 #![forbid(unsafe_code)]
 
 pub mod format;
+#[cfg(feature = "git")]
+pub mod git;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod path;

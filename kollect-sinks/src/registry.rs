@@ -77,6 +77,8 @@ impl BuildContext {
 /// The backend types this build supports, sorted.
 pub fn supported_types() -> Vec<&'static str> {
     let mut types = vec![
+        #[cfg(feature = "git")]
+        "git",
         #[cfg(feature = "local")]
         "local",
         #[cfg(feature = "postgres")]
@@ -109,6 +111,12 @@ pub fn build(config: &SinkConfig, context: BuildContext) -> Result<BoxSink, Sink
             if spec.type_ == kollect_core::api::v1alpha1::DatabaseSinkType::Postgres =>
         {
             Ok(Box::new(crate::postgres::PostgresSink::from_spec(spec, context)?))
+        }
+        #[cfg(feature = "git")]
+        SinkConfig::Snapshot(spec) if spec.type_ == kollect_core::api::v1alpha1::SnapshotSinkType::Git => {
+            Ok(Box::new(crate::git::SharedGitSink::new(
+                crate::git::GitSink::from_spec(spec, context)?,
+            )))
         }
         other => Err(unknown(&other.type_name())),
     }

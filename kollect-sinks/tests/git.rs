@@ -1,0 +1,431 @@
+//! The Git sink against a real Git smart-HTTP server (git http-backend with basic auth).
+
+// Test helpers may panic on broken fixtures: that is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use kollect_core::api::v1alpha1::KollectSnapshotSinkSpec;
+use kollect_core::model::{Row, Snapshot};
+use kollect_core::netguard::NetPolicy;
+use kollect_core::sink::{ErrorClass, ExportRequest, InventoryRef, Sink};
+use kollect_sinks::git::{GitSink, SharedGitSink};
+use kollect_sinks::{BuildContext, SecretData};
+use kollect_testkit::GitServer;
+use kollect_testkit::backends;
+use kollect_testkit::conformance::{Inspect, sample_row};
+use serde_json::json;
+
+const USER: &str = "kollect";
+const PASSWORD: &str = "s3cret-token-value";
+
+fn server() -> Option<&'static GitServer> {
+    static SERVER: OnceLock<Option<GitServer>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| backends::start_for_test(|| GitServer::start(USER, PASSWORD)))
+        .as_ref()
+}
+
+fn next_repo(server: &GitServer, prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "{prefix}-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    server.create_repo(&name).unwrap();
+    name
+}
+
+fn sink(server: &GitServer, repo: &str, spec: serde_json::Value, password: &str) -> SharedGitSink {
+    SharedGitSink::new(git_sink(server, repo, spec, password))
+}
+
+fn git_sink(server: &GitServer, repo: &str, spec: serde_json::Value, password: &str) -> GitSink {
+    let mut spec = spec;
+    spec["type"] = "git".into();
+    spec["endpoint"] = server.url(repo).into();
+    let spec: KollectSnapshotSinkSpec = serde_json::from_value(spec).unwrap();
+    let mut context = BuildContext::new("team-a/git", NetPolicy::permissive_for_tests());
+    context.secret = SecretData::new([
+        ("username".to_owned(), USER.as_bytes().to_vec()),
+        ("password".to_owned(), password.as_bytes().to_vec()),
+    ]);
+    // Each test gets its own mirror directory.
+    let mirrors = tempfile::tempdir().unwrap().keep();
+    let mut sink = GitSink::from_spec(&spec, context).unwrap();
+    sink.set_mirror_root(mirrors);
+    sink
+}
+
+/// Reads the branch tip of a bare repository.
+struct Bare {
+    path: std::path::PathBuf,
+}
+
+impl Bare {
+    fn repo(&self) -> git2::Repository {
+        git2::Repository::open_bare(&self.path).unwrap()
+    }
+
+    fn files(&self) -> Vec<(String, String)> {
+        let repo = self.repo();
+        let Ok(tip) = repo.refname_to_id("refs/heads/main") else {
+            return Vec::new();
+        };
+        let tree = repo.find_commit(tip).unwrap().tree().unwrap();
+        let mut files = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() == Some(git2::ObjectType::Blob) {
+                let blob = repo.find_blob(entry.id()).unwrap();
+                files.push((
+                    format!("{dir}{}", entry.name().unwrap()),
+                    String::from_utf8_lossy(blob.content()).into_owned(),
+                ));
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .unwrap();
+        files
+    }
+
+    fn commits(&self) -> usize {
+        let repo = self.repo();
+        let Ok(tip) = repo.refname_to_id("refs/heads/main") else {
+            return 0;
+        };
+        let mut walk = repo.revwalk().unwrap();
+        walk.push(tip).unwrap();
+        walk.count()
+    }
+
+    fn head_message(&self) -> String {
+        let repo = self.repo();
+        let tip = repo.refname_to_id("refs/heads/main").unwrap();
+        repo.find_commit(tip).unwrap().message().unwrap().to_owned()
+    }
+}
+
+#[async_trait]
+impl Inspect for Bare {
+    async fn rows(&self, inventory: &InventoryRef) -> Result<Option<Vec<Row>>, String> {
+        let cluster = if inventory.cluster.is_empty() {
+            "default"
+        } else {
+            &inventory.cluster
+        };
+        let prefix = format!(
+            "{cluster}/inventory/{}/{}.",
+            inventory.path_namespace(),
+            inventory.name
+        );
+        let mut rows = Vec::new();
+        let mut found = false;
+        for (path, content) in self.files() {
+            if path.starts_with(&prefix) && path.ends_with(".json") {
+                found = true;
+                rows.extend(
+                    kollect_core::model::decode_items(content.as_bytes()).map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        Ok(found.then_some(rows))
+    }
+}
+
+/// Conformance: JSON documents under a per-cluster path template.
+async fn conformance_setup() -> (SharedGitSink, Bare) {
+    let server = server().expect("git server (run hack/setup.sh)");
+    let repo = next_repo(server, "conformance");
+    let sink = sink(
+        server,
+        &repo,
+        json!({"pathTemplate": "{cluster}/inventory/{namespace}/{name}{extension}", "serialization": {"format": "json"}}),
+        PASSWORD,
+    );
+    (
+        sink,
+        Bare {
+            path: server.repo_path(&repo),
+        },
+    )
+}
+
+kollect_testkit::sink_conformance_tests!(conformance_setup());
+
+fn request(inventory: &InventoryRef, names: &[&str], version: i64) -> ExportRequest {
+    ExportRequest::full(
+        inventory.clone(),
+        7,
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        Snapshot::new(names.iter().map(|n| sample_row(inventory, n, version)).collect()),
+    )
+}
+
+fn paths(bare: &Bare) -> Vec<String> {
+    bare.files().into_iter().map(|(p, _)| p).collect()
+}
+
+#[tokio::test]
+async fn document_yaml_with_commit_templates_and_no_commit_when_unchanged() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "document");
+    let sink = sink(
+        server,
+        &repo,
+        json!({"git": {
+            "commitMessage": "inventory {namespace}/{name}: {itemCount} items",
+            "commitBody": "generation {generation} via {sink}",
+            "commitTrailers": ["Kollect-Checksum: {checksumShort}"],
+            "author": {"name": "Inventory Bot", "email": "bot@example.com"}
+        }}),
+        PASSWORD,
+    );
+    let bare = Bare {
+        path: server.repo_path(&repo),
+    };
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    let first = sink
+        .export(&request(&inventory, &["web", "api"], 1))
+        .await
+        .unwrap();
+    assert!(!first.unchanged);
+    assert_eq!(paths(&bare), ["inventory/team-a/apps.yaml"]);
+    let (_, yaml) = &bare.files()[0];
+    assert!(yaml.starts_with("- attributes:\n"), "{yaml}");
+    let message = bare.head_message();
+    assert!(
+        message.starts_with(
+            "inventory team-a/apps: 2 items\n\ngeneration 7 via team-a/git\n\nKollect-Checksum: "
+        ),
+        "{message}"
+    );
+    let repo_handle = bare.repo();
+    let tip = repo_handle.refname_to_id("refs/heads/main").unwrap();
+    let author = repo_handle
+        .find_commit(tip)
+        .unwrap()
+        .author()
+        .name()
+        .unwrap()
+        .to_owned();
+    assert_eq!(author, "Inventory Bot");
+
+    // The same content again: no commit.
+    let again = sink
+        .export(&request(&inventory, &["web", "api"], 1))
+        .await
+        .unwrap();
+    assert!(again.unchanged);
+    assert_eq!(bare.commits(), 1);
+}
+
+#[tokio::test]
+async fn per_resource_writes_only_changed_files_and_prunes_gone_resources() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "per-resource");
+    let sink = sink(
+        server,
+        &repo,
+        json!({"layout": {"mode": "perResource", "content": "attributes"}, "serialization": {"format": "json"}}),
+        PASSWORD,
+    );
+    let bare = Bare {
+        path: server.repo_path(&repo),
+    };
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    sink.export(&request(&inventory, &["web", "api", "db"], 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        paths(&bare),
+        [
+            ".kollect/inventories/default/team-a/apps.paths",
+            "default/shop/deployment/api.json",
+            "default/shop/deployment/db.json",
+            "default/shop/deployment/web.json",
+        ]
+    );
+    let blob = |path: &str| {
+        let repo = bare.repo();
+        let tip = repo.refname_to_id("refs/heads/main").unwrap();
+        repo.find_commit(tip)
+            .unwrap()
+            .tree()
+            .unwrap()
+            .get_path(Path::new(path))
+            .unwrap()
+            .id()
+    };
+    let api_before = blob("default/shop/deployment/api.json");
+
+    // web changes, db disappears: one file rewritten, one pruned, api untouched.
+    let mut rows: Vec<Row> = ["web", "api"]
+        .iter()
+        .map(|n| sample_row(&inventory, n, 1))
+        .collect();
+    rows[0] = sample_row(&inventory, "web", 2);
+    let changed = ExportRequest::full(
+        inventory.clone(),
+        7,
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_100).unwrap(),
+        Snapshot::new(rows),
+    );
+    sink.export(&changed).await.unwrap();
+    assert_eq!(
+        paths(&bare),
+        [
+            ".kollect/inventories/default/team-a/apps.paths",
+            "default/shop/deployment/api.json",
+            "default/shop/deployment/web.json",
+        ]
+    );
+    assert_eq!(blob("default/shop/deployment/api.json"), api_before);
+    assert!(
+        bare.files()
+            .iter()
+            .any(|(p, c)| p.ends_with("web.json") && c.contains(":2"))
+    );
+
+    // Deleting the inventory removes exactly its files.
+    sink.remove(&kollect_core::sink::RemoveRequest {
+        inventory: inventory.clone(),
+        generation: 7,
+    })
+    .await
+    .unwrap();
+    assert!(paths(&bare).is_empty(), "{:?}", paths(&bare));
+}
+
+#[tokio::test]
+async fn split_layout_writes_an_index_and_resources() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "split");
+    let sink = sink(server, &repo, json!({"layout": {"mode": "split"}}), PASSWORD);
+    let bare = Bare {
+        path: server.repo_path(&repo),
+    };
+    let inventory = InventoryRef::namespaced("team-a", "apps").with_cluster("prod");
+    sink.export(&request(&inventory, &["web"], 1)).await.unwrap();
+    let files = bare.files();
+    let index = files
+        .iter()
+        .find(|(p, _)| p == "inventory/team-a/apps.yaml")
+        .map(|(_, c)| c.clone())
+        .unwrap();
+    assert!(index.contains("itemCount: 1"), "{index}");
+    assert!(index.contains("- prod/shop/deployment/web.yaml"), "{index}");
+    assert!(
+        files
+            .iter()
+            .any(|(p, c)| p == "prod/shop/deployment/web.yaml" && c.contains("kind: Deployment"))
+    );
+}
+
+/// Commits a README directly into the bare repository, as another writer would.
+fn push_by_someone_else(path: &Path) {
+    let repo = git2::Repository::open_bare(path).unwrap();
+    let tip = repo.refname_to_id("refs/heads/main").unwrap();
+    let parent = repo.find_commit(tip).unwrap();
+    let blob = repo.blob(b"hand-written\n").unwrap();
+    let mut builder = repo.treebuilder(Some(&parent.tree().unwrap())).unwrap();
+    builder.insert("README.md", blob, 0o100_644).unwrap();
+    let tree = repo.find_tree(builder.write().unwrap()).unwrap();
+    let someone = git2::Signature::now("someone", "someone@example.com").unwrap();
+    repo.commit(
+        Some("refs/heads/main"),
+        &someone,
+        &someone,
+        "docs",
+        &tree,
+        &[&parent],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_concurrent_push_by_someone_else_is_recovered() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "concurrent");
+    let bare = Bare {
+        path: server.repo_path(&repo),
+    };
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    let mut inner = git_sink(server, &repo, json!({}), PASSWORD);
+    // Between the sink's fetch and its push, someone else pushes (once).
+    let raced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (path, counter) = (bare.path.clone(), std::sync::Arc::clone(&raced));
+    inner.set_before_push(std::sync::Arc::new(move || {
+        // The first push creates the branch; race the second one.
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            push_by_someone_else(&path);
+        }
+    }));
+    let sink = SharedGitSink::new(inner);
+    sink.export(&request(&inventory, &["web"], 1)).await.unwrap();
+    sink.export(&request(&inventory, &["web", "api"], 1))
+        .await
+        .unwrap();
+    assert_eq!(sink.inner().rejected_pushes(), 1, "the push was rejected once");
+    let files = paths(&bare);
+    assert!(files.contains(&"README.md".to_owned()), "{files:?}");
+    assert_eq!(bare.commits(), 3);
+    assert!(
+        bare.files()
+            .iter()
+            .any(|(p, c)| p == "inventory/team-a/apps.yaml" && c.contains("api"))
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_terminal_and_never_echoed() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "auth");
+    let sink = sink(server, &repo, json!({}), "wrong-password-value");
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    let error = sink.export(&request(&inventory, &["web"], 1)).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal, "{error}");
+    assert!(!error.message().contains("wrong-password-value"), "{error}");
+    let error = sink.probe().await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal, "{error}");
+    let ok = self::sink(server, &repo, json!({}), PASSWORD)
+        .probe()
+        .await
+        .unwrap();
+    assert_eq!(ok.message, "TLS and git remote reachability verified");
+}
+
+#[tokio::test]
+async fn force_push_overwrites_a_diverged_branch() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "force");
+    let bare = Bare {
+        path: server.repo_path(&repo),
+    };
+    let mut inner = git_sink(
+        server,
+        &repo,
+        json!({"git": {"pushPolicy": "ForcePush"}}),
+        PASSWORD,
+    );
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (path, counter) = (bare.path.clone(), std::sync::Arc::clone(&calls));
+    inner.set_before_push(std::sync::Arc::new(move || {
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            push_by_someone_else(&path);
+        }
+    }));
+    let sink = SharedGitSink::new(inner);
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    sink.export(&request(&inventory, &["web"], 1)).await.unwrap();
+    sink.export(&request(&inventory, &["api"], 1)).await.unwrap();
+    assert_eq!(sink.inner().rejected_pushes(), 0);
+    let files = paths(&bare);
+    assert_eq!(
+        files,
+        ["inventory/team-a/apps.yaml"],
+        "the other commit was overwritten"
+    );
+    assert!(bare.files().iter().any(|(_, c)| c.contains("api")));
+}
