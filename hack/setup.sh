@@ -25,7 +25,7 @@ done
 # System packages: the real backends the tests run against (PostgreSQL, NATS with JetStream), the
 # runtimes of the others (Java for Kafka, Node.js for Azurite), and what the workspace builds with
 # (a C toolchain, cmake for librdkafka, pkg-config and OpenSSL headers for libgit2 and libssh2).
-APT_PACKAGES=(postgresql nats-server git procps util-linux patch build-essential cmake pkg-config libssl-dev)
+APT_PACKAGES=(postgresql nats-server git openssh-server procps util-linux patch build-essential cmake pkg-config libssl-dev)
 # Tools that may come from elsewhere (an SDK install): a Debian package only when the command is
 # missing.
 declare -A APT_FOR_COMMAND=([java]=default-jre-headless [mvn]=maven [node]=nodejs [npm]=npm)

@@ -429,3 +429,123 @@ async fn force_push_overwrites_a_diverged_branch() {
     );
     assert!(bare.files().iter().any(|(_, c)| c.contains("api")));
 }
+
+fn tls_sink(server: &GitServer, repo: &str, tls: serde_json::Value, ca_pem: Option<&str>) -> SharedGitSink {
+    let spec: KollectSnapshotSinkSpec = serde_json::from_value(json!({
+        "type": "git", "endpoint": server.url(repo), "tls": tls,
+    }))
+    .unwrap();
+    let mut context = BuildContext::new("team-a/git", NetPolicy::permissive_for_tests());
+    context.secret = SecretData::new([
+        ("username".to_owned(), USER.as_bytes().to_vec()),
+        ("password".to_owned(), PASSWORD.as_bytes().to_vec()),
+    ]);
+    context.ca_pem = ca_pem.map(str::to_owned);
+    let mut sink = GitSink::from_spec(&spec, context).unwrap();
+    sink.set_mirror_root(tempfile::tempdir().unwrap().keep());
+    SharedGitSink::new(sink)
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca_bundle_or_insecure_skip_verify() {
+    let Some(server) = backends::start_for_test(|| GitServer::start_tls(USER, PASSWORD)) else {
+        return;
+    };
+    server.create_repo("tls").unwrap();
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    assert!(server.url("tls").starts_with("https://"));
+
+    // Without the CA the certificate is not trusted: a terminal error naming the problem.
+    let error = tls_sink(&server, "tls", json!({}), None)
+        .export(&request(&inventory, &["web"], 1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal, "{error}");
+    assert!(error.message().to_lowercase().contains("certificate"), "{error}");
+
+    // With the CA bundle it works.
+    let trusted = tls_sink(&server, "tls", json!({}), server.ca_pem());
+    trusted.export(&request(&inventory, &["web"], 1)).await.unwrap();
+    assert_eq!(
+        trusted.probe().await.unwrap().message,
+        "TLS and git remote reachability verified"
+    );
+    // A CA that did not sign the certificate is refused.
+    let other_ca = kollect_testkit::pki::serving_pki("other").unwrap().ca_pem;
+    let error = tls_sink(&server, "tls", json!({}), Some(&other_ca))
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(
+        error.message().contains("not trusted by spec.tls CA bundle"),
+        "{error}"
+    );
+    // insecureSkipVerify accepts any certificate.
+    tls_sink(&server, "tls", json!({"insecureSkipVerify": true}), None)
+        .export(&request(&inventory, &["web", "api"], 1))
+        .await
+        .unwrap();
+    let bare = Bare {
+        path: server.repo_path("tls"),
+    };
+    assert_eq!(bare.commits(), 2);
+}
+
+#[tokio::test]
+async fn ssh_with_a_private_key_and_known_hosts() {
+    use kollect_testkit::SshGitServer;
+    let Some(server) = backends::start_for_test(SshGitServer::start) else {
+        return;
+    };
+    let url = server.create_repo("ssh").unwrap();
+    let build = |known_hosts: Option<&str>, insecure: bool| {
+        let spec: KollectSnapshotSinkSpec = serde_json::from_value(json!({
+            "type": "git", "endpoint": url, "tls": {"insecureSkipVerify": insecure},
+        }))
+        .unwrap();
+        let mut context = BuildContext::new("team-a/git", NetPolicy::permissive_for_tests());
+        let mut secret = vec![(
+            "ssh-privatekey".to_owned(),
+            server.private_key().as_bytes().to_vec(),
+        )];
+        if let Some(known_hosts) = known_hosts {
+            secret.push(("known_hosts".to_owned(), known_hosts.as_bytes().to_vec()));
+        }
+        context.secret = SecretData::new(secret);
+        GitSink::from_spec(&spec, context).map(|mut sink| {
+            sink.set_mirror_root(tempfile::tempdir().unwrap().keep());
+            SharedGitSink::new(sink)
+        })
+    };
+    // known_hosts is required unless insecureSkipVerify.
+    let error = build(None, false).unwrap_err();
+    assert!(error.message().contains("known_hosts"), "{error}");
+
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    let sink = build(Some(server.known_hosts()), false).unwrap();
+    sink.export(&request(&inventory, &["web"], 1)).await.unwrap();
+    assert_eq!(
+        sink.probe().await.unwrap().message,
+        "TLS and git remote reachability verified"
+    );
+    let bare = Bare {
+        path: server.repo_path("ssh"),
+    };
+    assert_eq!(paths(&bare), ["inventory/team-a/apps.yaml"]);
+
+    // A host key that is not the server's is refused.
+    let wrong_hosts = server
+        .known_hosts()
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+        + " AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n";
+    let error = build(Some(&wrong_hosts), false)
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal, "{error}");
+    assert!(error.message().contains("not in known_hosts"), "{error}");
+}

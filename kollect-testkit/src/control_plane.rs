@@ -153,29 +153,12 @@ struct Pki {
 }
 
 fn generate_pki() -> Result<Pki, ControlPlaneError> {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "kollect-testkit-ca");
-    let ca = ca_params.self_signed(&ca_key)?;
-    let serving_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "kube-apiserver");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let cert = params.signed_by(&serving_key, &issuer)?;
-    let sa_key = KeyPair::generate()?;
+    let serving = crate::pki::serving_pki("kube-apiserver")?;
+    let sa_key = rcgen::KeyPair::generate()?;
     Ok(Pki {
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: serving_key.serialize_pem(),
+        ca_pem: serving.ca_pem,
+        cert_pem: serving.cert_pem,
+        key_pem: serving.key_pem,
         sa_key_pem: sa_key.serialize_pem(),
         sa_pub_pem: sa_key.public_key_pem(),
     })

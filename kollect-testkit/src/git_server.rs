@@ -1,4 +1,4 @@
-//! A Git smart-HTTP server with basic authentication over local bare repositories.
+//! A Git smart-HTTP(S) server with basic authentication over local bare repositories.
 //!
 //! Requests are authenticated and then handed to `git http-backend` (Debian's git) as CGI, so
 //! clients talk to the real Git protocol implementation: clone, fetch, push (including rejected
@@ -29,6 +29,8 @@ pub struct GitServer {
     password: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The CA of the serving certificate, when serving HTTPS.
+    ca_pem: Option<String>,
 }
 
 impl std::fmt::Debug for GitServer {
@@ -58,6 +60,7 @@ fn start_error(message: impl Into<String>) -> BackendError {
 }
 
 struct Config {
+    tls: Option<tokio_rustls::TlsAcceptor>,
     git: PathBuf,
     root: PathBuf,
     user: String,
@@ -67,6 +70,41 @@ struct Config {
 impl GitServer {
     /// Starts a server accepting `user`/`password` on a free port.
     pub fn start(user: &str, password: &str) -> Result<Self, BackendError> {
+        Self::start_with(user, password, None)
+    }
+
+    /// Starts an HTTPS server (a fresh CA and a certificate for `127.0.0.1` and `localhost`;
+    /// see [`GitServer::ca_pem`]).
+    pub fn start_tls(user: &str, password: &str) -> Result<Self, BackendError> {
+        let pki = crate::pki::serving_pki("git-server").map_err(|e| start_error(e.to_string()))?;
+        Self::start_with(user, password, Some(pki))
+    }
+
+    fn start_with(
+        user: &str,
+        password: &str,
+        pki: Option<crate::pki::ServingPki>,
+    ) -> Result<Self, BackendError> {
+        let tls = match &pki {
+            None => None,
+            Some(pki) => {
+                use rustls::pki_types::pem::PemObject;
+                let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| start_error(e.to_string()))?;
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes())
+                    .map_err(|e| start_error(e.to_string()))?;
+                let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| start_error(e.to_string()))?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| start_error(e.to_string()))?;
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+            }
+        };
         let git = git_binary()?;
         let root = tempfile::Builder::new()
             .prefix("kollect-git-")
@@ -78,6 +116,7 @@ impl GitServer {
             .map_err(|e| start_error(e.to_string()))?;
         let addr = listener.local_addr().map_err(|e| start_error(e.to_string()))?;
         let config = Arc::new(Config {
+            tls,
             git,
             root: root.path().to_owned(),
             user: user.to_owned(),
@@ -104,6 +143,7 @@ impl GitServer {
             password: password.to_owned(),
             shutdown: Some(tx),
             thread: Some(thread),
+            ca_pem: pki.map(|p| p.ca_pem),
         })
     }
 
@@ -134,9 +174,15 @@ impl GitServer {
         Ok(self.url(name))
     }
 
-    /// `http://127.0.0.1:<port>/<name>.git`.
+    /// `http://127.0.0.1:<port>/<name>.git` (`https` when serving TLS).
     pub fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}.git", self.addr)
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/{name}.git", self.addr)
+    }
+
+    /// The CA certificate (PEM) that signed the serving certificate of an HTTPS server.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// The bare repository's directory, to inspect or modify it directly.
@@ -189,11 +235,24 @@ async fn serve(
         };
         let config = Arc::clone(&config);
         tokio::spawn(async move {
+            let tls = config.tls.clone();
             let service = hyper::service::service_fn(move |request| handle(Arc::clone(&config), request));
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            let builder = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    // A failed handshake (a client rejecting the certificate) ends the connection.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }

@@ -8,8 +8,9 @@
 //! - [`conformance`]: the sink conformance suite every sink backend (ours or a third party's)
 //!   runs, with [`sink_conformance_tests!`].
 //!
-//! The local control plane (kube-apiserver + etcd) and launchers for real sink backends join
-//! them here.
+//! - [`ControlPlane`]: a real kube-apiserver + etcd with every Kollect CRD installed;
+//! - [`backends`]: launchers for the real sink backends, and [`GitServer`] (smart HTTP(S) with
+//!   basic auth), [`SshGitServer`] (OpenSSH with a generated key); [`pki`]: throwaway certificates for them.
 #![forbid(unsafe_code)]
 
 pub mod backends;
@@ -18,8 +19,11 @@ pub mod control_plane;
 pub mod git_server;
 pub mod golden;
 mod memory_sink;
+pub mod pki;
+mod ssh_git_server;
 
 pub use control_plane::ControlPlane;
 pub use git_server::GitServer;
+pub use ssh_git_server::SshGitServer;
 
 pub use memory_sink::{MemorySink, Recorded};

@@ -63,7 +63,8 @@ impl Remote {
     pub fn error(&self, stage: &str, error: &git2::Error) -> SinkError {
         let class = match (error.code(), error.class()) {
             (git2::ErrorCode::Auth, _) => ErrorClass::Terminal,
-            (git2::ErrorCode::Certificate, _) => ErrorClass::Terminal,
+            // Certificate and TLS failures do not heal by retrying: the CA or host is wrong.
+            (git2::ErrorCode::Certificate, _) | (_, git2::ErrorClass::Ssl) => ErrorClass::Terminal,
             (_, git2::ErrorClass::Net | git2::ErrorClass::Http | git2::ErrorClass::Ssh) => {
                 ErrorClass::Transient
             }
@@ -72,6 +73,8 @@ impl Remote {
         let message = error.message();
         let text = if class == ErrorClass::Terminal && error.code() == git2::ErrorCode::Auth {
             format!("git auth failed: {stage}: {message}")
+        } else if message.contains("hostkey") {
+            format!("{stage}: the ssh host key is not in known_hosts ({message})")
         } else {
             format!("{stage}: {message}")
         };
@@ -88,7 +91,18 @@ impl Remote {
     pub fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
         let mut attempts = 0;
-        callbacks.credentials(move |_url, username_from_url, _allowed| {
+        callbacks.credentials(move |_url, username_from_url, allowed| {
+            // Over SSH libgit2 first asks for the user name alone.
+            if allowed.contains(git2::CredentialType::USERNAME)
+                && let Auth::Ssh { username, .. } = &self.auth
+            {
+                let user = if username.is_empty() {
+                    username_from_url.unwrap_or("git")
+                } else {
+                    username
+                };
+                return Cred::username(user);
+            }
             // libgit2 asks again after a rejection; a second ask means the credentials are wrong.
             attempts += 1;
             if attempts > 1 {
