@@ -51,6 +51,8 @@ bash hack/install-go-backends.sh
 bash hack/install-kafka.sh
 bash hack/install-azurite.sh
 
+bash hack/build-deps.sh
+
 # Fetch crates once so the build steps that follow can run offline-friendly and in parallel.
 cargo fetch --locked >/dev/null
 echo "setup: ok (target dir $CARGO_TARGET_DIR)"

@@ -5,10 +5,12 @@
 //!   webhook and `kollect validate`;
 //! - [`select`]: which objects a target collects (namespace, resource and watch-label gates),
 //!   shared by every way of collecting;
+//! - [`offline`]: the same collection over manifest files and `kubectl get -o json` dumps;
 //! - [`runtime`]: shared watches per GVK, target registration, access checks and the
 //!   [`runtime::RowStore`] of rows, against a live API server.
 #![forbid(unsafe_code)]
 
 pub mod extract;
+pub mod offline;
 pub mod runtime;
 pub mod select;

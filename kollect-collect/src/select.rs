@@ -116,12 +116,13 @@ fn selector(field: String, selector: &LabelSelector) -> Result<Selector, FilterE
 }
 
 /// One compiled `resourceRules[]` entry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct CompiledRule {
     gvk: GroupVersionKind,
     namespace_selector: Option<Selector>,
     labels: Selector,
-    policy: Option<MatchPolicy>,
+    /// Shared: a compiled CEL program is not cloneable.
+    policy: Option<std::sync::Arc<MatchPolicy>>,
 }
 
 /// Why an object is not collected (for metrics and debugging).
@@ -135,8 +136,8 @@ pub enum Skip {
     WatchLabel,
 }
 
-/// The compiled filters of one target.
-#[derive(Debug)]
+/// The compiled filters of one target (cheap to clone).
+#[derive(Debug, Clone)]
 pub struct TargetFilter {
     included: Option<BTreeSet<String>>,
     namespace_selector: Option<Selector>,
@@ -234,10 +235,12 @@ impl TargetFilter {
                 .match_policy
                 .as_deref()
                 .map(|expression| {
-                    MatchPolicy::compile(expression, limits).map_err(|e| FilterError::MatchPolicy {
-                        field: format!("{field}.matchPolicy"),
-                        message: e.to_string(),
-                    })
+                    MatchPolicy::compile(expression, limits)
+                        .map(std::sync::Arc::new)
+                        .map_err(|e| FilterError::MatchPolicy {
+                            field: format!("{field}.matchPolicy"),
+                            message: e.to_string(),
+                        })
                 })
                 .transpose()?;
             rules.push(CompiledRule {

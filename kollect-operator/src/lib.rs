@@ -1,7 +1,10 @@
 //! The Kollect operator and the `kollect` command-line tool.
 //!
-//! For now this crate provides CRD generation (`kollect crds`); the operator (`kollect run`) and
-//! the pipeline CLI (`kollect collect | validate | init`) build on the library crates.
+//! - [`crds`]: CRD generation (`kollect crds`);
+//! - [`cli`]: the pipeline CLI (`kollect collect`, `kollect validate`) over the library crates.
+//!
+//! The operator (`kollect run`) joins them here.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod crds;

@@ -16,6 +16,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Collect targets from a cluster (or from files with --source) and export one document per
+    /// target: to standard output (--output -), a directory (--output DIR), or the one sink
+    /// manifest in --config. Exit codes: 0 all collected, 1 some targets skipped or failed but
+    /// at least one exported, 2 nothing usable (bad flags, configuration, kubeconfig or sink).
+    Collect(CollectArgs),
+    /// Check a configuration directory offline with the admission rules; exit 2 when an object
+    /// is invalid.
+    Validate {
+        /// Directory of Kollect YAML files (non-recursive; multi-document files allowed).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Write the CustomResourceDefinitions, one file per CRD (kollect.dev_PLURAL.yaml).
     Crds {
         /// Directory to write into.
@@ -27,11 +44,89 @@ enum Command {
     },
 }
 
+/// Flags of `kollect collect`.
+#[derive(Debug, clap::Args)]
+struct CollectArgs {
+    /// Directory of KollectProfile, KollectTarget, sink and Secret YAML files (non-recursive).
+    #[arg(long)]
+    config: PathBuf,
+    /// Collect from manifest files or `kubectl get -o json` dumps (a file or directory) instead
+    /// of a cluster.
+    #[arg(long, value_name = "PATH")]
+    source: Option<PathBuf>,
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Context to collect from; repeatable, comma-separated, globs allowed (default: the
+    /// current context).
+    #[arg(long = "context", value_name = "NAME")]
+    contexts: Vec<String>,
+    /// Collect only this namespace (overrides every target's includedNamespaces).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// `-` for records on standard output, or a directory to write documents into.
+    #[arg(long)]
+    output: Option<String>,
+    /// Output format: ndjson, yaml or json (records with --output -; documents with a directory).
+    #[arg(long)]
+    format: Option<String>,
+    /// Collect and report what would be written; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep running and export changes as they happen, until interrupted (Ctrl-C).
+    #[arg(long)]
+    watch: bool,
+    /// Log level: debug, info, warn or error.
+    #[arg(long, default_value = "warn")]
+    log_level: String,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { output_dir, check } => crds(&output_dir, check),
+        Command::Collect(args) => collect(args),
+        Command::Validate { config } => ExitCode::from(kollect_operator::cli::validate::run(&config) as u8),
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "kollect", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
+}
+
+fn collect(args: CollectArgs) -> ExitCode {
+    let filter = match args.log_level.as_str() {
+        level @ ("debug" | "info" | "warn" | "error") => level.to_owned(),
+        other => {
+            eprintln!("error: --log-level {other}: use debug, info, warn or error");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = kollect_operator::cli::collect::CollectOptions {
+        config: args.config,
+        source: args.source,
+        kubeconfig: args.kubeconfig,
+        contexts: args.contexts,
+        namespace: args.namespace,
+        output: args.output,
+        format: args.format,
+        dry_run: args.dry_run,
+        watch: args.watch,
+    };
+    let exit = runtime.block_on(kollect_operator::cli::collect::run(options));
+    ExitCode::from(exit as u8)
 }
 
 fn crds(dir: &std::path::Path, check: bool) -> ExitCode {

@@ -598,7 +598,8 @@ impl Drop for ControlPlane {
 /// without running destructors (shared control planes in statics, aborts).
 fn spawn_watchdog(plane: &ControlPlane) -> Result<Child, ControlPlaneError> {
     let script = format!(
-        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; pkill -f -- '--etcd-servers=http://127.0.0.1:{etcd}' ; kill {etcd_pid} 2>/dev/null; sleep 1; rm -rf '{dir}'",
+        // `[-]` keeps the pattern from matching this script's own command line.
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill {etcd_pid} 2>/dev/null; pkill -f -- '[-]-etcd-servers=http://127.0.0.1:{etcd}' ; sleep 1; rm -rf '{dir}'",
         parent = std::process::id(),
         etcd = plane
             .apiserver_args

@@ -137,6 +137,7 @@ impl SshGitServer {
             fields.next().unwrap_or_default()
         );
         let private_key = std::fs::read_to_string(&client_key).map_err(|e| start_error(e.to_string()))?;
+        crate::backends::reap(child.id(), dir.path());
         Ok(Self {
             dir,
             child,

@@ -92,7 +92,7 @@ impl Default for RuntimeConfig {
 }
 
 /// A target as registered with the runtime.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TargetRegistration {
     /// Who collects (namespaced or cluster target, kept apart: decision A7).
     pub owner: RowOwner,

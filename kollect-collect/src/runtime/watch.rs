@@ -16,7 +16,6 @@ use std::time::Instant;
 use futures::stream::{self, BoxStream, StreamExt};
 use kollect_core::api::v1alpha1::GroupVersionKind;
 use kollect_core::collect::RowOwner;
-use kollect_core::model::Row;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::Scope;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -24,7 +23,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::access::Access;
 use super::metrics::ResourceLabels;
-use super::store::owner_key;
 use super::{Shared, TargetEntry};
 use crate::select::Skip;
 
@@ -248,20 +246,8 @@ async fn apply(shared: &Shared, context: &WatchContext, object: DynamicObject) {
                 });
             }
         }
-        match target.profile.extract(&value) {
-            Ok(attributes) => {
-                let key = owner_key(&target.owner, &uid);
-                let row = Row {
-                    target_namespace: key.target_namespace,
-                    target_name: key.target_name,
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    group: target.gvk.group.clone(),
-                    version: target.gvk.version.clone(),
-                    kind: target.gvk.kind.clone(),
-                    uid: uid.clone(),
-                    attributes: Some(attributes),
-                };
+        match crate::offline::build_row(target, &value, &namespace, &name, &uid) {
+            Ok(row) => {
                 if shared.store.upsert(&target.owner, row) {
                     shared.after_change(target);
                 }

@@ -45,6 +45,7 @@ impl FerretDb {
             .spawn()
             .map_err(|e| start_error("ferretdb", format!("start ferretdb: {e}"), None))?;
         wait_for_port("ferretdb", port, &mut child, &log, Duration::from_secs(20))?;
+        super::reap(child.id(), dir.path());
         Ok(Self {
             _dir: dir,
             child,

@@ -114,6 +114,7 @@ impl Kafka {
             .spawn()
             .map_err(|e| start_error("kafka", format!("start the broker: {e}"), None))?;
         wait_for_port("kafka", port, &mut child, &log, Duration::from_secs(90))?;
+        super::reap(child.id(), dir.path());
         Ok(Self {
             _dir: dir,
             child,

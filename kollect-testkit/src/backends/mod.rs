@@ -212,6 +212,30 @@ fn http_client(backend: &'static str) -> Result<reqwest::Client, BackendError> {
         .map_err(|e| start_error(backend, format!("build an HTTP client: {e}"), None))
 }
 
+/// Starts a small shell process that runs `cleanup` once this process has exited: servers held
+/// in statics (shared by the tests of a binary) are never dropped, so without it they would
+/// outlive the test run.
+fn spawn_reaper(cleanup: &str) {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; {cleanup}",
+        parent = std::process::id()
+    );
+    let _ = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+/// A reaper that kills `pid` and removes `dir`.
+pub(crate) fn reap(pid: u32, dir: &Path) {
+    spawn_reaper(&format!(
+        "kill {pid} 2>/dev/null; sleep 1; rm -rf '{}'",
+        dir.display()
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,7 @@ impl Nats {
             .spawn()
             .map_err(|e| start_error("nats", format!("start nats-server: {e}"), None))?;
         wait_for_port("nats", port, &mut child, &log, Duration::from_secs(20))?;
+        super::reap(child.id(), dir.path());
         Ok(Self {
             _dir: dir,
             child,

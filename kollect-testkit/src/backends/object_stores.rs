@@ -88,6 +88,7 @@ impl Minio {
             &log,
             Duration::from_secs(60),
         )?;
+        super::reap(child.id(), dir.path());
         Ok(Self {
             _dir: dir,
             child,
@@ -184,6 +185,7 @@ impl FakeGcs {
             &log,
             Duration::from_secs(30),
         )?;
+        super::reap(child.id(), dir.path());
         Ok(Self {
             _dir: dir,
             child,
@@ -282,6 +284,7 @@ impl Azurite {
             .spawn()
             .map_err(|e| start_error("azurite", format!("start azurite-blob: {e}"), None))?;
         super::wait_for_port("azurite", port, &mut child, &log, Duration::from_secs(60))?;
+        super::reap(child.id(), dir.path());
         Ok(Self {
             _dir: dir,
             child,

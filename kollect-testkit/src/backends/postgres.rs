@@ -152,6 +152,11 @@ impl Postgres {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The postmaster (not `runuser`) must get the signal; its pid is in postmaster.pid.
+        super::spawn_reaper(&format!(
+            "kill -QUIT $(head -1 '{dir}/data/postmaster.pid') 2>/dev/null; sleep 2; rm -rf '{dir}'",
+            dir = dir.path().display()
+        ));
         Ok(Self {
             dir,
             child,
