@@ -272,3 +272,57 @@ async fn loopback_is_refused_by_the_release_network_policy() {
     assert_eq!(error.class(), ErrorClass::Terminal);
     assert!(!error.message().contains(pg.password()));
 }
+
+#[tokio::test]
+async fn tls_follows_the_dsn_and_trusts_the_configured_ca() {
+    let Some(pg) = backends::start_for_test(Postgres::start_tls) else {
+        return;
+    };
+    let pg = &pg;
+    let dsn = pg.dsn("postgres").replace("sslmode=disable", "sslmode=require");
+    let with_ca = PostgresSink::new(PostgresConfig {
+        dsn: dsn.clone(),
+        ca_pem: pg.ca_pem().map(str::to_owned),
+        ..config(pg, "tls")
+    })
+    .unwrap();
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    with_ca.export(&request(&inventory, &names(2), 1)).await.unwrap();
+    // The server saw an encrypted session.
+    let client = connect_tls_check(pg).await;
+    assert_eq!(count(&client, "tls").await, 2);
+    // Without the CA the server certificate is not trusted: the connection fails, fixed text.
+    let error = PostgresSink::new(PostgresConfig {
+        dsn,
+        ..config(pg, "tls")
+    })
+    .unwrap()
+    .probe()
+    .await
+    .unwrap_err();
+    assert_eq!(error.message(), "connect postgres: connection failed");
+}
+
+async fn connect_tls_check(pg: &Postgres) -> tokio_postgres::Client {
+    let client = connect(pg).await;
+    let ssl_sessions: i64 = client
+        .query_one("SELECT count(*) FROM pg_stat_ssl WHERE ssl", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl_sessions >= 1, "the sink's session should use TLS");
+    client
+}
+
+#[test]
+fn preview_shows_the_ddl() {
+    let Some(pg) = server() else { return };
+    let sink = PostgresSink::new(config(pg, "preview_table")).unwrap();
+    let preview = sink.preview(&request(&InventoryRef::namespaced("a", "b"), &names(1), 1));
+    let ddl = preview.postgres.unwrap().expected_ddl.unwrap();
+    assert!(
+        ddl.starts_with("CREATE TABLE IF NOT EXISTS \"public\".\"preview_table\""),
+        "{ddl}"
+    );
+    assert_eq!(preview.provisioning_mode.as_deref(), Some("ensure"));
+}

@@ -33,6 +33,7 @@ pub struct Postgres {
     child: Child,
     port: u16,
     password: String,
+    ca_pem: Option<String>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -49,6 +50,21 @@ impl Postgres {
 
     /// Initialises a cluster in a temporary directory and starts it on a free port.
     pub fn start() -> Result<Self, BackendError> {
+        Self::start_with(false)
+    }
+
+    /// The same, also accepting TLS with a certificate for `127.0.0.1` and `localhost` from a
+    /// fresh CA ([`Postgres::ca_pem`]).
+    pub fn start_tls() -> Result<Self, BackendError> {
+        Self::start_with(true)
+    }
+
+    /// The CA that signed the server certificate (TLS servers only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    fn start_with(tls: bool) -> Result<Self, BackendError> {
         let mut bin_dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .map(|entries| {
                 entries
@@ -117,6 +133,37 @@ impl Postgres {
                 Some(&init_log),
             ));
         }
+        let mut tls_args: Vec<String> = Vec::new();
+        let mut ca_pem = None;
+        if tls {
+            let pki = crate::pki::serving_pki("postgres")
+                .map_err(|e| start_error("postgres", e.to_string(), None))?;
+            let cert = dir.path().join("server.crt");
+            let key = dir.path().join("server.key");
+            let write = |path: &Path, content: &str| {
+                std::fs::write(path, content).map_err(|e| start_error("postgres", e.to_string(), None))
+            };
+            write(&cert, &pki.cert_pem)?;
+            write(&key, &pki.key_pem)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| start_error("postgres", e.to_string(), None))?;
+            if as_root && let Some((uid, gid)) = user_ids("postgres") {
+                for file in [&cert, &key] {
+                    std::os::unix::fs::chown(file, Some(uid), Some(gid))
+                        .map_err(|e| start_error("postgres", e.to_string(), None))?;
+                }
+            }
+            tls_args = vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".into(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+            ca_pem = Some(pki.ca_pem);
+        }
         let port = free_port().map_err(|e| start_error("postgres", e.to_string(), None))?;
         let log = dir.path().join("postgres.log");
         let (out, err) = log_file(&log)?;
@@ -135,6 +182,7 @@ impl Postgres {
                 "-c",
                 "full_page_writes=off",
             ])
+            .args(&tls_args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -162,6 +210,7 @@ impl Postgres {
             child,
             port,
             password,
+            ca_pem,
         })
     }
 
