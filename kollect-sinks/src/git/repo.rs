@@ -452,7 +452,18 @@ pub fn push(
             }
         }
         Ok(()) => match status {
-            None => Ok(Pushed::Accepted),
+            None => {
+                // The remote now has `commit`: record it as the remote-tracking tip, so the next
+                // fetch negotiates from it instead of downloading the branch again.
+                repo.reference(
+                    &format!("refs/remotes/origin/{branch}"),
+                    commit,
+                    true,
+                    "kollect push",
+                )
+                .map_err(|e| SinkError::transient(format!("git push: {}", e.message())))?;
+                Ok(Pushed::Accepted)
+            }
             Some(status) => {
                 let lower = status.to_ascii_lowercase();
                 if lower.contains("fast-forward") || lower.contains("fetch first") || lower.contains("stale")
