@@ -336,36 +336,37 @@ pub fn build_tree(
         Some(tree) => tree,
         None => empty()?,
     };
+    // Every file of the base tree, read once: looking paths up one by one would re-read and
+    // re-parse large tree objects (libgit2 does not cache trees over 4 KiB) for every file.
+    let mut existing: std::collections::HashMap<String, Oid> = std::collections::HashMap::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(ObjectType::Blob) {
+            existing.insert(format!("{dir}{}", entry.name().unwrap_or_default()), entry.id());
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .map_err(|e| git("read tree", e))?;
     let mut update = TreeUpdateBuilder::new();
     let mut changed = false;
     for (path, bytes) in &change.write {
         let oid = repo.blob(bytes).map_err(|e| git("write blob", e))?;
-        let current = tree.get_path(Path::new(path)).ok().map(|e| e.id());
+        let current = existing.get(path.as_str()).copied();
         if current != Some(oid) {
             update.upsert(path, oid, git2::FileMode::Blob);
             changed = true;
         }
     }
     let mut delete: BTreeSet<String> = change.delete.iter().cloned().collect();
-    for dir in &change.prune_dirs {
-        let Ok(entry) = tree.get_path(Path::new(dir)) else {
-            continue;
-        };
-        let Ok(subtree) = repo.find_tree(entry.id()) else {
-            continue;
-        };
-        for file in subtree.iter() {
-            if file.kind() != Some(ObjectType::Blob) {
-                continue;
-            }
-            let path = format!("{dir}/{}", file.name().unwrap_or_default());
-            if !change.keep.contains(&path) {
-                delete.insert(path);
-            }
+    for path in existing.keys() {
+        let in_pruned_dir = path
+            .rfind('/')
+            .is_some_and(|slash| change.prune_dirs.contains(&path[..slash]));
+        if in_pruned_dir && !change.keep.contains(path) {
+            delete.insert(path.clone());
         }
     }
     for path in delete {
-        if tree.get_path(Path::new(&path)).is_ok() {
+        if existing.contains_key(&path) {
             update.remove(&path);
             changed = true;
         }
