@@ -1,6 +1,6 @@
 //! A MongoDB-wire-protocol server (FerretDB, built by `hack/install-go-backends.sh`).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{BackendError, find, go_backends_dir, log_file, start_error, wait_for_port};
@@ -8,18 +8,9 @@ use crate::control_plane::free_port;
 
 /// A MongoDB-wire-protocol server: FerretDB on its SQLite backend (no MongoDB server package is
 /// available to install; FerretDB speaks the same protocol to the `mongodb` driver).
+#[derive(Debug)]
 pub struct FerretDb {
-    _dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl std::fmt::Debug for FerretDb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FerretDb")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
+    server: super::ServerProcess,
 }
 
 impl FerretDb {
@@ -45,23 +36,13 @@ impl FerretDb {
             .spawn()
             .map_err(|e| start_error("ferretdb", format!("start ferretdb: {e}"), None))?;
         wait_for_port("ferretdb", port, &mut child, &log, Duration::from_secs(20))?;
-        super::reap(child.id(), dir.path());
         Ok(Self {
-            _dir: dir,
-            child,
-            port,
+            server: super::ServerProcess::new(dir, child, port),
         })
     }
 
     /// `mongodb://127.0.0.1:<port>/`.
     pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for FerretDb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("mongodb://127.0.0.1:{}/", self.server.port)
     }
 }

@@ -2,25 +2,16 @@
 //! Central jars `hack/install-kafka.sh` resolves, run with the machine's `java`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{BackendError, find, log_file, start_error, stop, temp_dir, wait_for_port};
+use super::{BackendError, find, log_file, start_error, temp_dir, wait_for_port};
 use crate::control_plane::free_port;
 
 /// A running Kafka broker with a PLAINTEXT listener on loopback.
+#[derive(Debug)]
 pub struct Kafka {
-    _dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl std::fmt::Debug for Kafka {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kafka")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
+    server: super::ServerProcess,
 }
 
 /// The newest complete jar folder under `$KOLLECT_CACHE/kafka/<version>/libs`.
@@ -114,22 +105,13 @@ impl Kafka {
             .spawn()
             .map_err(|e| start_error("kafka", format!("start the broker: {e}"), None))?;
         wait_for_port("kafka", port, &mut child, &log, Duration::from_secs(90))?;
-        super::reap(child.id(), dir.path());
         Ok(Self {
-            _dir: dir,
-            child,
-            port,
+            server: super::ServerProcess::new(dir, child, port),
         })
     }
 
     /// `127.0.0.1:<port>`: the `bootstrap.servers` value.
     pub fn bootstrap_servers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Kafka {
-    fn drop(&mut self) {
-        stop(&mut self.child);
+        format!("127.0.0.1:{}", self.server.port)
     }
 }

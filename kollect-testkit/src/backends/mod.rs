@@ -212,6 +212,39 @@ fn http_client(backend: &'static str) -> Result<reqwest::Client, BackendError> {
         .map_err(|e| start_error(backend, format!("build an HTTP client: {e}"), None))
 }
 
+/// A server process with its temporary directory: killed (and the directory removed) on drop,
+/// and by a reaper when the test process exits first.
+pub(crate) struct ServerProcess {
+    _dir: tempfile::TempDir,
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl std::fmt::Debug for ServerProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerProcess {
+    fn new(dir: tempfile::TempDir, child: Child, port: u16) -> Self {
+        reap(child.id(), dir.path());
+        Self {
+            _dir: dir,
+            child,
+            port,
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
 /// Starts a small shell process that runs `cleanup` once this process has exited: servers held
 /// in statics (shared by the tests of a binary) are never dropped, so without it they would
 /// outlive the test run.

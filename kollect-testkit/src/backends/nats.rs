@@ -1,25 +1,16 @@
 //! NATS with JetStream from the Debian packages.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{BackendError, find, log_file, start_error, wait_for_port};
 use crate::control_plane::free_port;
 
 /// A NATS server with JetStream enabled.
+#[derive(Debug)]
 pub struct Nats {
-    _dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl std::fmt::Debug for Nats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Nats")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
+    server: super::ServerProcess,
 }
 
 impl Nats {
@@ -45,23 +36,13 @@ impl Nats {
             .spawn()
             .map_err(|e| start_error("nats", format!("start nats-server: {e}"), None))?;
         wait_for_port("nats", port, &mut child, &log, Duration::from_secs(20))?;
-        super::reap(child.id(), dir.path());
         Ok(Self {
-            _dir: dir,
-            child,
-            port,
+            server: super::ServerProcess::new(dir, child, port),
         })
     }
 
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("nats://127.0.0.1:{}", self.server.port)
     }
 }

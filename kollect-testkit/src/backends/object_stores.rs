@@ -4,11 +4,11 @@
 //! the sinks use read and write objects but never create buckets.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{
-    BackendError, find, go_backends_dir, http_client, log_file, start_error, stop, temp_dir, wait_for_http,
+    BackendError, find, go_backends_dir, http_client, log_file, start_error, temp_dir, wait_for_http,
 };
 use crate::control_plane::free_port;
 
@@ -35,18 +35,9 @@ async fn expect_success(
 }
 
 /// A MinIO server (S3 API) with a root access key.
+#[derive(Debug)]
 pub struct Minio {
-    _dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl std::fmt::Debug for Minio {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Minio")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
+    server: super::ServerProcess,
 }
 
 impl Minio {
@@ -88,17 +79,14 @@ impl Minio {
             &log,
             Duration::from_secs(60),
         )?;
-        super::reap(child.id(), dir.path());
         Ok(Self {
-            _dir: dir,
-            child,
-            port,
+            server: super::ServerProcess::new(dir, child, port),
         })
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// Creates a bucket (path-style `PUT /<bucket>`), signed with the root key through
@@ -127,26 +115,11 @@ impl Minio {
     }
 }
 
-impl Drop for Minio {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-    }
-}
-
 /// fake-gcs-server: the GCS JSON API (and the XML API object_store uses for uploads), without
 /// authentication.
+#[derive(Debug)]
 pub struct FakeGcs {
-    _dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl std::fmt::Debug for FakeGcs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeGcs")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
+    server: super::ServerProcess,
 }
 
 impl FakeGcs {
@@ -185,17 +158,14 @@ impl FakeGcs {
             &log,
             Duration::from_secs(30),
         )?;
-        super::reap(child.id(), dir.path());
         Ok(Self {
-            _dir: dir,
-            child,
-            port,
+            server: super::ServerProcess::new(dir, child, port),
         })
     }
 
     /// `http://127.0.0.1:<port>`: the `gcs_base_url` for object_store.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// A service-account key document that points object_store at this server and turns OAuth
@@ -223,25 +193,10 @@ impl FakeGcs {
     }
 }
 
-impl Drop for FakeGcs {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-    }
-}
-
 /// Azurite's Blob service with the emulator's well-known development account.
+#[derive(Debug)]
 pub struct Azurite {
-    _dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-impl std::fmt::Debug for Azurite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Azurite")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
+    server: super::ServerProcess,
 }
 
 /// The directories `hack/install-azurite.sh` installs Azurite into (one per version).
@@ -284,17 +239,14 @@ impl Azurite {
             .spawn()
             .map_err(|e| start_error("azurite", format!("start azurite-blob: {e}"), None))?;
         super::wait_for_port("azurite", port, &mut child, &log, Duration::from_secs(60))?;
-        super::reap(child.id(), dir.path());
         Ok(Self {
-            _dir: dir,
-            child,
-            port,
+            server: super::ServerProcess::new(dir, child, port),
         })
     }
 
     /// The Blob endpoint including the account: `http://127.0.0.1:<port>/devstoreaccount1`.
     pub fn blob_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{}", self.port, Self::ACCOUNT)
+        format!("http://127.0.0.1:{}/{}", self.server.port, Self::ACCOUNT)
     }
 
     /// Creates a container, authorised with the account key (Shared Key scheme).
@@ -342,10 +294,4 @@ pub(super) fn shared_key_authorization(
     mac.update(string_to_sign.as_bytes());
     let signature = STANDARD.encode(mac.finalize().into_bytes());
     Ok(format!("SharedKey {account}:{signature}"))
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-    }
 }
