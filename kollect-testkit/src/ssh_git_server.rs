@@ -117,17 +117,7 @@ impl SshGitServer {
             .stderr(out)
             .spawn()
             .map_err(|e| start_error(format!("start sshd: {e}")))?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(start_error(format!("sshd exited ({status}): {text}")));
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(start_error("sshd did not listen within 20s"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::backends::wait_for_port("sshd", port, &mut child, &log, Duration::from_secs(20))?;
         let host_public = std::fs::read_to_string(host_key.with_extension("pub"))
             .map_err(|e| start_error(e.to_string()))?;
         let mut fields = host_public.split_whitespace();

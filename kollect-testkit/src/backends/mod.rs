@@ -99,7 +99,19 @@ fn start_error(backend: &'static str, message: impl Into<String>, log: Option<&P
     BackendError::Start { backend, message }
 }
 
-fn wait_for_port(
+/// An error with the log tail when the server process has already exited.
+fn exited_early(backend: &'static str, child: &mut Child, log: &Path) -> Result<(), BackendError> {
+    match child.try_wait() {
+        Ok(Some(status)) => Err(start_error(
+            backend,
+            format!("exited early ({status})"),
+            Some(log),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn wait_for_port(
     backend: &'static str,
     port: u16,
     child: &mut Child,
@@ -108,13 +120,7 @@ fn wait_for_port(
 ) -> Result<(), BackendError> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(start_error(
-                backend,
-                format!("exited early ({status})"),
-                Some(log),
-            ));
-        }
+        exited_early(backend, child, log)?;
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(());
         }
@@ -153,13 +159,7 @@ fn wait_for_http(
     let deadline = Instant::now() + limit;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(start_error(
-                backend,
-                format!("exited early ({status})"),
-                Some(log),
-            ));
-        }
+        exited_early(backend, child, log)?;
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
             let request =
                 format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
