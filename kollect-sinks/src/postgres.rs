@@ -616,10 +616,9 @@ impl PostgresSink {
         let (namespace, name, cluster) = partition;
         let whole = request.marker().is_none();
         if whole && rows.len() >= BULK_THRESHOLD {
-            // The staging table holds exactly the snapshot's keys: with statistics, the delete is
-            // a hash anti-join, linear in the table and the snapshot.
-            // Statistics of the fresh rows are unknown to the planner, which then prefers a
-            // nested loop: quadratic at 100k rows. A hash anti-join is always right here.
+            // The staging table holds exactly the snapshot's keys. Without statistics of the
+            // fresh rows the planner prefers a nested loop (quadratic at 100k rows); a hash
+            // anti-join, linear in the table and the snapshot, is always right here.
             client
                 .batch_execute("ANALYZE kollect_export_staging; SET LOCAL enable_nestloop = off")
                 .await

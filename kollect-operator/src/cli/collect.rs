@@ -295,7 +295,7 @@ impl Exporter {
                 &metrics,
             ),
             interval: Duration::ZERO,
-            ceiling: 1_572_864,
+            ceiling: kollect_core::export::DEFAULT_MAX_EXPORT_BYTES,
         };
         Self {
             output,

@@ -65,13 +65,11 @@ impl Remote {
             (git2::ErrorCode::Auth, _) => ErrorClass::Terminal,
             // Certificate and TLS failures do not heal by retrying: the CA or host is wrong.
             (git2::ErrorCode::Certificate, _) | (_, git2::ErrorClass::Ssl) => ErrorClass::Terminal,
-            (_, git2::ErrorClass::Net | git2::ErrorClass::Http | git2::ErrorClass::Ssh) => {
-                ErrorClass::Transient
-            }
+            // Network, HTTP and SSH transport failures, and anything else, may pass.
             _ => ErrorClass::Transient,
         };
         let message = error.message();
-        let text = if class == ErrorClass::Terminal && error.code() == git2::ErrorCode::Auth {
+        let text = if error.code() == git2::ErrorCode::Auth {
             format!("git auth failed: {stage}: {message}")
         } else if message.contains("hostkey") {
             format!("{stage}: the ssh host key is not in known_hosts ({message})")
