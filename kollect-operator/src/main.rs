@@ -28,6 +28,19 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Ask which kind to collect and where, preview one object if you agree, and write a
+    /// starting profile.yaml and target.yaml. Needs a terminal; exit 2 when cancelled.
+    Init {
+        /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Context to use (default: the current context).
+        #[arg(long)]
+        context: Option<String>,
+        /// Directory to write profile.yaml and target.yaml into.
+        #[arg(long, default_value = "./collect-config")]
+        output_dir: PathBuf,
+    },
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -87,6 +100,15 @@ fn main() -> ExitCode {
         Command::Crds { output_dir, check } => crds(&output_dir, check),
         Command::Collect(args) => collect(args),
         Command::Validate { config } => ExitCode::from(kollect_operator::cli::validate::run(&config) as u8),
+        Command::Init {
+            kubeconfig,
+            context,
+            output_dir,
+        } => init(kollect_operator::cli::init::InitOptions {
+            kubeconfig,
+            context,
+            output_dir,
+        }),
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "kollect", &mut std::io::stdout());
@@ -127,6 +149,16 @@ fn collect(args: CollectArgs) -> ExitCode {
     };
     let exit = runtime.block_on(kollect_operator::cli::collect::run(options));
     ExitCode::from(exit as u8)
+}
+
+fn init(options: kollect_operator::cli::init::InitOptions) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => ExitCode::from(runtime.block_on(kollect_operator::cli::init::run(options)) as u8),
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn crds(dir: &std::path::Path, check: bool) -> ExitCode {
