@@ -4,8 +4,9 @@
 //! - [`cli`]: the pipeline CLI (`kollect collect`, `kollect validate`, `kollect init`) over the
 //!   library crates.
 //!
-//! The operator (`kollect run`) joins them here.
+//! - [`operator`]: the operator (`kollect run`), kube-runtime controllers over the same crates.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod crds;
+pub mod operator;

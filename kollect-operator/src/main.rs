@@ -16,6 +16,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator: reconcile profiles, targets, inventories and sinks in the cluster of
+    /// the in-cluster service account (or $KUBECONFIG) until SIGTERM or Ctrl-C.
+    Run(Box<kollect_operator::operator::options::RunArgs>),
     /// Collect targets from a cluster (or from files with --source) and export one document per
     /// target: to standard output (--output -), a directory (--output DIR), or the one sink
     /// manifest in --config. Exit codes: 0 all collected, 1 some targets skipped or failed but
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crds { output_dir, check } => crds(&output_dir, check),
         Command::Collect(args) => collect(args),
+        Command::Run(args) => run(*args),
         Command::Validate { config } => ExitCode::from(kollect_operator::cli::validate::run(&config) as u8),
         Command::Init {
             kubeconfig,
@@ -149,6 +153,80 @@ fn collect(args: CollectArgs) -> ExitCode {
     };
     let exit = runtime.block_on(kollect_operator::cli::collect::run(options));
     ExitCode::from(exit as u8)
+}
+
+fn run(args: kollect_operator::operator::options::RunArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level);
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("error: --log-level {}: {error}", args.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match args.log_format.as_str() {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => {
+            eprintln!("error: --log-format {other}: use text or json");
+            return ExitCode::from(2);
+        }
+    }
+    let options = match args.into_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!("error: connect to the API server: {error}");
+                return ExitCode::from(2);
+            }
+        };
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_termination().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        });
+        match kollect_operator::operator::run(client, options, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn wait_for_termination() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 fn init(options: kollect_operator::cli::init::InitOptions) -> ExitCode {

@@ -31,6 +31,7 @@ pub struct GitServer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The CA of the serving certificate, when serving HTTPS.
     ca_pem: Option<String>,
+    available: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for GitServer {
@@ -60,6 +61,7 @@ fn start_error(message: impl Into<String>) -> BackendError {
 }
 
 struct Config {
+    available: Arc<std::sync::atomic::AtomicBool>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     git: PathBuf,
     root: PathBuf,
@@ -115,7 +117,9 @@ impl GitServer {
             .set_nonblocking(true)
             .map_err(|e| start_error(e.to_string()))?;
         let addr = listener.local_addr().map_err(|e| start_error(e.to_string()))?;
+        let available = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let config = Arc::new(Config {
+            available: Arc::clone(&available),
             tls,
             git,
             root: root.path().to_owned(),
@@ -144,6 +148,7 @@ impl GitServer {
             shutdown: Some(tx),
             thread: Some(thread),
             ca_pem: pki.map(|p| p.ca_pem),
+            available,
         })
     }
 
@@ -203,6 +208,13 @@ impl GitServer {
     /// The directory holding all repositories.
     pub fn root(&self) -> &Path {
         self.root.path()
+    }
+
+    /// Takes the server down (`false`: every request gets `503 Service Unavailable`, as a hosted
+    /// server in an outage answers) or brings it back (`true`). Repositories are kept.
+    pub fn set_available(&self, available: bool) {
+        self.available
+            .store(available, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -284,6 +296,9 @@ async fn handle(
     config: Arc<Config>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if !config.available.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(respond(StatusCode::SERVICE_UNAVAILABLE, "service unavailable\n"));
+    }
     if !authorized(&config, &request) {
         return Ok(respond(StatusCode::UNAUTHORIZED, "authentication required\n"));
     }

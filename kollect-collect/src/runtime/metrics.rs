@@ -210,9 +210,15 @@ impl CollectMetrics {
     }
 
     pub(crate) fn target_error(&self, class: &str) {
+        self.reconcile_error("KollectTarget", class);
+    }
+
+    /// Counts a reconcile error of `kind` (`KollectInventory`, ...) in
+    /// `kollect_reconcile_errors_total`, the family the collection side also counts into.
+    pub fn reconcile_error(&self, kind: &str, class: &str) {
         self.errors
             .get_or_create(&ErrorLabels {
-                kind: "KollectTarget".to_owned(),
+                kind: kind.to_owned(),
                 error_class: class.to_owned(),
             })
             .inc();

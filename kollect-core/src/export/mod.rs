@@ -23,7 +23,7 @@ mod settings;
 mod stack;
 
 pub use engine::{Binding, BindingKey, InventoryExporter};
-pub use report::{ConditionSpec, ExportReport, RemoveReport, SinkOutcome, SinkReport};
+pub use report::{ConditionSpec, ExportReport, FAILURE_RETRY, RemoveReport, SinkOutcome, SinkReport};
 pub use settings::{
     DEFAULT_INTERVAL, DEFAULT_MAX_EXPORT_BYTES, MAX_INTERVAL, effective_ceiling, effective_interval,
 };

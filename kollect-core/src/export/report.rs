@@ -13,6 +13,10 @@ use crate::middleware::coalesce::WATCHDOG;
 use crate::model::Checksum;
 use crate::sink::SinkError;
 
+/// How soon a binding whose export failed transiently (after the in-process retries) is tried
+/// again, unless its interval is shorter.
+pub const FAILURE_RETRY: Duration = Duration::from_secs(10);
+
 /// What happened to one binding in a pass.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkOutcome {
@@ -88,16 +92,25 @@ impl SinkReport {
             SinkOutcome::Exported { .. } => {
                 ConditionSpec::new(types::SYNCED, true, reasons::EXPORTED, "export completed")
             }
-            SinkOutcome::Debounced { next_due } => ConditionSpec::new(
-                types::SYNCED,
-                false,
-                reasons::DEBOUNCED,
-                format!(
-                    "next export in {} (interval {}, checksum unchanged)",
-                    GoDuration::from_std(*next_due),
-                    GoDuration::from_std(self.interval)
-                ),
-            ),
+            // The message names the due time, not the time left, so that passes between two
+            // exports leave the status untouched (decision A11).
+            SinkOutcome::Debounced { .. } => {
+                let interval = GoDuration::from_std(self.interval);
+                let due = self
+                    .last_export
+                    .and_then(|last| last.checked_add(self.interval).ok());
+                let message = match due {
+                    _ if self.interval.is_zero() => {
+                        format!("checksum unchanged; next export on change (interval {interval})")
+                    }
+                    Some(due) => format!(
+                        "checksum unchanged; next export at {} (interval {interval})",
+                        crate::model::format_exported_at(due)
+                    ),
+                    None => format!("checksum unchanged (interval {interval})"),
+                };
+                ConditionSpec::new(types::SYNCED, false, reasons::DEBOUNCED, message)
+            }
             SinkOutcome::Failed { message, .. } => {
                 ConditionSpec::new(types::SYNCED, false, reasons::EXPORT_FAILED, message.clone())
             }
@@ -116,7 +129,7 @@ impl SinkReport {
             SinkOutcome::Exported { .. } => Some(interval_or_watchdog),
             SinkOutcome::Debounced { next_due } => Some(*next_due),
             SinkOutcome::Failed { class, .. } if is_terminal(*class) => None,
-            SinkOutcome::Failed { .. } => Some(interval_or_watchdog),
+            SinkOutcome::Failed { .. } => Some(interval_or_watchdog.min(FAILURE_RETRY)),
         }
     }
 }
@@ -438,10 +451,21 @@ mod tests {
 
     #[test]
     fn per_sink_conditions_and_requeue() {
-        let d = sink("git", debounced());
+        let d = SinkReport {
+            last_export: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+            ..sink("git", debounced())
+        };
         assert_eq!(
             d.synced_condition().message,
-            "next export in 12s (interval 30s, checksum unchanged)"
+            "checksum unchanged; next export at 2026-01-01T00:00:30Z (interval 30s)"
+        );
+        let on_change = SinkReport {
+            interval: Duration::ZERO,
+            ..sink("git", debounced())
+        };
+        assert_eq!(
+            on_change.synced_condition().message,
+            "checksum unchanged; next export on change (interval 0s)"
         );
         assert_eq!(d.requeue_after(), Some(Duration::from_secs(12)));
         let e = sink("git", exported());
@@ -458,7 +482,7 @@ mod tests {
         assert_eq!(sink("git", failed(ErrorClass::Terminal)).requeue_after(), None);
         assert_eq!(
             sink("git", failed(ErrorClass::Transient)).requeue_after(),
-            Some(Duration::from_secs(30))
+            Some(FAILURE_RETRY)
         );
         let r = report(vec![exported(), debounced(), failed(ErrorClass::Terminal)]);
         assert_eq!(r.requeue_after(), Some(Duration::from_secs(12)));

@@ -1,0 +1,703 @@
+//! The `KollectInventory` controller: every row collected by the targets of the inventory's
+//! namespace, exported to every bound sink through the export engine (coalescing, partitioning,
+//! deltas, retries, breakers), with status per reference api-model.md §3.3/§4 and pipeline.md
+//! §1.7–§1.11, decisions A11, A12, X3 and X7.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kollect_collect::runtime::Partition;
+use kollect_core::api::v1alpha1::{
+    KollectDatabaseSink, KollectEventSink, KollectInventory, KollectInventoryStatus, KollectScope,
+    KollectSnapshotSink, KollectTarget, SinkExportStatus, SinkFamily,
+};
+use kollect_core::api::{condition_types as types, finalizers, reasons};
+use kollect_core::collect::RowOwner;
+use kollect_core::error::ErrorClass;
+use kollect_core::export::{
+    Binding, BindingKey, ConditionSpec, ExportReport, InventoryExporter, SinkOutcome, SinkReport,
+    effective_ceiling, effective_interval,
+};
+use kollect_core::model::Checksum;
+use kollect_core::sink::InventoryRef;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use super::target::{api_for, manages, scope_of};
+use super::{Context, Error, status};
+
+const CONTROLLER: &str = "kollectinventory";
+const KIND: &str = "KollectInventory";
+
+/// Rows in one inventory at which splitting it is suggested (`ExportShardWarning`).
+pub const SHARD_WARNING_ROWS: usize = 1800;
+
+/// How soon an inventory waiting for its targets' first list looks again.
+const UNSYNCED_RETRY: Duration = Duration::from_secs(1);
+
+/// How soon a pending cleanup is retried.
+const CLEANUP_RETRY: Duration = Duration::from_secs(5);
+
+/// Runs the controller until the term ends.
+pub async fn run(context: Arc<Context>) {
+    let client = context.client.clone();
+    let watched = &context.options.watch_namespaces;
+    let controller = Controller::new(
+        api_for::<KollectInventory>(&client, watched),
+        watcher::Config::default(),
+    )
+    .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_inventory));
+    let store = controller.store();
+    let rows = super::triggers::on_row_changes(
+        context.runtime.store(),
+        store.clone(),
+        context.options.row_change_debounce,
+    );
+    let (snapshot, database, event, scope) = (store.clone(), store.clone(), store.clone(), store.clone());
+    controller
+        .watches(
+            api_for::<KollectSnapshotSink>(&client, watched),
+            watcher::Config::default(),
+            move |s| bound_to(&snapshot, SinkFamily::Snapshot, &s),
+        )
+        .watches(
+            api_for::<KollectDatabaseSink>(&client, watched),
+            watcher::Config::default(),
+            move |s| bound_to(&database, SinkFamily::Database, &s),
+        )
+        .watches(
+            api_for::<KollectEventSink>(&client, watched),
+            watcher::Config::default(),
+            move |s| bound_to(&event, SinkFamily::Event, &s),
+        )
+        .watches(
+            api_for::<KollectScope>(&client, watched),
+            watcher::Config::default(),
+            move |s: KollectScope| {
+                let namespace = s.namespace();
+                scope
+                    .state()
+                    .into_iter()
+                    .filter(|i| i.namespace() == namespace)
+                    .map(|i| ObjectRef::from_obj(&*i))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_on(rows)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "inventory reconcile");
+            }
+        })
+        .await;
+}
+
+/// The inventories binding the sink `sink` of `family`.
+fn bound_to<S: Resource>(
+    store: &Store<KollectInventory>,
+    family: SinkFamily,
+    sink: &S,
+) -> Vec<ObjectRef<KollectInventory>> {
+    let namespace = sink.meta().namespace.clone();
+    let name = sink.meta().name.clone().unwrap_or_default();
+    store
+        .state()
+        .into_iter()
+        .filter(|i| {
+            i.namespace() == namespace && i.spec.sinks.iter().any(|(f, r)| f == family && r.name == name)
+        })
+        .map(|i| ObjectRef::from_obj(&*i))
+        .collect()
+}
+
+fn error_policy(_: Arc<KollectInventory>, error: &Error, context: Arc<Context>) -> Action {
+    if error.is_terminal() {
+        context.collect_metrics.reconcile_error(KIND, "terminal");
+        return Action::await_change();
+    }
+    tracing::warn!(%error, "inventory reconcile failed");
+    context.collect_metrics.reconcile_error(KIND, "transient");
+    Action::requeue(CLEANUP_RETRY)
+}
+
+async fn reconcile(inventory: Arc<KollectInventory>, context: Arc<Context>) -> Result<Action, Error> {
+    let namespace = inventory.namespace().unwrap_or_default();
+    if !manages(&context, &namespace) {
+        return Ok(Action::await_change());
+    }
+    let mut guard = context.metrics.start(CONTROLLER);
+    tracing::debug!(inventory = %key_of(&inventory), "reconcile");
+    let api: Api<KollectInventory> = Api::namespaced(context.client.clone(), &namespace);
+    let result = finalizer(&api, finalizers::INVENTORY, inventory, |event| async {
+        match event {
+            Event::Apply(inventory) => apply(&inventory, &api, &context).await,
+            Event::Cleanup(inventory) => cleanup(&inventory, &api, &context).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        guard.succeeded();
+    }
+    result
+}
+
+fn key_of(inventory: &KollectInventory) -> String {
+    format!(
+        "{}/{}",
+        inventory.namespace().unwrap_or_default(),
+        inventory.name_any()
+    )
+}
+
+/// The inventory's exporter, seeded from `status.sinkExports[]` when this process has none yet
+/// (decision X7: a restarted operator does not re-export unchanged content).
+fn exporter_of(
+    inventory: &KollectInventory,
+    context: &Context,
+) -> Arc<tokio::sync::Mutex<InventoryExporter>> {
+    context.exporter(&key_of(inventory), || {
+        let reference =
+            InventoryRef::namespaced(inventory.namespace().unwrap_or_default(), inventory.name_any());
+        let mut exporter = InventoryExporter::new(reference, KIND, context.export_metrics.clone());
+        if let Some(status) = &inventory.status {
+            let generation = status.observed_generation.unwrap_or_default();
+            for export in &status.sink_exports {
+                if let (Some(key), Some(time), Some(checksum)) = (
+                    parse_export_key(&export.name),
+                    &export.last_export_time,
+                    &export.last_checksum,
+                ) {
+                    exporter.seed(key, time.0, Checksum::from_hex(checksum.clone()), generation);
+                }
+            }
+        }
+        exporter
+    })
+}
+
+/// `snapshot/inventory-git` → the binding key.
+fn parse_export_key(name: &str) -> Option<BindingKey> {
+    let (family, sink) = name.split_once('/')?;
+    let family = match family {
+        "snapshot" => SinkFamily::Snapshot,
+        "database" => SinkFamily::Database,
+        "event" => SinkFamily::Event,
+        _ => return None,
+    };
+    Some(BindingKey::new(family, sink))
+}
+
+/// A binding that could not be resolved this pass: it fails on its own; the others export.
+struct Unresolved {
+    index: usize,
+    report: SinkReport,
+    reason: &'static str,
+    message: String,
+}
+
+/// Resolves every bound sink. Scope denials stop the pass (`Err`); sinks that cannot be built
+/// become failed bindings.
+async fn bindings(
+    inventory: &KollectInventory,
+    scope: Option<&KollectScope>,
+    exporter: &InventoryExporter,
+    context: &Context,
+) -> Result<(Vec<(usize, Binding)>, Vec<Unresolved>), (&'static str, String)> {
+    let namespace = inventory.namespace().unwrap_or_default();
+    let floor = scope.and_then(|s| s.spec.ceiling.min_export_interval);
+    let mut resolved = Vec::new();
+    let mut unresolved = Vec::new();
+    for (index, (family, reference)) in inventory.spec.sinks.iter().enumerate() {
+        if let Some(scope) = scope {
+            let allowed = match family {
+                SinkFamily::Snapshot => &scope.spec.ceiling.snapshot_sink_refs,
+                SinkFamily::Database => &scope.spec.ceiling.database_sink_refs,
+                SinkFamily::Event => &scope.spec.ceiling.event_sink_refs,
+            };
+            if !allowed.is_empty() && !allowed.contains(&reference.name) {
+                return Err((
+                    reasons::SCOPE_SINK_DENIED,
+                    format!(
+                        "{} sink \"{}\" is not allowed by KollectScope \"{}\"",
+                        family.as_str(),
+                        reference.name,
+                        scope.name_any()
+                    ),
+                ));
+            }
+        }
+        let key = BindingKey::new(family, &reference.name);
+        let interval_of = |sink_interval| {
+            effective_interval(
+                reference.export_min_interval,
+                sink_interval,
+                Some(inventory.spec.export_min_interval),
+                floor,
+            )
+        };
+        match context.sinks.resolve(family, &namespace, &reference.name).await {
+            Ok(resolved_sink) => resolved.push((
+                index,
+                Binding {
+                    key,
+                    interval: interval_of(resolved_sink.cr.common().export_min_interval),
+                    ceiling: effective_ceiling(
+                        reference.max_export_bytes,
+                        inventory.spec.max_export_bytes,
+                        context.options.max_export_bytes,
+                    ),
+                    sink: resolved_sink.sink,
+                },
+            )),
+            Err(error) => {
+                let state = exporter.state(&key);
+                let class = match &error {
+                    super::sinks::ResolveError::Build(_) => ErrorClass::Terminal,
+                    super::sinks::ResolveError::Forbidden(_) => ErrorClass::Forbidden,
+                    _ => ErrorClass::Transient,
+                };
+                unresolved.push(Unresolved {
+                    index,
+                    reason: error.inventory_reason(),
+                    message: error.to_string(),
+                    report: SinkReport {
+                        interval: interval_of(None),
+                        last_export: state.map(|s| s.last_export),
+                        last_checksum: state.map(|s| s.last_checksum.clone()),
+                        outcome: SinkOutcome::Failed {
+                            class,
+                            message: error.to_string(),
+                        },
+                        key,
+                    },
+                });
+            }
+        }
+    }
+    Ok((resolved, unresolved))
+}
+
+async fn apply(
+    inventory: &KollectInventory,
+    api: &Api<KollectInventory>,
+    context: &Context,
+) -> Result<Action, Error> {
+    let namespace = inventory.namespace().unwrap_or_default();
+    let generation = inventory.meta().generation;
+    let current = inventory.status.clone();
+    let mut next = current.clone().unwrap_or_default();
+    next.observed_generation = generation;
+    let partition = Partition::Namespace(namespace.clone());
+    let rows = context.runtime.store().snapshot(&partition).snapshot.len();
+    next.item_count = Some(i64::try_from(rows).unwrap_or(i64::MAX));
+
+    if inventory.spec.is_suspended() {
+        set_degraded(
+            &mut next,
+            reasons::SUSPENDED,
+            "inventory is suspended",
+            generation,
+        );
+        status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+        return Ok(Action::await_change());
+    }
+    let scope = match scope_of(&context.client, &namespace).await {
+        Ok(scope) => scope,
+        Err(error) => {
+            set_degraded(
+                &mut next,
+                reasons::SCOPE_LOOKUP_FAILED,
+                &format!("list KollectScopes: {error}"),
+                generation,
+            );
+            status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    if inventory.spec.sinks.is_empty() {
+        status::set(
+            &mut next.conditions,
+            &ExportReport::no_sinks_condition(),
+            generation,
+        );
+        status::set_parts(
+            &mut next.conditions,
+            types::SINK_REACHABLE,
+            true,
+            reasons::NO_SINKS_CONFIGURED,
+            "no sinks are bound",
+            generation,
+        );
+        status::remove(&mut next.conditions, types::DEGRADED);
+        next.sink_exports.clear();
+        status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+        return Ok(Action::await_change());
+    }
+
+    if let Some(waiting) = first_unsynced_target(&namespace, context).await? {
+        // Exporting before the rows are listed would send a partial (after a restart: empty)
+        // inventory and delete what the sinks hold. Nothing is written until the lists finish.
+        tracing::debug!(inventory = %key_of(inventory), target = %waiting, "waiting for the target's first list");
+        return Ok(Action::requeue(UNSYNCED_RETRY));
+    }
+    // The rows are read after the gate: a target that finished its list meanwhile is complete.
+    let view = context.runtime.store().snapshot(&partition);
+    let rows = view.snapshot.len();
+    next.item_count = Some(i64::try_from(rows).unwrap_or(i64::MAX));
+    shard_warning(inventory, &mut next, rows, context).await;
+    let exporter = exporter_of(inventory, context);
+    let mut exporter = exporter.lock().await;
+    let (resolved, unresolved) = match bindings(inventory, scope.as_ref(), &exporter, context).await {
+        Ok(found) => found,
+        Err((reason, message)) => {
+            publish(context, inventory, EventType::Warning, reason, &message).await;
+            set_degraded(&mut next, reason, &message, generation);
+            status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let keys: Vec<BindingKey> = inventory
+        .spec
+        .sinks
+        .iter()
+        .map(|(family, r)| BindingKey::new(family, &r.name))
+        .collect();
+    exporter.retain_bindings(&keys);
+    let (indices, bound): (Vec<usize>, Vec<Binding>) = resolved.into_iter().unzip();
+    tracing::debug!(inventory = %key_of(inventory), rows, sinks = bound.len(), "export pass");
+    let passed = exporter
+        .export(
+            &view.snapshot,
+            generation.unwrap_or_default(),
+            &bound,
+            Timestamp::now(),
+        )
+        .await;
+    drop(exporter);
+    tracing::debug!(
+        inventory = %key_of(inventory),
+        exported = passed.exported(),
+        debounced = passed.debounced(),
+        failed = passed.failed(),
+        "export pass finished"
+    );
+
+    // Reassemble the pass in binding order, unresolved sinks included.
+    let mut ordered: Vec<(usize, SinkReport)> = indices.into_iter().zip(passed.sinks).collect();
+    ordered.extend(unresolved.iter().map(|u| (u.index, u.report.clone())));
+    ordered.sort_by_key(|(index, _)| *index);
+    let report = ExportReport {
+        sinks: ordered.into_iter().map(|(_, r)| r).collect(),
+        item_count: passed.item_count,
+    };
+    apply_report(&mut next, &report, current.as_ref(), generation);
+    if let Some(first) = unresolved.first()
+        && report.exported() == 0
+        && report.debounced() == 0
+    {
+        // Nothing went out and a sink could not even be resolved: name that reason.
+        status::set_parts(
+            &mut next.conditions,
+            types::DEGRADED,
+            true,
+            first.reason,
+            &first.message,
+            generation,
+        );
+        status::set_parts(
+            &mut next.conditions,
+            types::SINK_REACHABLE,
+            false,
+            first.reason,
+            &first.message,
+            generation,
+        );
+    }
+    record_outcome(context, inventory, &report).await;
+    status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+    Ok(report
+        .requeue_after()
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// A target of the namespace whose rows are not listed yet: registered but not synced, or not
+/// registered although its status does not say it cannot collect (the target controller has not
+/// seen it yet in this leadership term). Suspended, deleted and degraded targets hold no rows
+/// and do not block.
+async fn first_unsynced_target(namespace: &str, context: &Context) -> Result<Option<String>, Error> {
+    let targets = Api::<KollectTarget>::namespaced(context.client.clone(), namespace)
+        .list(&ListParams::default())
+        .await?;
+    for target in targets.items {
+        if target.spec.suspend.unwrap_or(false) || target.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        let name = target.name_any();
+        match context.runtime.report(&RowOwner::target(namespace, &name)) {
+            Some(report) if report.synced || report.unresolved.is_some() => {}
+            Some(_) => return Ok(Some(name)),
+            None => {
+                let degraded = target
+                    .status
+                    .as_ref()
+                    .and_then(|s| status::find(&s.conditions, types::DEGRADED))
+                    .is_some_and(|c| c.status == "True");
+                if !degraded {
+                    return Ok(Some(name));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Warns (condition, event, metric) when the namespace holds enough rows to warrant splitting.
+async fn shard_warning(
+    inventory: &KollectInventory,
+    next: &mut KollectInventoryStatus,
+    rows: usize,
+    context: &Context,
+) {
+    let generation = inventory.meta().generation;
+    if rows >= SHARD_WARNING_ROWS {
+        let message = format!(
+            "{rows} rows in namespace {}; consider splitting it (warning at {SHARD_WARNING_ROWS})",
+            inventory.namespace().unwrap_or_default()
+        );
+        let newly = status::find(&next.conditions, types::EXPORT_SHARD_WARNING).is_none();
+        status::set_parts(
+            &mut next.conditions,
+            types::EXPORT_SHARD_WARNING,
+            true,
+            reasons::APPROACHING_EXPORT_CAP,
+            &message,
+            generation,
+        );
+        if newly {
+            context.metrics.shard_warning();
+            publish(
+                context,
+                inventory,
+                EventType::Warning,
+                reasons::APPROACHING_EXPORT_CAP,
+                &message,
+            )
+            .await;
+        }
+    } else {
+        status::remove(&mut next.conditions, types::EXPORT_SHARD_WARNING);
+    }
+}
+
+/// Writes the pass outcome into the status (conditions, `sinkExports[]`, `lastExportTime`).
+fn apply_report(
+    next: &mut KollectInventoryStatus,
+    report: &ExportReport,
+    current: Option<&KollectInventoryStatus>,
+    generation: Option<i64>,
+) {
+    status::set(&mut next.conditions, &report.synced(), generation);
+    if let Some(ready) = report.ready() {
+        status::set(&mut next.conditions, &ready, generation);
+    }
+    match report.degraded() {
+        Some(degraded) => status::set(&mut next.conditions, &degraded, generation),
+        None => status::remove(&mut next.conditions, types::DEGRADED),
+    }
+    status::set(&mut next.conditions, &report.sink_reachable(), generation);
+    let previous = current.map(|s| s.sink_exports.as_slice()).unwrap_or_default();
+    next.sink_exports = report
+        .sinks
+        .iter()
+        .map(|sink| {
+            let name = sink.key.export_name();
+            let mut conditions = previous
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.conditions.clone())
+                .unwrap_or_default();
+            status::set(&mut conditions, &sink.synced_condition(), generation);
+            SinkExportStatus {
+                name,
+                namespace: None,
+                last_export_time: sink.last_export.map(Time),
+                last_checksum: sink.last_checksum.as_ref().map(|c| c.as_str().to_owned()),
+                conditions,
+            }
+        })
+        .collect();
+    if let Some(time) = report.last_export_time() {
+        next.last_export_time = Some(Time(time));
+    }
+}
+
+/// Events and error metrics of a pass.
+async fn record_outcome(context: &Context, inventory: &KollectInventory, report: &ExportReport) {
+    for sink in &report.sinks {
+        if let SinkOutcome::Failed { class, .. } = &sink.outcome {
+            let class = match class {
+                ErrorClass::Terminal => "terminal",
+                ErrorClass::Forbidden => "forbidden",
+                _ => "transient",
+            };
+            context.collect_metrics.reconcile_error(KIND, class);
+        }
+    }
+    if report.failed() > 0 {
+        let ConditionSpec { message, .. } = report.sink_reachable();
+        publish(
+            context,
+            inventory,
+            EventType::Warning,
+            reasons::EXPORT_FAILED,
+            &message,
+        )
+        .await;
+    }
+    if report.exported() > 0 {
+        let message = format!(
+            "exported {} item(s) to {} sink(s)",
+            report.item_count,
+            report.exported()
+        );
+        publish(
+            context,
+            inventory,
+            EventType::Normal,
+            reasons::EXPORT_SUCCEEDED,
+            &message,
+        )
+        .await;
+    }
+}
+
+fn set_degraded(
+    next: &mut KollectInventoryStatus,
+    reason: &'static str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    status::set_parts(
+        &mut next.conditions,
+        types::DEGRADED,
+        true,
+        reason,
+        message,
+        generation,
+    );
+    status::set_parts(
+        &mut next.conditions,
+        types::SYNCED,
+        false,
+        reason,
+        message,
+        generation,
+    );
+    if reason != reasons::SUSPENDED && reason != reasons::SCOPE_LOOKUP_FAILED {
+        status::set_parts(
+            &mut next.conditions,
+            types::SINK_REACHABLE,
+            false,
+            reason,
+            message,
+            generation,
+        );
+    }
+}
+
+/// Emits an event; failures to publish are logged, never fatal.
+pub(super) async fn publish<K>(context: &Context, object: &K, type_: EventType, reason: &str, message: &str)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(message.chars().take(1024).collect()),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = context.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::debug!(%error, "publish event");
+    }
+}
+
+/// Removes what the inventory exported from every bound sink (decision X3). A pending sink keeps
+/// the finalizer and retries; a terminal failure keeps it until someone intervenes.
+async fn cleanup(
+    inventory: &KollectInventory,
+    api: &Api<KollectInventory>,
+    context: &Context,
+) -> Result<Action, Error> {
+    let namespace = inventory.namespace().unwrap_or_default();
+    let generation = inventory.meta().generation;
+    let mut bound = Vec::new();
+    let mut pending = Vec::new();
+    for (family, reference) in inventory.spec.sinks.iter() {
+        match context.sinks.resolve(family, &namespace, &reference.name).await {
+            Ok(resolved) => bound.push(Binding {
+                key: BindingKey::new(family, &reference.name),
+                sink: resolved.sink,
+                interval: Duration::ZERO,
+                ceiling: context.options.max_export_bytes,
+            }),
+            Err(error) => pending.push(error.to_string()),
+        }
+    }
+    let exporter = exporter_of(inventory, context);
+    let report = exporter
+        .lock()
+        .await
+        .remove(&bound, generation.unwrap_or_default())
+        .await;
+    let failures: Vec<String> = report
+        .results
+        .iter()
+        .filter_map(|(key, result)| {
+            result
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {}", key.export_name(), e.message()))
+        })
+        .collect();
+    if report.has_terminal_failure() {
+        let message = format!("could not remove the exported content: {}", failures.join("; "));
+        publish(
+            context,
+            inventory,
+            EventType::Warning,
+            reasons::CLEANUP_TERMINAL,
+            &message,
+        )
+        .await;
+        let current = inventory.status.clone();
+        let mut next = current.clone().unwrap_or_default();
+        status::set_parts(
+            &mut next.conditions,
+            types::DEGRADED,
+            true,
+            reasons::CLEANUP_TERMINAL,
+            &message,
+            generation,
+        );
+        status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+        return Err(Error::CleanupTerminal(message));
+    }
+    pending.extend(failures);
+    if !pending.is_empty() {
+        return Err(Error::CleanupPending(pending.join("; ")));
+    }
+    context.forget_exporter(&key_of(inventory));
+    context.written.forget(inventory);
+    Ok(Action::await_change())
+}

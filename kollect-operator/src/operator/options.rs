@@ -1,0 +1,323 @@
+//! Flags of `kollect run` (reference pipeline.md §5) and the options they produce.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kollect_collect::extract::ExtractOptions;
+use kollect_collect::runtime::RuntimeConfig;
+use kollect_core::GoDuration;
+use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
+use kollect_core::netguard::NetPolicy;
+
+use super::leader::LeaseTimings;
+
+/// The Lease name the Go operator uses, so that the two never lead at once during a switch.
+pub const LEADER_ELECTION_ID: &str = "3274ac8a.kollect.dev";
+
+/// Flags of `kollect run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Address of /metrics, e.g. `:8443` or `127.0.0.1:9090`; `0` disables it.
+    #[arg(long, default_value = "0")]
+    pub metrics_bind_address: String,
+    /// Address of /healthz and /readyz; `0` disables them.
+    #[arg(long, default_value = ":8081")]
+    pub health_probe_bind_address: String,
+    /// Run only while holding the Lease `3274ac8a.kollect.dev` (needed with more than one replica).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// How long a lease stays valid after its last renewal.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it steps down (it keeps running and
+    /// competes again).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// Pause between attempts to acquire or renew the lease.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else kollect-system).
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// Allow sink endpoints in private ranges (RFC 1918, ULA). Loopback, link-local, cloud
+    /// metadata and file:// stay denied.
+    #[arg(long)]
+    pub allow_private_sinks: bool,
+    /// Allow family sinks to reference Secrets in other namespaces.
+    #[arg(long)]
+    pub allow_cross_namespace_secret_refs: bool,
+    /// Largest export part in bytes (inventories and sink refs may set lower ceilings).
+    #[arg(long, default_value_t = DEFAULT_MAX_EXPORT_BYTES)]
+    pub max_export_bytes: u64,
+    /// Targets reconciled at once.
+    #[arg(long, default_value_t = 5)]
+    pub max_concurrent_reconciles_target: u16,
+    /// Inventories reconciled (exported) at once.
+    #[arg(long, default_value_t = 3)]
+    pub max_concurrent_reconciles_inventory: u16,
+    /// Namespaces whose Kollect objects this operator manages, comma-separated (default: all).
+    /// Collection follows the targets, wherever their objects are.
+    #[arg(long, value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// Namespaces collected by targets that list no includedNamespaces, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub default_included_namespaces: Vec<String>,
+    /// Namespaces never collected, added to every target's excludedNamespaces.
+    #[arg(long, value_delimiter = ',')]
+    pub default_excluded_namespaces: Vec<String>,
+    /// Extra keys redacted from every extracted value, comma-separated (case-insensitive).
+    #[arg(long, value_delimiter = ',')]
+    pub scrub_keys: Vec<String>,
+    /// Workers turning watch events into rows.
+    #[arg(long, default_value_t = 4)]
+    pub collect_dispatch_workers: usize,
+    /// Queue capacity per worker; a full queue makes the watch wait.
+    #[arg(long, default_value_t = 512)]
+    pub collect_dispatch_queue_size: usize,
+    /// How often a healthy target's status (collectedCount) is refreshed at the latest.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub target_count_resync: Duration,
+    /// Log level: trace, debug, info, warn or error.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: GoDuration = text.parse().map_err(|e| format!("{e}"))?;
+    parsed
+        .as_std()
+        .ok_or_else(|| format!("{text}: must not be negative"))
+}
+
+/// Parses a Go-style listen address: `:8081` (all interfaces), `host:port`, or `0` (disabled).
+pub fn parse_address(flag: &str, text: &str) -> Result<Option<SocketAddr>, String> {
+    let text = text.trim();
+    if text.is_empty() || text == "0" {
+        return Ok(None);
+    }
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_owned()
+    };
+    full.parse()
+        .map(Some)
+        .map_err(|_| format!("--{flag} {text}: use :PORT, HOST:PORT or 0 to disable"))
+}
+
+/// Settings of one operator process.
+#[derive(Debug, Clone)]
+pub struct OperatorOptions {
+    /// `/metrics` address; `None` disables it.
+    pub metrics_bind_address: Option<SocketAddr>,
+    /// `/healthz` and `/readyz` address; `None` disables them.
+    pub health_probe_bind_address: Option<SocketAddr>,
+    /// Whether to run only while holding the Lease.
+    pub leader_elect: bool,
+    /// Lease timings.
+    pub lease: LeaseTimings,
+    /// Lease namespace.
+    pub leader_election_namespace: String,
+    /// Lease name.
+    pub leader_election_id: String,
+    /// This process's identity in the Lease and in events.
+    pub identity: String,
+    /// Where sinks may connect.
+    pub net_policy: NetPolicy,
+    /// A10 override.
+    pub allow_cross_namespace_secret_refs: bool,
+    /// Global export ceiling.
+    pub max_export_bytes: u64,
+    /// Concurrent target reconciles.
+    pub max_concurrent_reconciles_target: u16,
+    /// Concurrent inventory reconciles.
+    pub max_concurrent_reconciles_inventory: u16,
+    /// Namespaces of managed Kollect objects (empty: all).
+    pub watch_namespaces: Vec<String>,
+    /// Default included namespaces.
+    pub default_included_namespaces: Vec<String>,
+    /// Default excluded namespaces.
+    pub default_excluded_namespaces: Vec<String>,
+    /// Extra scrub keys.
+    pub scrub_keys: Vec<String>,
+    /// Dispatch workers.
+    pub collect_dispatch_workers: usize,
+    /// Queue capacity per worker.
+    pub collect_dispatch_queue_size: usize,
+    /// Target status refresh period.
+    pub target_count_resync: Duration,
+    /// Quiet period after row changes before inventories export (trailing debounce).
+    pub row_change_debounce: Duration,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        Self {
+            metrics_bind_address: None,
+            health_probe_bind_address: None,
+            leader_elect: false,
+            lease: LeaseTimings::default(),
+            leader_election_namespace: "kollect-system".into(),
+            leader_election_id: LEADER_ELECTION_ID.into(),
+            identity: default_identity(),
+            net_policy: NetPolicy::new(false),
+            allow_cross_namespace_secret_refs: false,
+            max_export_bytes: DEFAULT_MAX_EXPORT_BYTES,
+            max_concurrent_reconciles_target: 5,
+            max_concurrent_reconciles_inventory: 3,
+            watch_namespaces: Vec::new(),
+            default_included_namespaces: Vec::new(),
+            default_excluded_namespaces: Vec::new(),
+            scrub_keys: Vec::new(),
+            collect_dispatch_workers: 4,
+            collect_dispatch_queue_size: 512,
+            target_count_resync: Duration::from_secs(60),
+            row_change_debounce: Duration::from_millis(100),
+        }
+    }
+}
+
+/// `$POD_NAME` (or the host name) plus the process id: unique per replica and per restart.
+fn default_identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "kollect".into());
+    format!("{host}_{}", std::process::id())
+}
+
+impl RunArgs {
+    /// Checks the flags and turns them into options; errors name the flag.
+    pub fn into_options(self) -> Result<OperatorOptions, String> {
+        let lease = LeaseTimings {
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        lease.validate()?;
+        if self.max_export_bytes == 0 {
+            return Err("--max-export-bytes must be greater than 0".into());
+        }
+        if self.collect_dispatch_workers == 0 || self.collect_dispatch_queue_size == 0 {
+            return Err(
+                "--collect-dispatch-workers and --collect-dispatch-queue-size must be greater than 0".into(),
+            );
+        }
+        if self.max_concurrent_reconciles_target == 0 || self.max_concurrent_reconciles_inventory == 0 {
+            return Err("--max-concurrent-reconciles-* must be greater than 0".into());
+        }
+        let clean = |list: Vec<String>| -> Vec<String> {
+            list.into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Ok(OperatorOptions {
+            metrics_bind_address: parse_address("metrics-bind-address", &self.metrics_bind_address)?,
+            health_probe_bind_address: parse_address(
+                "health-probe-bind-address",
+                &self.health_probe_bind_address,
+            )?,
+            leader_elect: self.leader_elect,
+            lease,
+            leader_election_namespace: self
+                .leader_election_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "kollect-system".into()),
+            net_policy: NetPolicy::new(self.allow_private_sinks),
+            allow_cross_namespace_secret_refs: self.allow_cross_namespace_secret_refs,
+            max_export_bytes: self.max_export_bytes,
+            max_concurrent_reconciles_target: self.max_concurrent_reconciles_target,
+            max_concurrent_reconciles_inventory: self.max_concurrent_reconciles_inventory,
+            watch_namespaces: clean(self.watch_namespaces),
+            default_included_namespaces: clean(self.default_included_namespaces),
+            default_excluded_namespaces: clean(self.default_excluded_namespaces),
+            scrub_keys: clean(self.scrub_keys),
+            collect_dispatch_workers: self.collect_dispatch_workers,
+            collect_dispatch_queue_size: self.collect_dispatch_queue_size,
+            target_count_resync: self.target_count_resync,
+            ..OperatorOptions::default()
+        })
+    }
+}
+
+impl OperatorOptions {
+    /// The collection runtime's settings.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            workers: self.collect_dispatch_workers,
+            queue_capacity: self.collect_dispatch_queue_size,
+            ..RuntimeConfig::default()
+        }
+    }
+
+    /// Extraction settings.
+    pub fn extract_options(&self) -> ExtractOptions {
+        ExtractOptions {
+            scrub_keys: self.scrub_keys.clone(),
+            ..ExtractOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn options(args: &[&str]) -> Result<OperatorOptions, String> {
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .run
+            .into_options()
+    }
+
+    #[test]
+    fn defaults_follow_the_reference() {
+        let o = options(&[]).expect("defaults");
+        assert_eq!(o.metrics_bind_address, None);
+        assert_eq!(
+            o.health_probe_bind_address,
+            Some("0.0.0.0:8081".parse().expect("addr"))
+        );
+        assert_eq!(o.lease, LeaseTimings::default());
+        assert_eq!(o.max_export_bytes, 1_572_864);
+        assert_eq!(
+            (
+                o.max_concurrent_reconciles_target,
+                o.max_concurrent_reconciles_inventory
+            ),
+            (5, 3)
+        );
+        assert_eq!(o.leader_election_id, "3274ac8a.kollect.dev");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let e = options(&["--leader-elect-renew-deadline", "90s"]).expect_err("renew > lease");
+        assert!(e.contains("--leader-elect-renew-deadline"), "{e}");
+        let e = options(&["--metrics-bind-address", "nonsense"]).expect_err("address");
+        assert!(e.contains("--metrics-bind-address nonsense"), "{e}");
+        let e = options(&["--leader-elect-retry-period", "soon"]).expect_err("duration");
+        assert!(e.contains("soon"), "{e}");
+        let o = options(&[
+            "--scrub-keys",
+            "token, apiKey,",
+            "--metrics-bind-address",
+            "127.0.0.1:0",
+        ])
+        .expect("ok");
+        assert_eq!(o.scrub_keys, ["token", "apiKey"]);
+        assert!(o.metrics_bind_address.is_some());
+    }
+}

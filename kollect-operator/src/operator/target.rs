@@ -1,0 +1,490 @@
+//! The `KollectTarget` controller: resolves the profile and the scope, registers the target with
+//! the collection runtime, and reports what it collects (reference api-model.md §3.2, §4, §5;
+//! pipeline.md §1.2, §1.13).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kollect_collect::runtime::{TargetRegistration, TargetReport};
+use kollect_collect::select::TargetFilter;
+use kollect_core::api::v1alpha1::{
+    KollectInventory, KollectProfile, KollectScope, KollectTarget, KollectTargetStatus, SinkFamily,
+};
+use kollect_core::api::{condition_types as types, finalizers, reasons};
+use kollect_core::collect::RowOwner;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use super::sinks::FamilySink;
+use super::status;
+use super::{Context, Error};
+
+const CONTROLLER: &str = "kollecttarget";
+
+/// While a target's first list has not finished, its status is refreshed this often.
+const UNSYNCED_REQUEUE: Duration = Duration::from_secs(2);
+
+/// Runs the controller until the term ends.
+pub async fn run(context: Arc<Context>) {
+    let client = context.client.clone();
+    let targets: Api<KollectTarget> = api_for(&client, &context.options.watch_namespaces);
+    let controller = Controller::new(targets, watcher::Config::default())
+        .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_target));
+    let store = controller.store();
+    let by_profile = store.clone();
+    let by_scope = store.clone();
+    let rows = super::triggers::on_row_changes(
+        context.runtime.store(),
+        store.clone(),
+        context.options.row_change_debounce,
+    );
+    controller
+        .watches(
+            api_for::<KollectProfile>(&client, &context.options.watch_namespaces),
+            watcher::Config::default(),
+            move |profile: KollectProfile| {
+                let namespace = profile.namespace();
+                let name = profile.name_any();
+                by_profile
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.namespace() == namespace && t.spec.profile_ref == name)
+                    .map(|t| ObjectRef::from_obj(&*t))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            api_for::<KollectScope>(&client, &context.options.watch_namespaces),
+            watcher::Config::default(),
+            move |scope: KollectScope| {
+                let namespace = scope.namespace();
+                by_scope
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.namespace() == namespace)
+                    .map(|t| ObjectRef::from_obj(&*t))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_on(rows)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "target reconcile");
+            }
+        })
+        .await;
+}
+
+/// An API over all namespaces, or the single watched one.
+pub(super) fn api_for<K>(client: &kube::Client, watch_namespaces: &[String]) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match watch_namespaces {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
+    }
+}
+
+/// Whether this operator manages objects in `namespace` (`--watch-namespaces`).
+pub(super) fn manages(context: &Context, namespace: &str) -> bool {
+    let watched = &context.options.watch_namespaces;
+    watched.is_empty() || watched.iter().any(|w| w == namespace)
+}
+
+fn error_policy(_: Arc<KollectTarget>, error: &Error, context: Arc<Context>) -> Action {
+    tracing::warn!(%error, "target reconcile failed");
+    context
+        .collect_metrics
+        .reconcile_error("KollectTarget", "transient");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(target: Arc<KollectTarget>, context: Arc<Context>) -> Result<Action, Error> {
+    let namespace = target.namespace().unwrap_or_default();
+    if !manages(&context, &namespace) {
+        return Ok(Action::await_change());
+    }
+    let mut guard = context.metrics.start(CONTROLLER);
+    tracing::debug!(target = %target.name_any(), %namespace, "reconcile");
+    let api: Api<KollectTarget> = Api::namespaced(context.client.clone(), &namespace);
+    let owner = RowOwner::target(&namespace, target.name_any());
+    let result = finalizer(&api, finalizers::TARGET, target, |event| async {
+        match event {
+            Event::Apply(target) => apply(&target, &api, &context).await,
+            Event::Cleanup(target) => {
+                context.runtime.unregister(&owner);
+                context.written.forget(&*target);
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        guard.succeeded();
+    }
+    result
+}
+
+/// A reason the target cannot collect: `Degraded=True/<reason>`, `Ready` and `Synced` removed.
+struct Degrade {
+    reason: &'static str,
+    message: String,
+}
+
+fn degrade(reason: &'static str, message: impl Into<String>) -> Degrade {
+    Degrade {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// What a registered target looks like.
+struct Collecting {
+    report: TargetReport,
+    filter: TargetFilter,
+    profile: String,
+}
+
+async fn apply(target: &KollectTarget, api: &Api<KollectTarget>, context: &Context) -> Result<Action, Error> {
+    let namespace = target.namespace().unwrap_or_default();
+    let owner = RowOwner::target(&namespace, target.name_any());
+    let generation = target.meta().generation;
+    let current = target.status.clone();
+    let mut next = current.clone().unwrap_or_default();
+    next.observed_generation = generation;
+    let mut requeue = context.options.target_count_resync;
+
+    match register(target, context).await {
+        Err(Degrade { reason, message }) => {
+            context.runtime.unregister(&owner);
+            set_degraded(&mut next, reason, &message, generation);
+            next.matched_namespaces.clear();
+            next.effective_namespaces.clear();
+        }
+        Ok(collecting) => {
+            if !collecting.report.synced {
+                requeue = UNSYNCED_REQUEUE;
+            }
+            fill_collecting(&mut next, &collecting, context);
+            let verdict = match health(&collecting.report) {
+                Some(problem) => Err(problem),
+                None => sink_path(&namespace, context).await,
+            };
+            match verdict {
+                Err(Degrade { reason, message }) => set_degraded(&mut next, reason, &message, generation),
+                Ok(sinks) => set_collecting(&mut next, &collecting, sinks, generation),
+            }
+        }
+    }
+    status::patch_if_changed(api, target, current.as_ref(), &next, &context.written).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// Resolves the profile and the scope and registers the target.
+async fn register(target: &KollectTarget, context: &Context) -> Result<Collecting, Degrade> {
+    let namespace = target.namespace().unwrap_or_default();
+    let name = target.name_any();
+    if target.spec.suspend.unwrap_or(false) {
+        return Err(degrade(
+            reasons::SUSPENDED,
+            "target is suspended; its rows were dropped",
+        ));
+    }
+    let profile_name = target.spec.profile_ref.trim();
+    if profile_name.is_empty() {
+        return Err(degrade(reasons::MISSING_PROFILE_REF, "spec.profileRef is empty"));
+    }
+    let profiles: Api<KollectProfile> = Api::namespaced(context.client.clone(), &namespace);
+    let profile = match profiles.get_opt(profile_name).await {
+        Ok(Some(profile)) => profile,
+        Ok(None) => {
+            return Err(degrade(
+                reasons::PROFILE_NOT_FOUND,
+                format!("KollectProfile \"{profile_name}\" not found in namespace {namespace}"),
+            ));
+        }
+        Err(error) => {
+            return Err(degrade(
+                reasons::PROFILE_NOT_FOUND,
+                format!("read KollectProfile \"{profile_name}\": {error}"),
+            ));
+        }
+    };
+    let scope = scope_of(&context.client, &namespace).await.map_err(|e| {
+        degrade(
+            reasons::SCOPE_LOOKUP_FAILED,
+            format!("list KollectScopes in {namespace}: {e}"),
+        )
+    })?;
+    let gvk = &profile.spec.target_gvk;
+    if let Some(scope) = &scope {
+        let allowed = &scope.spec.ceiling.allowed_gvks;
+        if !allowed.is_empty()
+            && !allowed
+                .iter()
+                .any(|a| a.group == gvk.group && a.version == gvk.version && a.kind == gvk.kind)
+        {
+            return Err(degrade(
+                reasons::SCOPE_GVK_DENIED,
+                format!(
+                    "KollectScope \"{}\" does not allow {}/{}/{}",
+                    scope.name_any(),
+                    gvk.group,
+                    gvk.version,
+                    gvk.kind
+                ),
+            ));
+        }
+    }
+    let filter = TargetFilter::compile(
+        (&target.spec).into(),
+        &context.defaults,
+        scope.as_ref().map(|s| &s.spec.ceiling),
+        &context.extract.cel,
+    )
+    .map_err(|e| degrade(reasons::INFORMER_REGISTRATION_FAILED, e.to_string()))?;
+    let fingerprint = format!(
+        "{:?}/{:?}/{:?}",
+        target.meta().generation,
+        profile.meta().generation,
+        scope.as_ref().and_then(|s| s.meta().resource_version.clone())
+    );
+    let owner = RowOwner::target(&namespace, &name);
+    context.runtime.register(TargetRegistration {
+        owner: owner.clone(),
+        profile_name: profile_name.to_owned(),
+        gvk: gvk.clone(),
+        profile: context.profiles.get(&profile),
+        filter: filter.clone(),
+        fingerprint,
+    });
+    let report = context.runtime.report(&owner).unwrap_or_default();
+    Ok(Collecting {
+        report,
+        filter,
+        profile: profile_name.to_owned(),
+    })
+}
+
+/// The scope of a namespace: the KollectScope with the smallest name, if any.
+pub(super) async fn scope_of(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Option<KollectScope>, kube::Error> {
+    let scopes = Api::<KollectScope>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await?;
+    Ok(scopes.items.into_iter().min_by_key(ResourceExt::name_any))
+}
+
+/// Collection problems the runtime reports.
+fn health(report: &TargetReport) -> Option<Degrade> {
+    if let Some(error) = &report.transient_error {
+        return Some(degrade(reasons::ACCESS_CHECK_FAILED, error.clone()));
+    }
+    if let Some(unresolved) = &report.unresolved {
+        return Some(degrade(reasons::INFORMER_REGISTRATION_FAILED, unresolved.clone()));
+    }
+    if let Some(error) = &report.watch_error {
+        return Some(degrade(reasons::INFORMER_REGISTRATION_FAILED, error.clone()));
+    }
+    if !report.extraction_failures.is_empty() {
+        return Some(degrade(
+            reasons::EXTRACTION_FAILED,
+            format!(
+                "{} resource(s) failed attribute extraction: {}",
+                report.extraction_failures.len(),
+                report.last_extraction_error.clone().unwrap_or_default()
+            ),
+        ));
+    }
+    None
+}
+
+/// Whether every sink the namespace's inventories bind exists and is not known to be
+/// unreachable: `Ok(reason)` for `SinkReachable=True`, `Err` to degrade.
+async fn sink_path(namespace: &str, context: &Context) -> Result<&'static str, Degrade> {
+    let inventories = Api::<KollectInventory>::namespaced(context.client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| {
+            degrade(
+                reasons::INVENTORY_LIST_FAILED,
+                format!("list KollectInventories: {e}"),
+            )
+        })?;
+    let mut any = false;
+    let mut all_verified = true;
+    for inventory in &inventories.items {
+        for (family, reference) in inventory.spec.sinks.iter() {
+            any = true;
+            let sink = FamilySink::get(&context.client, family, namespace, &reference.name)
+                .await
+                .map_err(|e| {
+                    degrade(
+                        reasons::SINK_LOOKUP_FAILED,
+                        format!("read {} sink \"{}\": {e}", family.as_str(), reference.name),
+                    )
+                })?;
+            let Some(sink) = sink else {
+                return Err(degrade(
+                    reasons::SINK_NOT_FOUND,
+                    format!(
+                        "KollectInventory \"{}\" references {} sink \"{}\", which does not exist",
+                        inventory.name_any(),
+                        family.as_str(),
+                        reference.name
+                    ),
+                ));
+            };
+            match status::find(sink.conditions(), types::CONNECTION_VERIFIED) {
+                Some(c) if c.status == "False" => {
+                    return Err(degrade(
+                        reasons::SINK_UNREACHABLE,
+                        format!(
+                            "{}: {}",
+                            SinkFamily::export_key(family, &reference.name),
+                            c.message
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => all_verified = false,
+            }
+        }
+    }
+    Ok(match (any, all_verified) {
+        (false, _) => reasons::NO_SINKS_IN_NAMESPACE,
+        (true, true) => reasons::CONNECTION_VERIFIED,
+        (true, false) => reasons::SINK_RESOLVED,
+    })
+}
+
+fn set_degraded(
+    next: &mut KollectTargetStatus,
+    reason: &'static str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    status::set_parts(
+        &mut next.conditions,
+        types::DEGRADED,
+        true,
+        reason,
+        message,
+        generation,
+    );
+    status::set_parts(
+        &mut next.conditions,
+        types::SINK_REACHABLE,
+        false,
+        reason,
+        message,
+        generation,
+    );
+    status::remove(&mut next.conditions, types::READY);
+    status::remove(&mut next.conditions, types::SYNCED);
+}
+
+fn fill_collecting(next: &mut KollectTargetStatus, collecting: &Collecting, context: &Context) {
+    let report = &collecting.report;
+    let namespaces = context.runtime.namespaces().all();
+    next.matched_namespaces = namespaces
+        .iter()
+        .filter(|(ns, meta)| collecting.filter.namespace_matched(ns, Some(meta)))
+        .map(|(ns, _)| ns.clone())
+        .collect();
+    next.effective_namespaces = namespaces
+        .iter()
+        .filter(|(ns, meta)| collecting.filter.namespace_effective(ns, Some(meta)))
+        .map(|(ns, _)| ns.clone())
+        .collect();
+    next.active_resource_rules = Some(i64::try_from(collecting.filter.active_rules()).unwrap_or(i64::MAX));
+    next.extraction_failures = Some(i64::try_from(report.extraction_failures.len()).unwrap_or(i64::MAX));
+    next.last_extraction_error = report.last_extraction_error.clone();
+    if report.synced {
+        let count = i64::try_from(report.rows).unwrap_or(i64::MAX);
+        if next.collected_count != Some(count) {
+            next.collected_count = Some(count);
+            next.collected_count_updated_at = Some(Time(Timestamp::now()));
+        }
+    }
+}
+
+fn set_collecting(
+    next: &mut KollectTargetStatus,
+    collecting: &Collecting,
+    sinks: &'static str,
+    generation: Option<i64>,
+) {
+    let report = &collecting.report;
+    let message = format!(
+        "profileRef \"{}\" resolved; collecting {} resource(s)",
+        collecting.profile, report.rows
+    );
+    status::set_parts(
+        &mut next.conditions,
+        types::READY,
+        true,
+        reasons::COLLECTING,
+        &message,
+        generation,
+    );
+    if report.forbidden_namespaces.is_empty() {
+        status::set_parts(
+            &mut next.conditions,
+            types::SYNCED,
+            true,
+            reasons::COLLECTING,
+            &message,
+            generation,
+        );
+    } else {
+        let denied: Vec<String> = report
+            .forbidden_namespaces
+            .keys()
+            .map(|ns| {
+                if ns.is_empty() {
+                    "(cluster)".to_owned()
+                } else {
+                    ns.clone()
+                }
+            })
+            .collect();
+        status::set_parts(
+            &mut next.conditions,
+            types::SYNCED,
+            true,
+            reasons::SCOPE_FORBIDDEN,
+            &format!(
+                "access denied in namespace(s) {}; collecting the rest",
+                denied.join(", ")
+            ),
+            generation,
+        );
+    }
+    let sink_message = match sinks {
+        r if r == reasons::NO_SINKS_IN_NAMESPACE => "no inventory in this namespace binds a sink",
+        r if r == reasons::CONNECTION_VERIFIED => "every bound sink passed its connection test",
+        _ => "every bound sink exists",
+    };
+    status::set_parts(
+        &mut next.conditions,
+        types::SINK_REACHABLE,
+        true,
+        sinks,
+        sink_message,
+        generation,
+    );
+    status::remove(&mut next.conditions, types::DEGRADED);
+}

@@ -1,0 +1,788 @@
+//! The operator end to end: the real API server (local control plane), the real Git server and
+//! real PostgreSQL, the operator running in this process through a client that counts status
+//! writes.
+
+// Test helpers may panic on broken fixtures: that is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use kollect_core::api::v1alpha1::{
+    KollectDatabaseSink, KollectInventory, KollectSnapshotSink, KollectTarget,
+};
+use kollect_core::netguard::NetPolicy;
+use kollect_operator::operator::{self, OperatorOptions, leader::LeaseTimings};
+use kollect_testkit::{ControlPlane, GitServer, backends::Postgres};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// The control planes of this binary's tests would compete for two cores; run them one by one.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long a condition may take to hold before the test reports what it saw. Generous: this
+/// guards against hangs, it does not measure anything.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+// ---------------------------------------------------------------------------------------------
+// A client that counts status writes.
+
+#[derive(Clone)]
+struct CountStatusWrites(Arc<AtomicUsize>);
+
+impl<S> tower::Layer<S> for CountStatusWrites {
+    type Service = Counted<S>;
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            count: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    count: Arc<AtomicUsize>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let write = matches!(*request.method(), http::Method::PATCH | http::Method::PUT);
+        if write && request.uri().path().ends_with("/status") {
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.call(request)
+    }
+}
+
+async fn counting_client(plane: &ControlPlane) -> (Client, Arc<AtomicUsize>) {
+    let kubeconfig = kube::config::Kubeconfig::read_from(plane.kubeconfig_path()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&CountStatusWrites(Arc::clone(&count)))
+        .build();
+    (client, count)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator in this process.
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+    address: SocketAddr,
+}
+
+impl Running {
+    async fn start(client: Client, mut options: OperatorOptions) -> Self {
+        // RUST_LOG=kollect_operator=debug shows what the operator does.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let port = kollect_testkit::control_plane::free_port().unwrap();
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        options.metrics_bind_address = Some(address);
+        options.health_probe_bind_address = Some(address);
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(operator::run(client, options, shutdown));
+        let running = Self { stop, task, address };
+        eventually("the operator serves /healthz", || async {
+            get(running.address, "/healthz").await.filter(|body| body == "ok")
+        })
+        .await;
+        running
+    }
+
+    async fn metrics(&self) -> String {
+        get(self.address, "/metrics").await.unwrap_or_default()
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        let result = tokio::time::timeout(PATIENCE, self.task).await.unwrap().unwrap();
+        assert_eq!(result, Ok(()));
+    }
+}
+
+fn test_options() -> OperatorOptions {
+    OperatorOptions {
+        net_policy: NetPolicy::permissive_for_tests(),
+        target_count_resync: Duration::from_secs(2),
+        ..OperatorOptions::default()
+    }
+}
+
+/// A plain HTTP/1.0 GET; `None` when nothing answers.
+async fn get(address: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?;
+    status
+        .split(' ')
+        .nth(1)
+        .is_some_and(|code| code == "200")
+        .then(|| body.to_owned())
+}
+
+/// The sum of the samples whose line starts with `series` (a name with optional labels).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `check` until it returns `Some`, for at most [`PATIENCE`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures.
+
+fn deployment(name: &str, tier: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels: {{tier: {tier}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers: [{{name: main, image: \"{image}\"}}]
+"
+    )
+}
+
+fn pipeline(git: &GitServer, repo_url: &str, pg_dsn: Option<&str>) -> String {
+    let mut yaml = format!(
+        "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {{name: deployments}}
+spec:
+  targetGVK: {{group: apps, version: v1, kind: Deployment}}
+  attributes:
+    - {{name: image, path: '$.spec.template.spec.containers[0].image'}}
+    - {{name: tier, path: '$.metadata.labels.tier'}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {{name: web-deployments}}
+spec:
+  profileRef: deployments
+  labelSelector: {{matchLabels: {{tier: web}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: git-credentials}}
+stringData: {{username: {user}, password: {password}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {{name: inventory-git}}
+spec:
+  type: git
+  endpoint: {repo_url}
+  secretRef: {{name: git-credentials}}
+  git: {{branch: main}}
+",
+        user = git.user(),
+        password = git.password(),
+    );
+    let mut refs = "  snapshotSinkRefs: [{name: inventory-git}]\n".to_owned();
+    if let Some(dsn) = pg_dsn {
+        yaml.push_str(&format!(
+            "---
+apiVersion: v1
+kind: Secret
+metadata: {{name: pg}}
+stringData: {{dsn: \"{dsn}\"}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectDatabaseSink
+metadata: {{name: inventory-pg}}
+spec:
+  type: postgres
+  postgres: {{databaseRef: {{name: pg}}, table: inventory}}
+"
+        ));
+        refs.push_str("  databaseSinkRefs: [{name: inventory-pg}]\n");
+    }
+    yaml.push_str(&format!(
+        "---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {{name: first-inventory}}
+spec:
+  exportMinInterval: 1h
+{refs}"
+    ));
+    yaml
+}
+
+/// The inventory document in the Git repository, or `None` when the file does not exist.
+fn git_file(git: &GitServer, repo: &str, path: &str) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(git.repo_path(repo))
+        .args(["show", &format!("main:{path}")])
+        .output()
+        .unwrap();
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn git_commits(git: &GitServer, repo: &str) -> usize {
+    let output = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(git.repo_path(repo))
+        .args(["rev-list", "--count", "main"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// `(name, image)` of the inventory's rows in PostgreSQL.
+async fn pg_rows(pg: &tokio_postgres::Client, namespace: &str) -> Vec<(String, String)> {
+    let exists = pg
+        .query_opt("SELECT 1 FROM pg_tables WHERE tablename = 'inventory'", &[])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        return Vec::new();
+    }
+    pg.query(
+        "SELECT payload->>'name', payload->'attributes'->>'image' FROM inventory \
+         WHERE inventory_namespace = $1 AND inventory_name = 'first-inventory' ORDER BY 1",
+        &[&namespace],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect()
+}
+
+fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn cond(status: &str, reason: &str, message: &str) -> Option<(String, String, String)> {
+    Some((status.to_owned(), reason.to_owned(), message.to_owned()))
+}
+
+async fn set_image(deployments: &Api<Deployment>, name: &str, image: &str) {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}});
+    deployments
+        .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .unwrap();
+}
+
+async fn annotate<K>(api: &Api<K>, name: &str, key: &str, value: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_inventory_pipeline_to_git_and_postgres() {
+    let _serial = SERIAL.lock().await;
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let Some(git) =
+        kollect_testkit::backends::start_for_test(|| GitServer::start("inventory-bot", "s3cret-token"))
+    else {
+        return;
+    };
+    let Some(pg) = kollect_testkit::backends::start_for_test(Postgres::start) else {
+        return;
+    };
+    let (pg_client, connection) = tokio_postgres::connect(&pg.dsn("postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let ns = plane.create_namespace("pipeline").await.unwrap();
+    let repo_url = git.create_repo("inventory").unwrap();
+    let document = format!("inventory/{ns}/first-inventory.yaml");
+    plane
+        .apply_yaml(&deployment("web", "web", "nginx:1.27"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(&deployment("api", "web", "api:1"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(&pipeline(&git, &repo_url, Some(&pg.dsn("postgres"))), &ns)
+        .await
+        .unwrap();
+
+    let (client, status_writes) = counting_client(&plane).await;
+    let operator = Running::start(client.clone(), test_options()).await;
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let targets: Api<KollectTarget> = Api::namespaced(client.clone(), &ns);
+    let snapshot_sinks: Api<KollectSnapshotSink> = Api::namespaced(client.clone(), &ns);
+    let database_sinks: Api<KollectDatabaseSink> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+    // 1. Both sinks receive both rows; statuses say so.
+    let status = eventually("the inventory exports to both sinks", || async {
+        let inventory = inventories.get("first-inventory").await.ok()?;
+        let status = inventory.status?;
+        let exported = condition(&status.conditions, "Synced").map(|c| (c.0, c.1))
+            == Some(("True".into(), "Exported".into()));
+        (exported && status.item_count == Some(2)).then_some(status)
+    })
+    .await;
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        cond("True", "Exported", "exported 2 item(s) across 2 sink(s)")
+    );
+    assert_eq!(
+        condition(&status.conditions, "SinkReachable"),
+        cond("True", "ExportSucceeded", "all bound sinks accepted the export")
+    );
+    assert_eq!(condition(&status.conditions, "Degraded"), None);
+    assert_eq!(status.item_count, Some(2));
+    assert_eq!(status.observed_generation, Some(1));
+    let names: Vec<&str> = status.sink_exports.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["snapshot/inventory-git", "database/inventory-pg"]);
+    for export in &status.sink_exports {
+        // Right after the export, or after a later pass found nothing new.
+        let synced = condition(&export.conditions, "Synced").unwrap();
+        assert!(
+            synced == ("True".into(), "Exported".into(), "export completed".into())
+                || (synced.0 == "False"
+                    && synced.1 == "Debounced"
+                    && synced.2.starts_with("checksum unchanged; next export at ")),
+            "{synced:?}"
+        );
+        assert!(
+            export.last_checksum.as_deref().is_some_and(|c| c.len() == 64),
+            "{export:?}"
+        );
+        assert!(export.last_export_time.is_some());
+    }
+    let file = git_file(&git, "inventory", &document).expect("the inventory document is committed");
+    assert!(file.contains("nginx:1.27") && file.contains("api:1"), "{file}");
+    assert_eq!(
+        pg_rows(&pg_client, &ns).await,
+        [
+            ("api".to_owned(), "api:1".to_owned()),
+            ("web".to_owned(), "nginx:1.27".to_owned())
+        ]
+    );
+    let target = eventually("the target reports its rows and verified sinks", || async {
+        let status = targets.get("web-deployments").await.ok()?.status?;
+        (condition(&status.conditions, "SinkReachable").map(|c| c.1) == Some("ConnectionVerified".to_owned()))
+            .then_some(status)
+    })
+    .await;
+    assert_eq!(
+        condition(&target.conditions, "Ready"),
+        cond(
+            "True",
+            "Collecting",
+            "profileRef \"deployments\" resolved; collecting 2 resource(s)"
+        )
+    );
+    assert_eq!(
+        condition(&target.conditions, "Synced").map(|c| c.1),
+        Some("Collecting".to_owned())
+    );
+    assert_eq!(condition(&target.conditions, "Degraded"), None);
+    assert_eq!(target.collected_count, Some(2));
+    assert!(target.collected_count_updated_at.is_some());
+    assert!(
+        target.effective_namespaces.contains(&ns),
+        "{:?}",
+        target.effective_namespaces
+    );
+    assert_eq!(target.extraction_failures, Some(0));
+    let sink_status = snapshot_sinks.get("inventory-git").await.unwrap().status.unwrap();
+    assert_eq!(
+        condition(&sink_status.conditions, "ConnectionVerified"),
+        cond("True", "ConnectionOK", "TLS and git remote reachability verified")
+    );
+
+    // 2. A changed object reaches both sinks.
+    set_image(&deployments, "web", "nginx:1.28").await;
+    eventually("the new image reaches Git and PostgreSQL", || async {
+        let in_git = git_file(&git, "inventory", &document).is_some_and(|f| f.contains("nginx:1.28"));
+        let in_pg = pg_rows(&pg_client, &ns)
+            .await
+            .contains(&("web".to_owned(), "nginx:1.28".to_owned()));
+        (in_git && in_pg).then_some(())
+    })
+    .await;
+
+    // 3. An object relabelled out of the target's selection leaves both sinks.
+    let relabel = json!({"metadata": {"labels": {"tier": "batch"}}});
+    deployments
+        .patch("api", &PatchParams::default(), &Patch::Merge(&relabel))
+        .await
+        .unwrap();
+    eventually("the relabelled object leaves both sinks", || async {
+        let gone_from_git = git_file(&git, "inventory", &document).is_some_and(|f| !f.contains("api:1"));
+        let rows = pg_rows(&pg_client, &ns).await;
+        (gone_from_git && rows == [("web".to_owned(), "nginx:1.28".to_owned())]).then_some(())
+    })
+    .await;
+    eventually("the inventory counts one item", || async {
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        (status.item_count == Some(1)).then_some(())
+    })
+    .await;
+
+    // 4. The Git server goes down: PostgreSQL keeps receiving changes, the conditions say which
+    //    sink failed, and everything converges when Git is back.
+    git.set_available(false);
+    set_image(&deployments, "web", "nginx:1.29").await;
+    let status = eventually("the inventory reports the failed sink", || async {
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        (condition(&status.conditions, "Synced").map(|c| c.1) == Some("PartiallySynced".to_owned()))
+            .then_some(status)
+    })
+    .await;
+    assert_eq!(
+        condition(&status.conditions, "Synced").map(|c| (c.0, c.2)),
+        Some(("False".to_owned(), "1/2 sinks exported; 1 failed".to_owned()))
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        cond("True", "PartiallySynced", "exported 1 item(s) to 1/2 sink(s)")
+    );
+    let reachable = condition(&status.conditions, "SinkReachable").unwrap();
+    assert_eq!(
+        (reachable.0.as_str(), reachable.1.as_str()),
+        ("False", "ExportFailed")
+    );
+    assert!(
+        reachable.2.starts_with("snapshot/inventory-git: "),
+        "{reachable:?}"
+    );
+    assert!(
+        !reachable.2.contains("s3cret-token"),
+        "no credentials in status: {reachable:?}"
+    );
+    let git_export = &status.sink_exports[0];
+    assert_eq!(
+        condition(&git_export.conditions, "Synced").map(|c| c.1),
+        Some("ExportFailed".to_owned())
+    );
+    assert_eq!(
+        condition(&status.sink_exports[1].conditions, "Synced"),
+        cond("True", "Exported", "export completed")
+    );
+    assert!(
+        pg_rows(&pg_client, &ns)
+            .await
+            .contains(&("web".to_owned(), "nginx:1.29".to_owned()))
+    );
+    assert!(git_file(&git, "inventory", &document).is_some_and(|f| f.contains("nginx:1.28")));
+    // A requested connection test shows the outage on the sink, and the target reports it.
+    annotate(
+        &snapshot_sinks,
+        "inventory-git",
+        "kollect.dev/test-connection",
+        "true",
+    )
+    .await;
+    let sink_status = eventually("the sink's connection test fails", || async {
+        let status = snapshot_sinks.get("inventory-git").await.ok()?.status?;
+        (condition(&status.conditions, "ConnectionVerified").map(|c| c.0) == Some("False".to_owned()))
+            .then_some(status)
+    })
+    .await;
+    let verified = condition(&sink_status.conditions, "ConnectionVerified").unwrap();
+    assert_eq!(verified.1, "ConnectionTestFailed");
+    assert_eq!(
+        condition(&sink_status.conditions, "Degraded").map(|c| (c.0, c.1)),
+        Some(("True".to_owned(), "ConnectionTestFailed".to_owned()))
+    );
+    let target = eventually("the target reports the unreachable sink", || async {
+        let status = targets.get("web-deployments").await.ok()?.status?;
+        (condition(&status.conditions, "Degraded").map(|c| c.1) == Some("SinkUnreachable".to_owned()))
+            .then_some(status)
+    })
+    .await;
+    assert_eq!(
+        condition(&target.conditions, "Ready"),
+        None,
+        "a degraded target has no Ready"
+    );
+    assert_eq!(
+        condition(&target.conditions, "SinkReachable").map(|c| (c.0, c.1)),
+        Some(("False".to_owned(), "SinkUnreachable".to_owned()))
+    );
+    git.set_available(true);
+    eventually("Git converges after the outage", || async {
+        let file = git_file(&git, "inventory", &document)?;
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        let synced = condition(&status.conditions, "Synced").map(|c| c.1) == Some("Exported".to_owned());
+        let sink = snapshot_sinks.get("inventory-git").await.ok()?.status?;
+        let verified =
+            condition(&sink.conditions, "ConnectionVerified").map(|c| c.0) == Some("True".to_owned());
+        let target = targets.get("web-deployments").await.ok()?.status?;
+        let ready = condition(&target.conditions, "Ready").is_some();
+        (file.contains("nginx:1.29") && synced && verified && ready).then_some(())
+    })
+    .await;
+
+    // 5. Steady state: passes that find nothing new write no status.
+    let reconciles = |text: &str| {
+        sample(
+            text,
+            "kollect_reconcile_total{controller=\"kollectinventory\",result=\"success\"}",
+        )
+    };
+    let nudge = |n: usize| {
+        let database_sinks = database_sinks.clone();
+        async move {
+            annotate(
+                &database_sinks,
+                "inventory-pg",
+                "test.kollect.dev/nudge",
+                &n.to_string(),
+            )
+            .await
+        }
+    };
+    let before = reconciles(&operator.metrics().await);
+    nudge(1).await;
+    eventually("the nudge is reconciled", || async {
+        (reconciles(&operator.metrics().await) > before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = status_writes.load(Ordering::SeqCst);
+    let target_reconciles = |text: &str| {
+        sample(
+            text,
+            "kollect_reconcile_total{controller=\"kollecttarget\",result=\"success\"}",
+        )
+    };
+    let targets_before = target_reconciles(&operator.metrics().await);
+    // One nudge at a time: triggers queued together are reconciled once.
+    for n in [2, 3] {
+        let before = reconciles(&operator.metrics().await);
+        nudge(n).await;
+        eventually("the nudge is reconciled", || async {
+            (reconciles(&operator.metrics().await) > before).then_some(())
+        })
+        .await;
+    }
+    eventually("the target was reconciled again", || async {
+        (target_reconciles(&operator.metrics().await) >= targets_before + 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        status_writes.load(Ordering::SeqCst),
+        writes,
+        "status writes at steady state"
+    );
+    let status = inventories.get("first-inventory").await.unwrap().status.unwrap();
+    assert_eq!(
+        condition(&status.conditions, "Synced"),
+        cond(
+            "True",
+            "Exported",
+            "content unchanged; 2 sink(s) already up to date"
+        )
+    );
+    let debounced = condition(&status.sink_exports[1].conditions, "Synced").unwrap();
+    assert_eq!(
+        (debounced.0.as_str(), debounced.1.as_str()),
+        ("False", "Debounced")
+    );
+    assert!(
+        debounced.2.starts_with("checksum unchanged; next export at "),
+        "{debounced:?}"
+    );
+
+    // 6. A restarted operator with unchanged content exports nothing (state seeded from status).
+    operator.stop().await;
+    let commits = git_commits(&git, "inventory");
+    let operator = Running::start(client.clone(), test_options()).await;
+    let text = eventually("the restarted operator looked at both sinks", || async {
+        let text = operator.metrics().await;
+        (sample(
+            &text,
+            "kollect_export_debounced_total{controller=\"KollectInventory\"}",
+        ) >= 2.0)
+            .then_some(text)
+    })
+    .await;
+    assert_eq!(
+        sample(&text, "kollect_export_duration_seconds_count"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(git_commits(&git, "inventory"), commits);
+
+    // 7. Deleting the inventory removes its file and its rows, then the inventory.
+    inventories
+        .delete("first-inventory", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the inventory's exports are removed", || async {
+        let gone = inventories.get_opt("first-inventory").await.ok()?.is_none();
+        let no_file = git_file(&git, "inventory", &document).is_none();
+        let no_rows = pg_rows(&pg_client, &ns).await.is_empty();
+        (gone && no_file && no_rows).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_server_outage_longer_than_the_lease_does_not_stop_the_operator() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let Some(git) = kollect_testkit::backends::start_for_test(|| GitServer::start("bot", "token")) else {
+        return;
+    };
+    let ns = plane.create_namespace("outage").await.unwrap();
+    let repo_url = git.create_repo("inventory").unwrap();
+    let document = format!("inventory/{ns}/first-inventory.yaml");
+    plane
+        .apply_yaml(&deployment("web", "web", "nginx:1.27"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(&pipeline(&git, &repo_url, None), &ns)
+        .await
+        .unwrap();
+
+    let (client, _) = counting_client(&plane).await;
+    let lease = LeaseTimings {
+        lease_duration: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(3),
+        retry_period: Duration::from_secs(1),
+    };
+    let options = OperatorOptions {
+        leader_elect: true,
+        lease,
+        leader_election_namespace: ns.clone(),
+        identity: "outage-test".into(),
+        ..test_options()
+    };
+    let operator = Running::start(client.clone(), options).await;
+    let leader = |text: &str| sample(text, "kollect_leader_is_leader");
+    eventually("the operator leads and exports", || async {
+        let leads = leader(&operator.metrics().await) == 1.0;
+        let exported = git_file(&git, "inventory", &document).is_some_and(|f| f.contains("nginx:1.27"));
+        (leads && exported).then_some(())
+    })
+    .await;
+
+    plane.stop_apiserver();
+    eventually("the leader steps down after the renew deadline", || async {
+        (leader(&operator.metrics().await) == 0.0).then_some(())
+    })
+    .await;
+    // Stay down for longer than the lease.
+    tokio::time::sleep(lease.lease_duration * 2).await;
+    assert!(
+        !operator.task.is_finished(),
+        "the operator kept running through the outage"
+    );
+    assert_eq!(get(operator.address, "/healthz").await.as_deref(), Some("ok"));
+    plane.start_apiserver().await.unwrap();
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    eventually("the API server is back", || async {
+        deployments.list(&Default::default()).await.ok()
+    })
+    .await;
+    plane
+        .apply_yaml(&deployment("late", "web", "late:1"), &ns)
+        .await
+        .unwrap();
+    eventually("the operator leads again and the sink converges", || async {
+        let leads = leader(&operator.metrics().await) == 1.0;
+        let file = git_file(&git, "inventory", &document)?;
+        (leads && file.contains("late:1") && file.contains("nginx:1.27")).then_some(())
+    })
+    .await;
+    let lease = Api::<Lease>::namespaced(client.clone(), &ns)
+        .get("3274ac8a.kollect.dev")
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("outage-test")
+    );
+    operator.stop().await;
+    // Shutdown releases the lease for the next replica.
+    let lease = Api::<Lease>::namespaced(client, &ns)
+        .get("3274ac8a.kollect.dev")
+        .await
+        .unwrap();
+    assert_eq!(lease.spec.and_then(|s| s.holder_identity), None);
+}
