@@ -786,3 +786,337 @@ async fn an_api_server_outage_longer_than_the_lease_does_not_stop_the_operator()
         .unwrap();
     assert_eq!(lease.spec.and_then(|s| s.holder_identity), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditions_of_targets_sinks_scopes_and_connection_tests() {
+    use k8s_openapi::api::events::v1::Event;
+    use kollect_core::api::v1alpha1::KollectConnectionTest;
+
+    let _serial = SERIAL.lock().await;
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let Some(git) = kollect_testkit::backends::start_for_test(|| GitServer::start("bot", "hunter2-token"))
+    else {
+        return;
+    };
+    let ns = plane.create_namespace("conditions").await.unwrap();
+    let elsewhere = plane.create_namespace("elsewhere").await.unwrap();
+    let repo_url = git.create_repo("inventory").unwrap();
+    plane
+        .apply_yaml(&deployment("web", "web", "nginx:1.27"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(&pipeline(&git, &repo_url, None), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(
+            &format!(
+                "apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {{name: orphan}}
+spec: {{profileRef: later}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {{name: paused}}
+spec: {{profileRef: deployments, suspend: true}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {{name: strict}}
+spec:
+  targetGVK: {{group: apps, version: v1, kind: Deployment}}
+  attributes: [{{name: broken, path: 'cel: int(object.metadata.name)'}}]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {{name: strict}}
+spec: {{profileRef: strict}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {{name: borrowed-secret}}
+spec:
+  type: git
+  endpoint: {repo_url}
+  secretRef: {{name: git-credentials, namespace: {elsewhere}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {{name: insecure}}
+spec:
+  type: git
+  endpoint: {repo_url}
+  secretRef: {{name: git-credentials}}
+  connectionTest: false
+  tls: {{insecureSkipVerify: true}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectConnectionTest
+metadata: {{name: check-git}}
+spec:
+  sinkRef: {{snapshotSinkRef: inventory-git}}
+  ttlSecondsAfterFinished: 2
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectConnectionTest
+metadata: {{name: check-nothing}}
+spec:
+  sinkRef: {{databaseSinkRef: absent}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectScope
+metadata: {{name: tenant}}
+spec:
+  snapshotSinkRefs: [other-git]
+  minExportInterval: 2h
+"
+            ),
+            &ns,
+        )
+        .await
+        .unwrap();
+
+    let (client, _) = counting_client(&plane).await;
+    let operator = Running::start(client.clone(), test_options()).await;
+    let targets: Api<KollectTarget> = Api::namespaced(client.clone(), &ns);
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let sinks: Api<KollectSnapshotSink> = Api::namespaced(client.clone(), &ns);
+    let tests: Api<KollectConnectionTest> = Api::namespaced(client.clone(), &ns);
+    let target_condition = |name: &'static str, type_: &'static str| {
+        let targets = targets.clone();
+        async move {
+            let status = targets.get(name).await.ok()?.status?;
+            condition(&status.conditions, type_)
+        }
+    };
+
+    // Targets: a missing profile, a suspended target, failing extraction.
+    let degraded = eventually("the orphan target is degraded", || async {
+        target_condition("orphan", "Degraded").await
+    })
+    .await;
+    assert_eq!(
+        degraded,
+        (
+            "True".into(),
+            "ProfileNotFound".into(),
+            format!("KollectProfile \"later\" not found in namespace {ns}")
+        )
+    );
+    assert_eq!(target_condition("orphan", "Ready").await, None);
+    assert_eq!(target_condition("orphan", "Synced").await, None);
+    assert_eq!(
+        target_condition("orphan", "SinkReachable")
+            .await
+            .map(|c| (c.0, c.1)),
+        Some(("False".to_owned(), "ProfileNotFound".to_owned()))
+    );
+    let paused = eventually("the paused target is degraded", || async {
+        target_condition("paused", "Degraded").await
+    })
+    .await;
+    assert_eq!(
+        paused,
+        (
+            "True".into(),
+            "Suspended".into(),
+            "target is suspended; its rows were dropped".into()
+        )
+    );
+    let strict = eventually("the strict target reports the failed extraction", || async {
+        target_condition("strict", "Degraded").await
+    })
+    .await;
+    assert_eq!(
+        (strict.0.as_str(), strict.1.as_str()),
+        ("True", "ExtractionFailed")
+    );
+    assert!(
+        strict.2.starts_with(&format!(
+            "1 resource(s) failed attribute extraction: {ns}/web: attribute \"broken\": eval CEL"
+        )),
+        "{strict:?}"
+    );
+    // Creating the profile re-registers the target that waited for it.
+    plane
+        .apply_yaml(
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: later}
+spec:
+  targetGVK: {group: apps, version: v1, kind: Deployment}
+  attributes: [{name: name, path: '$.metadata.name'}]
+",
+            &ns,
+        )
+        .await
+        .unwrap();
+    eventually("the orphan target collects once its profile exists", || async {
+        let ready = target_condition("orphan", "Ready").await?;
+        (ready.1 == "Collecting").then_some(())
+    })
+    .await;
+
+    // Sinks: a Secret in another namespace is refused (A10); TLSInsecure; a requested one-shot
+    // test; the preview while annotated.
+    let sink_condition = |name: &'static str, type_: &'static str| {
+        let sinks = sinks.clone();
+        async move {
+            let status = sinks.get(name).await.ok()?.status?;
+            condition(&status.conditions, type_)
+        }
+    };
+    let refused = eventually("the cross-namespace Secret is refused", || async {
+        sink_condition("borrowed-secret", "ConnectionVerified").await
+    })
+    .await;
+    assert_eq!(
+        (refused.0.as_str(), refused.1.as_str()),
+        ("False", "SecretResolveFailed")
+    );
+    assert!(
+        refused.2.contains("--allow-cross-namespace-secret-refs"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.2.contains(&format!("Secret {elsewhere}/git-credentials")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        sink_condition("borrowed-secret", "Degraded").await.map(|c| c.1),
+        Some("SecretResolveFailed".to_owned())
+    );
+    let insecure = eventually("the insecure sink says so", || async {
+        sink_condition("insecure", "TLSInsecure").await
+    })
+    .await;
+    assert_eq!(
+        (insecure.0.as_str(), insecure.1.as_str()),
+        ("True", "InsecureSkipVerify")
+    );
+    assert_eq!(
+        sink_condition("insecure", "ConnectionVerified").await,
+        None,
+        "connectionTest: false and no annotation: no probe"
+    );
+    annotate(&sinks, "insecure", "kollect.dev/test-connection", "true").await;
+    eventually(
+        "the one-shot test passes and its annotation is removed",
+        || async {
+            let sink = sinks.get("insecure").await.ok()?;
+            let annotated = sink
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("kollect.dev/test-connection"));
+            let verified = condition(&sink.status?.conditions, "ConnectionVerified")?;
+            (verified.1 == "ConnectionOK" && !annotated).then_some(())
+        },
+    )
+    .await;
+    annotate(&sinks, "inventory-git", "kollect.dev/preview", "true").await;
+    let preview = eventually("the preview is rendered", || async {
+        sinks.get("inventory-git").await.ok()?.status?.preview
+    })
+    .await;
+    assert_eq!(
+        preview.object_path.as_deref(),
+        Some(format!("inventory/{ns}/example-inventory.yaml").as_str())
+    );
+    assert!(preview.rendered_at.is_some());
+    let remove = json!({"metadata": {"annotations": {"kollect.dev/preview": null}}});
+    sinks
+        .patch("inventory-git", &PatchParams::default(), &Patch::Merge(&remove))
+        .await
+        .unwrap();
+    eventually("the preview is cleared", || async {
+        let status = sinks.get("inventory-git").await.ok()?.status?;
+        status.preview.is_none().then_some(())
+    })
+    .await;
+
+    // Connection tests: one probe, owned by the sink, deleted after the TTL; a missing sink.
+    let missing = eventually("the test of a missing sink completes", || async {
+        let status = tests.get("check-nothing").await.ok()?.status?;
+        status.completed?.then_some(status)
+    })
+    .await;
+    assert_eq!(
+        condition(&missing.conditions, "Ready"),
+        cond(
+            "False",
+            "SinkNotFound",
+            &format!("database sink \"absent\" not found in namespace {ns}")
+        )
+    );
+    assert_eq!(
+        condition(&missing.conditions, "ConnectionVerified").map(|c| c.1),
+        Some("SinkNotFound".to_owned())
+    );
+    eventually("the git connection test is deleted after its TTL", || async {
+        tests.get_opt("check-git").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let probes = sample(
+        &operator.metrics().await,
+        "kollect_sink_connection_test_total{type=\"git\",result=\"success\"}",
+    );
+    assert!(probes >= 2.0, "probes of the git sinks are counted: {probes}");
+
+    // Scopes: a sink outside the allowlist stops the inventory; allowed, the interval floor
+    // applies.
+    let denied = eventually("the inventory is denied its sink", || async {
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        condition(&status.conditions, "Degraded")
+    })
+    .await;
+    assert_eq!(
+        denied,
+        (
+            "True".into(),
+            "ScopeSinkDenied".into(),
+            "snapshot sink \"inventory-git\" is not allowed by KollectScope \"tenant\"".into()
+        )
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    eventually("a Warning event names the denial", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ScopeSinkDenied") && e.type_.as_deref() == Some("Warning"))
+            .then_some(())
+    })
+    .await;
+    let allow = json!({"spec": {"snapshotSinkRefs": ["inventory-git"]}});
+    Api::<kollect_core::api::v1alpha1::KollectScope>::namespaced(client.clone(), &ns)
+        .patch("tenant", &PatchParams::default(), &Patch::Merge(&allow))
+        .await
+        .unwrap();
+    eventually("the allowed inventory exports", || async {
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        let synced = condition(&status.conditions, "Synced")?;
+        (synced.1 == "Exported" && condition(&status.conditions, "Degraded").is_none()).then_some(())
+    })
+    .await;
+    annotate(&sinks, "inventory-git", "test.kollect.dev/nudge", "1").await;
+    let floor = eventually("the next pass shows the scope's interval floor", || async {
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        let synced = condition(&status.sink_exports.first()?.conditions, "Synced")?;
+        (synced.1 == "Debounced").then_some(synced.2)
+    })
+    .await;
+    assert!(floor.ends_with("(interval 2h0m0s)"), "{floor}");
+    eventually("a Normal event records the export", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ExportSucceeded") && e.type_.as_deref() == Some("Normal"))
+            .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}

@@ -4,6 +4,7 @@
 //! - [`inventory`]: `KollectInventory` → export passes through the export engine, inventory
 //!   status, removal on deletion;
 //! - [`sink_probe`]: family sinks → connection probes, `TLSInsecure`, previews;
+//! - [`connection_test`]: `KollectConnectionTest` → one probe per generation, then TTL deletion;
 //! - [`leader`]: Lease-based leader election that steps down instead of exiting;
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //!
@@ -11,6 +12,7 @@
 //! lost lease stops it, and a re-acquired one starts it afresh, seeded from status (decision
 //! X7), so that nothing is exported twice.
 
+pub mod connection_test;
 pub mod http;
 pub mod inventory;
 pub mod leader;
@@ -289,6 +291,7 @@ async fn lead(client: kube::Client, options: OperatorOptions, metrics: Metrics) 
         target::run(Arc::clone(&context)),
         inventory::run(Arc::clone(&context)),
         sink_probe::run(Arc::clone(&context)),
+        connection_test::run(Arc::clone(&context)),
     );
     Ok(())
 }

@@ -78,8 +78,6 @@ pub struct GitConfig {
 /// The Git sink.
 pub struct GitSink {
     config: GitConfig,
-    /// Serialises operations on the mirror.
-    lock: Arc<Mutex<()>>,
     /// Pushes the remote rejected because the branch had moved.
     rejected_pushes: std::sync::atomic::AtomicU64,
     /// Paths written by earlier parts of a multipart set, per inventory.
@@ -274,7 +272,6 @@ impl GitSink {
     pub fn new(config: GitConfig) -> Self {
         Self {
             config,
-            lock: Arc::default(),
             rejected_pushes: std::sync::atomic::AtomicU64::new(0),
             sets: Mutex::default(),
         }
@@ -288,6 +285,17 @@ impl GitSink {
     /// Sets the hook called before every push (see [`GitConfig::before_push`]).
     pub fn set_before_push(&mut self, hook: Arc<dyn Fn() + Send + Sync>) {
         self.config.before_push = Some(hook);
+    }
+
+    /// The lock of this sink's mirror directory (shared with other sinks on the same
+    /// repository and branch).
+    fn mirror_lock(&self) -> Arc<Mutex<()>> {
+        let config = &self.config;
+        repo::mirror_lock(&repo::mirror_dir(
+            &config.mirror_root,
+            &config.remote.url,
+            &config.branch,
+        ))
     }
 
     /// Keeps the mirror under `root` instead of the default location.
@@ -331,7 +339,8 @@ impl GitSink {
         message: &str,
         previous_ledger: Option<&str>,
     ) -> Result<bool, SinkError> {
-        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock = self.mirror_lock();
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let config = &self.config;
         let repo = repo::open_mirror(&config.mirror_root, &config.remote.url, &config.branch)?;
         for _ in 0..MAX_PUSH_ATTEMPTS {
@@ -556,7 +565,8 @@ impl Sink for SharedGitSink {
         let parts_prefix = format!("{}.part-", document_stem(&document));
         self.0
             .run_blocking(move |sink| {
-                let _guard = sink.lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let lock = sink.mirror_lock();
+                let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
                 let config = &sink.config;
                 let repo = repo::open_mirror(&config.mirror_root, &config.remote.url, &config.branch)?;
                 for _ in 0..MAX_PUSH_ATTEMPTS {
@@ -617,6 +627,8 @@ impl Sink for SharedGitSink {
         self.0
             .run_blocking(|sink| {
                 let config = &sink.config;
+                let lock = sink.mirror_lock();
+                let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
                 let repo = repo::open_mirror(&config.mirror_root, &config.remote.url, &config.branch)?;
                 repo::ls_remote(&repo, &config.remote).map(|_| ())
             })

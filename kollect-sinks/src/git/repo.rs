@@ -9,8 +9,9 @@
 //! (rebinding); a deployment that needs to close it should point the sink at a host name it
 //! controls or at an IP literal.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use git2::build::TreeUpdateBuilder;
 use git2::{
@@ -236,18 +237,33 @@ pub fn mirror_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("kollect-git-mirrors"))
 }
 
-/// Opens (or creates) the bare mirror of (`url`, `branch`) under `root`.
-pub fn open_mirror(root: &Path, url: &str, branch: &str) -> Result<Repository, SinkError> {
+/// The directory of the mirror of (`url`, `branch`) under `root`.
+pub fn mirror_dir(root: &Path, url: &str, branch: &str) -> PathBuf {
     use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{url}\0{branch}").as_bytes());
+    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    root.join(name)
+}
+
+/// The lock of one mirror directory, shared by every sink of this process that uses it: two
+/// sinks on the same repository and branch (different paths or layouts, say) share a mirror, and
+/// libgit2 refuses concurrent writers to one repository (`config.lock`, `index.lock`).
+pub fn mirror_lock(dir: &Path) -> Arc<Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = LazyLock::new(Mutex::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(locks.entry(dir.to_owned()).or_default())
+}
+
+/// Opens (or creates) the bare mirror of (`url`, `branch`) under `root`. Callers hold
+/// [`mirror_lock`] of its directory.
+pub fn open_mirror(root: &Path, url: &str, branch: &str) -> Result<Repository, SinkError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(root)
         .map_err(|e| SinkError::transient(format!("create git mirror directory: {e}")))?;
-    let digest = sha2::Sha256::digest(format!("{url}\0{branch}").as_bytes());
-    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    let dir = root.join(name);
+    let dir = mirror_dir(root, url, branch);
     let repo = match Repository::open_bare(&dir) {
         Ok(repo) => repo,
         Err(_) => Repository::init_bare(&dir)

@@ -1,0 +1,207 @@
+//! The `KollectConnectionTest` controller: one probe of one family sink per generation, an owner
+//! reference to the sink (unless `ownerSink: false`), and deletion `ttlSecondsAfterFinished`
+//! after completion (reference api-model.md §3.6, §4).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kollect_core::api::v1alpha1::{KollectConnectionTest, SinkFamily};
+use kollect_core::api::{condition_types as types, reasons};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use super::sinks::{FamilySink, ResolveError};
+use super::target::{api_for, manages};
+use super::{Context, Error, status};
+
+const CONTROLLER: &str = "kollectconnectiontest";
+
+/// Runs the controller until the term ends.
+pub async fn run(context: Arc<Context>) {
+    let api = api_for::<KollectConnectionTest>(&context.client, &context.options.watch_namespaces);
+    Controller::new(api, watcher::Config::default())
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection test reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_: Arc<KollectConnectionTest>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(%error, "connection test reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(test: Arc<KollectConnectionTest>, context: Arc<Context>) -> Result<Action, Error> {
+    let namespace = test.namespace().unwrap_or_default();
+    if !manages(&context, &namespace) || test.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let mut guard = context.metrics.start(CONTROLLER);
+    let api: Api<KollectConnectionTest> = Api::namespaced(context.client.clone(), &namespace);
+    let generation = test.meta().generation;
+    let current = test.status.clone();
+    let ttl = Duration::from_secs(u64::try_from(test.spec.ttl_seconds_after_finished).unwrap_or(0));
+
+    // Done for this generation: only the TTL is left.
+    if let Some(status) = &current
+        && status.completed == Some(true)
+        && status.observed_generation == generation
+    {
+        let finished = status.completed_at.as_ref().map_or_else(Timestamp::now, |t| t.0);
+        let age = Timestamp::now().duration_since(finished).unsigned_abs();
+        guard.succeeded();
+        if age >= ttl {
+            api.delete(&test.name_any(), &DeleteParams::default()).await?;
+            context.written.forget(&*test);
+            return Ok(Action::await_change());
+        }
+        return Ok(Action::requeue(ttl - age));
+    }
+
+    let mut next = current.clone().unwrap_or_default();
+    next.observed_generation = generation;
+    let outcome = probe(&test, &api, &context).await?;
+    match &outcome {
+        Ok((latency, message)) => {
+            status::set_parts(
+                &mut next.conditions,
+                types::CONNECTION_VERIFIED,
+                true,
+                reasons::CONNECTION_OK,
+                message,
+                generation,
+            );
+            status::set_parts(
+                &mut next.conditions,
+                types::READY,
+                true,
+                reasons::PROBE_SUCCEEDED,
+                message,
+                generation,
+            );
+            next.latency_ms = Some(i64::try_from(latency.as_millis()).unwrap_or(i64::MAX));
+        }
+        Err((reason, message)) => {
+            status::set_parts(
+                &mut next.conditions,
+                types::CONNECTION_VERIFIED,
+                false,
+                reason,
+                message,
+                generation,
+            );
+            status::set_parts(
+                &mut next.conditions,
+                types::READY,
+                false,
+                reason,
+                message,
+                generation,
+            );
+            next.latency_ms = None;
+        }
+    }
+    next.completed = Some(true);
+    next.completed_at = Some(Time(Timestamp::now()));
+    status::patch_if_changed(&api, &*test, current.as_ref(), &next, &context.written).await?;
+    guard.succeeded();
+    Ok(Action::requeue(ttl))
+}
+
+type Outcome = Result<(Duration, String), (&'static str, String)>;
+
+/// Resolves the sink, adopts the test, and probes.
+async fn probe(
+    test: &KollectConnectionTest,
+    api: &Api<KollectConnectionTest>,
+    context: &Context,
+) -> Result<Outcome, Error> {
+    let namespace = test.namespace().unwrap_or_default();
+    let Some((family, name)) = test.spec.sink_ref.target() else {
+        return Ok(Err((
+            reasons::INVALID_SINK_REF,
+            "exactly one of sinkRef.snapshotSinkRef, sinkRef.databaseSinkRef and sinkRef.eventSinkRef must be set".into(),
+        )));
+    };
+    let Some(sink) = FamilySink::get(&context.client, family, &namespace, name).await? else {
+        return Ok(Err((
+            reasons::SINK_NOT_FOUND,
+            format!(
+                "{} sink \"{name}\" not found in namespace {namespace}",
+                family.as_str()
+            ),
+        )));
+    };
+    if test.spec.owner_sink.unwrap_or(true) {
+        adopt(test, api, &sink, family).await?;
+    }
+    let stack = match context.sinks.stack_for(&sink).await {
+        Ok(stack) => stack,
+        Err(error @ ResolveError::Secret(_)) => {
+            return Ok(Err((reasons::SECRET_RESOLVE_FAILED, error.to_string())));
+        }
+        Err(error) => return Ok(Err((reasons::CONNECTION_TEST_FAILED, error.to_string()))),
+    };
+    let result = stack.probe().await;
+    context.metrics.probe(stack.sink_type(), result.is_ok());
+    Ok(match result {
+        Ok(report) => Ok((report.latency, report.message)),
+        Err(error) => Err((reasons::CONNECTION_TEST_FAILED, error.message().to_owned())),
+    })
+}
+
+/// Makes the sink the test's controller owner, so deleting the sink deletes its tests.
+async fn adopt(
+    test: &KollectConnectionTest,
+    api: &Api<KollectConnectionTest>,
+    sink: &FamilySink,
+    family: SinkFamily,
+) -> Result<(), Error> {
+    let meta = sink.metadata();
+    let Some(uid) = meta.uid.clone() else {
+        return Ok(());
+    };
+    let owned = test.owner_references().iter().any(|o| o.uid == uid);
+    if owned {
+        return Ok(());
+    }
+    let kind = match family {
+        SinkFamily::Snapshot => "KollectSnapshotSink",
+        SinkFamily::Database => "KollectDatabaseSink",
+        SinkFamily::Event => "KollectEventSink",
+    };
+    let owner = OwnerReference {
+        api_version: "kollect.dev/v1alpha1".into(),
+        kind: kind.into(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: None,
+    };
+    let mut owners = test.owner_references().to_vec();
+    owners.push(owner);
+    let patch = serde_json::json!({"metadata": {"ownerReferences": owners}});
+    api.patch(&test.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use kollect_core::api::v1alpha1::KollectConnectionTestSpec;
+
+    #[test]
+    fn the_default_ttl_is_five_minutes() {
+        let spec: KollectConnectionTestSpec =
+            serde_json::from_value(serde_json::json!({"sinkRef": {"snapshotSinkRef": "git"}})).expect("spec");
+        assert_eq!(spec.ttl_seconds_after_finished, 300);
+    }
+}
