@@ -491,6 +491,29 @@ async fn first_inventory_pipeline_to_git_and_postgres() {
         (gone_from_git && rows == [("web".to_owned(), "nginx:1.28".to_owned())]).then_some(())
     })
     .await;
+    // An object created and deleted again comes and goes in both sinks.
+    plane
+        .apply_yaml(&deployment("extra", "web", "extra:1"), &ns)
+        .await
+        .unwrap();
+    eventually("the new object reaches both sinks", || async {
+        let in_git = git_file(&git, "inventory", &document).is_some_and(|f| f.contains("extra:1"));
+        let in_pg = pg_rows(&pg_client, &ns)
+            .await
+            .contains(&("extra".to_owned(), "extra:1".to_owned()));
+        (in_git && in_pg).then_some(())
+    })
+    .await;
+    deployments
+        .delete("extra", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the deleted object leaves both sinks", || async {
+        let gone_from_git = git_file(&git, "inventory", &document).is_some_and(|f| !f.contains("extra:1"));
+        let rows = pg_rows(&pg_client, &ns).await;
+        (gone_from_git && rows == [("web".to_owned(), "nginx:1.28".to_owned())]).then_some(())
+    })
+    .await;
     eventually("the inventory counts one item", || async {
         let status = inventories.get("first-inventory").await.ok()?.status?;
         (status.item_count == Some(1)).then_some(())
@@ -577,6 +600,66 @@ async fn first_inventory_pipeline_to_git_and_postgres() {
     assert_eq!(
         condition(&target.conditions, "SinkReachable").map(|c| (c.0, c.1)),
         Some(("False".to_owned(), "SinkUnreachable".to_owned()))
+    );
+    // The metrics of pipeline.md §6 moved with what happened so far.
+    let text = operator.metrics().await;
+    for (series, what) in [
+        ("kollect_collect_items_total", "rows in the store"),
+        (
+            "kollect_collected_objects{profile=\"deployments\",gvk=\"apps/v1/Deployment\"}",
+            "rows per profile",
+        ),
+        (
+            "kollect_reconcile_total{controller=\"kollecttarget\",result=\"success\"}",
+            "target reconciles",
+        ),
+        (
+            "kollect_reconcile_total{controller=\"kollectinventory\",result=\"success\"}",
+            "inventory reconciles",
+        ),
+        (
+            "kollect_reconcile_total{controller=\"kollectsnapshotsink\",result=\"success\"}",
+            "sink reconciles",
+        ),
+        (
+            "kollect_reconcile_errors_total{kind=\"KollectInventory\",error_class=\"transient\"}",
+            "failed exports",
+        ),
+        (
+            "kollect_export_duration_seconds_count{sink_type=\"git\"}",
+            "git exports",
+        ),
+        (
+            "kollect_export_duration_seconds_count{sink_type=\"postgres\"}",
+            "postgres exports",
+        ),
+        (
+            "kollect_export_bytes_total{sink_type=\"postgres\"}",
+            "bytes delivered",
+        ),
+        ("kollect_sink_errors_total{reason=\"transient\"}", "sink errors"),
+        (
+            "kollect_export_debounced_total{controller=\"KollectInventory\"}",
+            "debounced passes",
+        ),
+        (
+            "kollect_sink_connection_test_total{type=\"git\",result=\"failure\"}",
+            "failed probes",
+        ),
+        (
+            "kollect_sink_connection_test_total{type=\"postgres\",result=\"success\"}",
+            "probes",
+        ),
+        ("kollect_leader_is_leader", "leadership"),
+    ] {
+        assert!(
+            sample(&text, series) > 0.0,
+            "{what}: {series} did not move\n{text}"
+        );
+    }
+    assert!(
+        text.contains("kollect_workqueue_depth{controller=\"kollectinventory\"}"),
+        "{text}"
     );
     git.set_available(true);
     eventually("Git converges after the outage", || async {
@@ -1118,5 +1201,61 @@ spec:
             .then_some(())
     })
     .await;
+
+    // A namespace with 1,800 rows warns that the inventory should be split.
+    let big = plane.create_namespace("big").await.unwrap();
+    plane
+        .apply_yaml(
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: configmaps}
+spec:
+  targetGVK: {version: v1, kind: ConfigMap}
+  attributes: [{name: name, path: '$.metadata.name'}]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {name: configmaps}
+spec: {profileRef: configmaps, labelSelector: {matchLabels: {bulk: \"yes\"}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {name: everything}
+spec: {}
+",
+            &big,
+        )
+        .await
+        .unwrap();
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &big);
+    use futures::StreamExt;
+    futures::stream::iter(0..1800)
+        .map(|i| {
+            let configmaps = configmaps.clone();
+            async move {
+                let mut object = k8s_openapi::api::core::v1::ConfigMap::default();
+                object.metadata.name = Some(format!("cm-{i:04}"));
+                object.metadata.labels = Some([("bulk".to_owned(), "yes".to_owned())].into());
+                configmaps.create(&Default::default(), &object).await.unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    let big_inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &big);
+    let warning = eventually("the big inventory warns", || async {
+        let status = big_inventories.get("everything").await.ok()?.status?;
+        condition(&status.conditions, "ExportShardWarning")
+    })
+    .await;
+    assert_eq!(
+        warning,
+        (
+            "True".into(),
+            "ApproachingExportCap".into(),
+            format!("1800 rows in namespace {big}; consider splitting it (warning at 1800)")
+        )
+    );
+    assert!(sample(&operator.metrics().await, "kollect_export_shard_warn_total") >= 1.0);
     operator.stop().await;
 }

@@ -25,14 +25,14 @@ use kollect_core::model::Checksum;
 use kollect_core::sink::InventoryRef;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::target::{api_for, manages, scope_of};
-use super::{Context, Error, status};
+use super::{Context, Error, publish, status};
 
 const CONTROLLER: &str = "kollectinventory";
 const KIND: &str = "KollectInventory";
@@ -325,6 +325,7 @@ async fn apply(
         }
     };
     if inventory.spec.sinks.is_empty() {
+        shard_warning(inventory, &mut next, rows, context).await;
         status::set(
             &mut next.conditions,
             &ExportReport::no_sinks_condition(),
@@ -612,23 +613,6 @@ fn set_degraded(
             message,
             generation,
         );
-    }
-}
-
-/// Emits an event; failures to publish are logged, never fatal.
-pub(super) async fn publish<K>(context: &Context, object: &K, type_: EventType, reason: &str, message: &str)
-where
-    K: Resource<DynamicType = ()>,
-{
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(message.chars().take(1024).collect()),
-        action: reason.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = context.recorder.publish(&event, &object.object_ref(&())).await {
-        tracing::debug!(%error, "publish event");
     }
 }
 

@@ -33,7 +33,8 @@ use kollect_collect::runtime::{CollectMetrics, Runtime};
 use kollect_collect::select::NamespaceDefaults;
 use kollect_core::export::{InventoryExporter, StackConfig};
 use kollect_core::middleware::ExportMetrics;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::Resource;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -130,6 +131,23 @@ impl Context {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
+    }
+}
+
+/// Emits an event; failures to publish are logged, never fatal.
+async fn publish<K>(context: &Context, object: &K, type_: EventType, reason: &str, message: &str)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(message.chars().take(1024).collect()),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = context.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::debug!(%error, "publish event");
     }
 }
 

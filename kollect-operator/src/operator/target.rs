@@ -17,6 +17,7 @@ use kollect_core::api::{condition_types as types, finalizers, reasons};
 use kollect_core::collect::RowOwner;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -24,7 +25,7 @@ use kube::{Resource, ResourceExt};
 
 use super::sinks::FamilySink;
 use super::status;
-use super::{Context, Error};
+use super::{Context, Error, publish};
 
 const CONTROLLER: &str = "kollecttarget";
 
@@ -185,6 +186,23 @@ async fn apply(target: &KollectTarget, api: &Api<KollectTarget>, context: &Conte
                 Ok(sinks) => set_collecting(&mut next, &collecting, sinks, generation),
             }
         }
+    }
+    let was_forbidden = current
+        .as_ref()
+        .and_then(|s| status::find(&s.conditions, types::SYNCED))
+        .is_some_and(|c| c.reason == reasons::SCOPE_FORBIDDEN);
+    if let Some(synced) = status::find(&next.conditions, types::SYNCED)
+        && synced.reason == reasons::SCOPE_FORBIDDEN
+        && !was_forbidden
+    {
+        publish(
+            context,
+            target,
+            EventType::Warning,
+            reasons::SCOPE_FORBIDDEN,
+            &synced.message,
+        )
+        .await;
     }
     status::patch_if_changed(api, target, current.as_ref(), &next, &context.written).await?;
     Ok(Action::requeue(requeue))
