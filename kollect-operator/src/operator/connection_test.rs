@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kollect_core::api::v1alpha1::{KollectConnectionTest, SinkFamily};
@@ -24,14 +23,8 @@ const CONTROLLER: &str = "kollectconnectiontest";
 /// Runs the controller until the term ends.
 pub async fn run(context: Arc<Context>) {
     let api = api_for::<KollectConnectionTest>(&context.client, &context.options.watch_namespaces);
-    Controller::new(api, watcher::Config::default())
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "connection test reconcile");
-            }
-        })
-        .await;
+    let results = Controller::new(api, watcher::Config::default()).run(reconcile, error_policy, context);
+    super::triggers::drive(results, CONTROLLER).await;
 }
 
 fn error_policy(_: Arc<KollectConnectionTest>, error: &Error, _: Arc<Context>) -> Action {
@@ -90,18 +83,9 @@ async fn reconcile(test: Arc<KollectConnectionTest>, context: Arc<Context>) -> R
             next.latency_ms = Some(i64::try_from(latency.as_millis()).unwrap_or(i64::MAX));
         }
         Err((reason, message)) => {
-            status::set_parts(
+            status::set_each(
                 &mut next.conditions,
-                types::CONNECTION_VERIFIED,
-                false,
-                reason,
-                message,
-                generation,
-            );
-            status::set_parts(
-                &mut next.conditions,
-                types::READY,
-                false,
+                &[(types::CONNECTION_VERIFIED, false), (types::READY, false)],
                 reason,
                 message,
                 generation,

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kollect_collect::runtime::Partition;
@@ -32,6 +31,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::target::{api_for, manages, scope_of};
+use super::triggers::{drive, in_namespace};
 use super::{Context, Error, publish, status};
 
 const CONTROLLER: &str = "kollectinventory";
@@ -62,7 +62,7 @@ pub async fn run(context: Arc<Context>) {
         context.options.row_change_debounce,
     );
     let (snapshot, database, event, scope) = (store.clone(), store.clone(), store.clone(), store.clone());
-    controller
+    let results = controller
         .watches(
             api_for::<KollectSnapshotSink>(&client, watched),
             watcher::Config::default(),
@@ -81,24 +81,11 @@ pub async fn run(context: Arc<Context>) {
         .watches(
             api_for::<KollectScope>(&client, watched),
             watcher::Config::default(),
-            move |s: KollectScope| {
-                let namespace = s.namespace();
-                scope
-                    .state()
-                    .into_iter()
-                    .filter(|i| i.namespace() == namespace)
-                    .map(|i| ObjectRef::from_obj(&*i))
-                    .collect::<Vec<_>>()
-            },
+            move |s: KollectScope| in_namespace(&scope, s.metadata.namespace.as_deref()),
         )
         .reconcile_on(rows)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "inventory reconcile");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, context);
+    drive(results, CONTROLLER).await;
 }
 
 /// The inventories binding the sink `sink` of `family`.
@@ -588,18 +575,9 @@ fn set_degraded(
     message: &str,
     generation: Option<i64>,
 ) {
-    status::set_parts(
+    status::set_each(
         &mut next.conditions,
-        types::DEGRADED,
-        true,
-        reason,
-        message,
-        generation,
-    );
-    status::set_parts(
-        &mut next.conditions,
-        types::SYNCED,
-        false,
+        &[(types::DEGRADED, true), (types::SYNCED, false)],
         reason,
         message,
         generation,

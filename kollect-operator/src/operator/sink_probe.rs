@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kollect_core::api::keys::{PREVIEW_ANNOTATION, TEST_CONNECTION_ANNOTATION};
@@ -76,14 +75,9 @@ pub async fn run(context: Arc<Context>) {
 
 async fn run_kind<K: SinkKind>(context: Arc<Context>) {
     let api = api_for::<K>(&context.client, &context.options.watch_namespaces);
-    Controller::new(api, watcher::Config::default())
-        .run(reconcile::<K>, error_policy::<K>, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "sink reconcile");
-            }
-        })
-        .await;
+    let results =
+        Controller::new(api, watcher::Config::default()).run(reconcile::<K>, error_policy::<K>, context);
+    super::triggers::drive(results, K::CONTROLLER).await;
 }
 
 fn error_policy<K: SinkKind>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
@@ -134,21 +128,10 @@ async fn reconcile<K: SinkKind>(object: Arc<K>, context: Arc<Context>) -> Result
     let stack = context.sinks.stack_for(&sink).await;
     match (&stack, probe) {
         (Err(error), _) => {
-            let message = error.to_string();
-            status::set_parts(
-                &mut next.conditions,
-                types::CONNECTION_VERIFIED,
-                false,
+            unverified(
+                &mut next,
                 reasons::SECRET_RESOLVE_FAILED,
-                &message,
-                generation,
-            );
-            status::set_parts(
-                &mut next.conditions,
-                types::DEGRADED,
-                true,
-                reasons::SECRET_RESOLVE_FAILED,
-                &message,
+                &error.to_string(),
                 generation,
             );
             requeue = Some(FAILING_REPROBE);
@@ -171,21 +154,10 @@ async fn reconcile<K: SinkKind>(object: Arc<K>, context: Arc<Context>) -> Result
                     requeue = common.connection_test_enabled().then_some(HEALTHY_REPROBE);
                 }
                 Err(error) => {
-                    let message = error.message().to_owned();
-                    status::set_parts(
-                        &mut next.conditions,
-                        types::CONNECTION_VERIFIED,
-                        false,
+                    unverified(
+                        &mut next,
                         reasons::CONNECTION_TEST_FAILED,
-                        &message,
-                        generation,
-                    );
-                    status::set_parts(
-                        &mut next.conditions,
-                        types::DEGRADED,
-                        true,
-                        reasons::CONNECTION_TEST_FAILED,
-                        &message,
+                        error.message(),
                         generation,
                     );
                     requeue = Some(FAILING_REPROBE);
@@ -209,6 +181,17 @@ async fn reconcile<K: SinkKind>(object: Arc<K>, context: Arc<Context>) -> Result
     }
     guard.succeeded();
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// `ConnectionVerified=False` and `Degraded=True`, both with `reason`.
+fn unverified(next: &mut FamilySinkStatus, reason: &str, message: &str, generation: Option<i64>) {
+    status::set_each(
+        &mut next.conditions,
+        &[(types::CONNECTION_VERIFIED, false), (types::DEGRADED, true)],
+        reason,
+        message,
+        generation,
+    );
 }
 
 /// What an export would produce, from a synthetic one-row inventory. `renderedAt` is kept while

@@ -62,6 +62,20 @@ pub fn set_parts(
     }
 }
 
+/// Sets several conditions that share a reason and message, e.g. `Degraded=True` and
+/// `SinkReachable=False` for one cause.
+pub fn set_each(
+    conditions: &mut Vec<Condition>,
+    each: &[(&str, bool)],
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    for (type_, status) in each {
+        set_parts(conditions, type_, *status, reason, message, generation);
+    }
+}
+
 /// Removes the condition of `type_`.
 pub fn remove(conditions: &mut Vec<Condition>, type_: &str) {
     conditions.retain(|c| c.type_ != type_);

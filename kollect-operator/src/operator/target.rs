@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kollect_collect::runtime::{TargetRegistration, TargetReport};
@@ -25,6 +24,7 @@ use kube::{Resource, ResourceExt};
 
 use super::sinks::FamilySink;
 use super::status;
+use super::triggers::{drive, in_namespace};
 use super::{Context, Error, publish};
 
 const CONTROLLER: &str = "kollecttarget";
@@ -46,7 +46,7 @@ pub async fn run(context: Arc<Context>) {
         store.clone(),
         context.options.row_change_debounce,
     );
-    controller
+    let results = controller
         .watches(
             api_for::<KollectProfile>(&client, &context.options.watch_namespaces),
             watcher::Config::default(),
@@ -64,24 +64,11 @@ pub async fn run(context: Arc<Context>) {
         .watches(
             api_for::<KollectScope>(&client, &context.options.watch_namespaces),
             watcher::Config::default(),
-            move |scope: KollectScope| {
-                let namespace = scope.namespace();
-                by_scope
-                    .state()
-                    .into_iter()
-                    .filter(|t| t.namespace() == namespace)
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
-            },
+            move |scope: KollectScope| in_namespace(&by_scope, scope.metadata.namespace.as_deref()),
         )
         .reconcile_on(rows)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "target reconcile");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, context);
+    drive(results, CONTROLLER).await;
 }
 
 /// An API over all namespaces, or the single watched one.
@@ -394,18 +381,9 @@ fn set_degraded(
     message: &str,
     generation: Option<i64>,
 ) {
-    status::set_parts(
+    status::set_each(
         &mut next.conditions,
-        types::DEGRADED,
-        true,
-        reason,
-        message,
-        generation,
-    );
-    status::set_parts(
-        &mut next.conditions,
-        types::SINK_REACHABLE,
-        false,
+        &[(types::DEGRADED, true), (types::SINK_REACHABLE, false)],
         reason,
         message,
         generation,

@@ -72,3 +72,32 @@ where
         receiver.recv().await.map(|item| (item, receiver))
     })
 }
+
+/// Every object of `store` in `namespace` (a change there concerns all of them).
+pub(super) fn in_namespace<K>(store: &Store<K>, namespace: Option<&str>) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|object| object.meta().namespace.as_deref() == namespace)
+        .map(|object| ObjectRef::from_obj(&*object))
+        .collect()
+}
+
+/// Drives a controller's result stream until it ends; failed reconciles were already handled
+/// by the error policy, so they are only traced here.
+pub(super) async fn drive<T, E: std::fmt::Display>(
+    results: impl Stream<Item = Result<T, E>>,
+    controller: &str,
+) {
+    use futures::StreamExt;
+    results
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, controller, "reconcile");
+            }
+        })
+        .await;
+}
