@@ -693,3 +693,36 @@ async fn a_burst_through_a_tiny_queue_is_collected_with_backpressure_and_metrics
     assert!(value(r#"kollect_access_cache_total{result="miss"}"#) >= 1.0);
     assert_eq!(value("kollect_collect_dispatch_queue_depth"), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_resync_restores_what_was_lost_in_between() {
+    let Some(plane) = plane() else { return };
+    let client = plane.client().await.unwrap();
+    let ns = plane.create_namespace("resync").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    cms.create(&PostParams::default(), &cm("a", &[], "red"))
+        .await
+        .unwrap();
+    let runtime = Runtime::start(
+        client.clone(),
+        RuntimeConfig {
+            resync_period: Some(Duration::from_millis(500)),
+            ..config()
+        },
+    );
+    let owner = RowOwner::target(&ns, "configmaps");
+    runtime.register(registration(
+        owner.clone(),
+        &configmap_profile(),
+        &included(&[&ns]),
+    ));
+    let want = expect(&[(&format!("{ns}/a"), "red")]);
+    eventually("initial list", || rows(&runtime, &ns) == want).await;
+    // Rows lost without a watch event (what a resync exists for) come back with the next relist.
+    assert_eq!(runtime.store().remove_where(&owner, |_| true), 1);
+    assert!(rows(&runtime, &ns).is_empty());
+    eventually("the resync lists the object again", || {
+        rows(&runtime, &ns) == want
+    })
+    .await;
+}

@@ -75,6 +75,9 @@ pub struct RuntimeConfig {
     pub page_size: u32,
     /// Pause before a (re)started watch lists, so bursts of registrations cost one list.
     pub settle: Duration,
+    /// How often every watch lists everything again (evaluating every object anew and sweeping
+    /// rows of objects that are gone); `None` never does.
+    pub resync_period: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -87,6 +90,7 @@ impl Default for RuntimeConfig {
             rediscovery_interval: Duration::from_secs(10),
             page_size: 500,
             settle: Duration::from_millis(100),
+            resync_period: Some(Duration::from_secs(12 * 3600)),
         }
     }
 }

@@ -352,29 +352,37 @@ pub(crate) async fn run_watch(
     });
     let config = watcher::Config::default().page_size(shared.config.page_size);
     // Each stream is tagged with the namespace it covers ("" for all).
-    let streams: Vec<TaggedEvents> = match &scope {
-        WatchScope::All => {
-            let api: Api<DynamicObject> = Api::all_with(shared.client.clone(), &resource);
-            vec![
-                watcher(api, config.clone())
-                    .default_backoff()
-                    .map(|event| (String::new(), event))
-                    .boxed(),
-            ]
-        }
-        WatchScope::Namespaces(namespaces) => namespaces
-            .iter()
-            .map(|ns| {
-                let api: Api<DynamicObject> = Api::namespaced_with(shared.client.clone(), ns, &resource);
-                let tag = ns.clone();
-                watcher(api, config.clone())
-                    .default_backoff()
-                    .map(move |event| (tag.clone(), event))
-                    .boxed()
-            })
-            .collect(),
+    let start_streams = || -> stream::SelectAll<TaggedEvents> {
+        let streams: Vec<TaggedEvents> = match &scope {
+            WatchScope::All => {
+                let api: Api<DynamicObject> = Api::all_with(shared.client.clone(), &resource);
+                vec![
+                    watcher(api, config.clone())
+                        .default_backoff()
+                        .map(|event| (String::new(), event))
+                        .boxed(),
+                ]
+            }
+            WatchScope::Namespaces(namespaces) => namespaces
+                .iter()
+                .map(|ns| {
+                    let api: Api<DynamicObject> = Api::namespaced_with(shared.client.clone(), ns, &resource);
+                    let tag = ns.clone();
+                    watcher(api, config.clone())
+                        .default_backoff()
+                        .map(move |event| (tag.clone(), event))
+                        .boxed()
+                })
+                .collect(),
+        };
+        stream::select_all(streams)
     };
-    let mut events = stream::select_all(streams);
+    let mut events = start_streams();
+    // The periodic full relist (`resync_period`): every object is evaluated again and rows of
+    // objects that are gone are swept, whatever was missed in between.
+    let resync_period = shared.config.resync_period.filter(|p| !p.is_zero());
+    let mut resync =
+        resync_period.map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
     let mut namespace_changes = shared.namespaces.subscribe();
     let mut listing: std::collections::HashMap<String, HashSet<String>> = Default::default();
     tracing::debug!(gvk = %crate::runtime::metrics::gvk_label(&gvk), ?scope, "watch started");
@@ -422,6 +430,11 @@ pub(crate) async fn run_watch(
                     }
                     Err(error) => watch_failed(&shared, &context, &tag, &error),
                 }
+            }
+            _ = async { match resync.as_mut() { Some(timer) => { timer.tick().await; } None => std::future::pending().await } } => {
+                tracing::debug!(gvk = %crate::runtime::metrics::gvk_label(&gvk), "resync: relisting");
+                listing.clear();
+                events = start_streams();
             }
             changed = namespace_changes.recv() => {
                 let namespaces: Vec<String> = match changed {

@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// Queue capacity per worker; a full queue makes the watch wait.
     #[arg(long, default_value_t = 512)]
     pub collect_dispatch_queue_size: usize,
+    /// How often every watch lists everything again, evaluating each object anew and sweeping
+    /// rows of objects that are gone; `0` never does.
+    #[arg(long, default_value = "12h", value_parser = parse_duration)]
+    pub informer_resync_period: Duration,
     /// How often a healthy target's status (collectedCount) is refreshed at the latest.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub target_count_resync: Duration,
@@ -147,6 +151,8 @@ pub struct OperatorOptions {
     pub collect_dispatch_workers: usize,
     /// Queue capacity per worker.
     pub collect_dispatch_queue_size: usize,
+    /// Full relist period of the watches (`None`: never).
+    pub informer_resync_period: Option<Duration>,
     /// Target status refresh period.
     pub target_count_resync: Duration,
     /// Quiet period after row changes before inventories export (trailing debounce).
@@ -174,6 +180,7 @@ impl Default for OperatorOptions {
             scrub_keys: Vec::new(),
             collect_dispatch_workers: 4,
             collect_dispatch_queue_size: 512,
+            informer_resync_period: Some(Duration::from_secs(12 * 3600)),
             target_count_resync: Duration::from_secs(60),
             row_change_debounce: Duration::from_millis(100),
         }
@@ -237,6 +244,7 @@ impl RunArgs {
             scrub_keys: clean(self.scrub_keys),
             collect_dispatch_workers: self.collect_dispatch_workers,
             collect_dispatch_queue_size: self.collect_dispatch_queue_size,
+            informer_resync_period: Some(self.informer_resync_period).filter(|p| !p.is_zero()),
             target_count_resync: self.target_count_resync,
             ..OperatorOptions::default()
         })
@@ -249,6 +257,7 @@ impl OperatorOptions {
         RuntimeConfig {
             workers: self.collect_dispatch_workers,
             queue_capacity: self.collect_dispatch_queue_size,
+            resync_period: self.informer_resync_period,
             ..RuntimeConfig::default()
         }
     }
@@ -300,6 +309,12 @@ mod tests {
             (5, 3)
         );
         assert_eq!(o.leader_election_id, "3274ac8a.kollect.dev");
+        assert_eq!(
+            o.runtime_config().resync_period,
+            Some(Duration::from_secs(12 * 3600))
+        );
+        let never = options(&["--informer-resync-period", "0s"]).expect("0s");
+        assert_eq!(never.runtime_config().resync_period, None);
     }
 
     #[test]
