@@ -111,8 +111,10 @@ impl Running {
         let (stop, shutdown) = watch::channel(false);
         let task = tokio::spawn(operator::run(client, options, shutdown));
         let running = Self { stop, task, address };
-        eventually("the operator serves /healthz", || async {
-            get(running.address, "/healthz").await.filter(|body| body == "ok")
+        eventually("the operator serves /healthz and /readyz", || async {
+            let healthy = get(running.address, "/healthz").await.filter(|body| body == "ok");
+            let ready = get(running.address, "/readyz").await.filter(|body| body == "ok");
+            healthy.and(ready)
         })
         .await;
         running
@@ -946,6 +948,12 @@ spec:
 ---
 apiVersion: kollect.dev/v1alpha1
 kind: KollectConnectionTest
+metadata: {{name: kept-check}}
+spec:
+  sinkRef: {{snapshotSinkRef: inventory-git}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectConnectionTest
 metadata: {{name: check-nothing}}
 spec:
   sinkRef: {{databaseSinkRef: absent}}
@@ -1139,6 +1147,32 @@ spec:
     assert_eq!(
         condition(&missing.conditions, "ConnectionVerified").map(|c| c.1),
         Some("SinkNotFound".to_owned())
+    );
+    let kept = eventually("the kept connection test completes", || async {
+        let test = tests.get("kept-check").await.ok()?;
+        test.status.as_ref()?.completed?.then_some(test)
+    })
+    .await;
+    let status = kept.status.as_ref().unwrap();
+    assert_eq!(
+        condition(&status.conditions, "ConnectionVerified"),
+        cond("True", "ConnectionOK", "TLS and git remote reachability verified")
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready").map(|c| (c.0, c.1)),
+        Some(("True".to_owned(), "ProbeSucceeded".to_owned()))
+    );
+    assert!(status.latency_ms.is_some() && status.completed_at.is_some());
+    assert_eq!(status.observed_generation, Some(1));
+    let owners = kept.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(
+        (
+            owners[0].kind.as_str(),
+            owners[0].name.as_str(),
+            owners[0].controller
+        ),
+        ("KollectSnapshotSink", "inventory-git", Some(true))
     );
     eventually("the git connection test is deleted after its TTL", || async {
         tests.get_opt("check-git").await.ok()?.is_none().then_some(())
