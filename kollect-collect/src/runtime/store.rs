@@ -238,6 +238,16 @@ impl RowStore {
             .map_or(0, |state| state.version)
     }
 
+    /// Number of rows in `partition` (without copying them, unlike [`RowStore::snapshot`]).
+    pub fn partition_len(&self, partition: &Partition) -> usize {
+        self.read()
+            .rows
+            .iter()
+            .filter(|(owner, _)| Partition::of(owner) == *partition)
+            .map(|(_, rows)| rows.len())
+            .sum()
+    }
+
     /// All rows of `partition`, canonically ordered, with the version they correspond to.
     pub fn snapshot(&self, partition: &Partition) -> View {
         let inner = self.read();
@@ -366,6 +376,9 @@ mod tests {
         store.upsert(&cluster, row(&cluster, "1", "x"));
         let view = store.snapshot(&Partition::Namespace("team-a".into()));
         assert_eq!(view.snapshot.len(), 1);
+        assert_eq!(store.partition_len(&Partition::Namespace("team-a".into())), 1);
+        assert_eq!(store.partition_len(&Partition::Cluster), 1);
+        assert_eq!(store.partition_len(&Partition::Namespace("team-c".into())), 0);
         assert_eq!(view.snapshot.rows()[0].target_namespace, "team-a");
         let view = store.snapshot(&Partition::Cluster);
         assert_eq!(view.snapshot.rows()[0].target_namespace, "");

@@ -285,7 +285,7 @@ async fn apply(
     let mut next = current.clone().unwrap_or_default();
     next.observed_generation = generation;
     let partition = Partition::Namespace(namespace.clone());
-    let rows = context.runtime.store().snapshot(&partition).snapshot.len();
+    let rows = context.runtime.store().partition_len(&partition);
     next.item_count = Some(i64::try_from(rows).unwrap_or(i64::MAX));
 
     if inventory.spec.is_suspended() {
@@ -394,18 +394,9 @@ async fn apply(
         && report.debounced() == 0
     {
         // Nothing went out and a sink could not even be resolved: name that reason.
-        status::set_parts(
+        status::set_each(
             &mut next.conditions,
-            types::DEGRADED,
-            true,
-            first.reason,
-            &first.message,
-            generation,
-        );
-        status::set_parts(
-            &mut next.conditions,
-            types::SINK_REACHABLE,
-            false,
+            &[(types::DEGRADED, true), (types::SINK_REACHABLE, false)],
             first.reason,
             &first.message,
             generation,
