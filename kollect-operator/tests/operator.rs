@@ -1291,5 +1291,61 @@ spec: {}
         )
     );
     assert!(sample(&operator.metrics().await, "kollect_export_shard_warn_total") >= 1.0);
+
+    // Scope ceilings on targets: a kind outside allowedGVKs, and a denied namespace that stays
+    // matched but not effective.
+    plane
+        .apply_yaml(
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectScope
+metadata: {name: ceiling}
+spec:
+  allowedGVKs: [{version: v1, kind: ConfigMap}]
+  deniedNamespaces: [kube-system]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: deployments}
+spec:
+  targetGVK: {group: apps, version: v1, kind: Deployment}
+  attributes: [{name: name, path: '$.metadata.name'}]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {name: deployments}
+spec: {profileRef: deployments}
+",
+            &big,
+        )
+        .await
+        .unwrap();
+    let big_targets: Api<KollectTarget> = Api::namespaced(client.clone(), &big);
+    let denied = eventually("the Deployment target is outside the scope", || async {
+        let status = big_targets.get("deployments").await.ok()?.status?;
+        condition(&status.conditions, "Degraded")
+    })
+    .await;
+    assert_eq!(
+        denied,
+        (
+            "True".into(),
+            "ScopeGVKDenied".into(),
+            "KollectScope \"ceiling\" does not allow apps/v1/Deployment".into()
+        )
+    );
+    let namespaces = eventually("the ConfigMap target applies the denied namespace", || async {
+        let status = big_targets.get("configmaps").await.ok()?.status?;
+        status
+            .matched_namespaces
+            .contains(&"kube-system".to_owned())
+            .then_some(status)
+            .filter(|s| !s.effective_namespaces.contains(&"kube-system".to_owned()))
+    })
+    .await;
+    assert!(
+        namespaces.effective_namespaces.contains(&big),
+        "{:?}",
+        namespaces.effective_namespaces
+    );
     operator.stop().await;
 }
