@@ -18,12 +18,13 @@ use kollect_core::middleware::ExportMetrics;
 use kollect_core::model::{Row, Snapshot};
 use kollect_core::netguard::NetPolicy;
 use kollect_core::sink::{InventoryRef, Sink};
+use kollect_sinks::BuildContext;
 use kollect_sinks::format::DocumentFormat;
 use kollect_sinks::local::{LocalConfig, LocalSink};
 use kollect_sinks::stdout::{RecordFormat, StdoutSink};
-use kollect_sinks::{BuildContext, SinkConfig};
 
 use super::config::Config;
+use crate::operator::sinks::FamilySink;
 
 /// Exit codes (pipeline.md §4.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -143,54 +144,26 @@ fn ignoring(declared: usize, output: &str) {
 
 fn build_declared_sink(config: &Config) -> Result<Output, Fatal> {
     let secret_error = |e: super::config::ConfigError| fatal(e.to_string());
-    let (sink_config, metadata, secret_ref, database_ref) = if let Some(sink) = config.snapshot_sinks.first()
-    {
-        let reference = sink
-            .spec
-            .git
-            .as_ref()
-            .and_then(|g| g.auth.as_ref())
-            .and_then(|a| a.secret_ref.clone())
-            .or_else(|| sink.spec.common.secret_ref.clone());
-        (
-            SinkConfig::Snapshot(Box::new(sink.spec.clone())),
-            &sink.metadata,
-            reference,
-            None,
-        )
+    let sink = if let Some(sink) = config.snapshot_sinks.first() {
+        FamilySink::Snapshot(sink.clone())
     } else if let Some(sink) = config.database_sinks.first() {
-        let database = sink
-            .spec
-            .postgres
-            .as_ref()
-            .map(|p| p.database_ref.clone())
-            .or_else(|| sink.spec.mongodb.as_ref().map(|m| m.database_ref.clone()));
-        (
-            SinkConfig::Database(Box::new(sink.spec.clone())),
-            &sink.metadata,
-            sink.spec.common.secret_ref.clone(),
-            database,
-        )
+        FamilySink::Database(sink.clone())
     } else if let Some(sink) = config.event_sinks.first() {
-        (
-            SinkConfig::Event(Box::new(sink.spec.clone())),
-            &sink.metadata,
-            sink.spec.common.secret_ref.clone(),
-            None,
-        )
+        FamilySink::Event(sink.clone())
     } else {
         return Err(fatal("no sink manifest"));
     };
+    let metadata = sink.metadata();
     let namespace = metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let name = format!("{namespace}/{}", metadata.name.clone().unwrap_or_default());
     let mut context = BuildContext::new(name.clone(), NetPolicy::new(false));
-    if let Some(reference) = secret_ref {
+    if let Some(reference) = sink.credentials_ref() {
         context.secret = config.secret(&reference, &namespace).map_err(secret_error)?;
     }
-    if let Some(reference) = database_ref {
+    if let Some(reference) = sink.database_ref() {
         context.database_secret = config.secret(&reference, &namespace).map_err(secret_error)?;
     }
-    let sink = kollect_sinks::build(&sink_config, context)
+    let sink = kollect_sinks::build(&sink.config(), context)
         .map_err(|e| fatal(format!("sink {name}: {}", e.message())))?;
     Ok(Output {
         sink: Arc::from(sink),

@@ -100,7 +100,7 @@ impl FamilySink {
     }
 
     /// The credentials Secret: a family block's own reference wins over `spec.secretRef`.
-    fn credentials_ref(&self) -> Option<SecretReference> {
+    pub fn credentials_ref(&self) -> Option<SecretReference> {
         let own = match self {
             Self::Snapshot(s) => s
                 .spec
@@ -120,7 +120,7 @@ impl FamilySink {
     }
 
     /// The Secret holding a database DSN or URI.
-    fn database_ref(&self) -> Option<SecretReference> {
+    pub fn database_ref(&self) -> Option<SecretReference> {
         match self {
             Self::Database(s) => s
                 .spec
