@@ -31,7 +31,7 @@ impl Sink for MemoryDocuments {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::SNAPSHOT_STORE
+        Capabilities::DOCUMENTS
     }
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
@@ -47,7 +47,11 @@ impl Sink for MemoryDocuments {
             .map_err(|_| SinkError::terminal("document map poisoned"))?;
         let unchanged = documents.get(&path) == Some(&envelope);
         documents.insert(path, envelope);
-        Ok(ExportReceipt { bytes, unchanged })
+        Ok(if unchanged {
+            ExportReceipt::unchanged()
+        } else {
+            ExportReceipt::written(bytes)
+        })
     }
 
     async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
@@ -66,10 +70,7 @@ impl Sink for MemoryDocuments {
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
         let start = Instant::now();
-        Ok(ProbeReport {
-            latency: start.elapsed(),
-            message: "memory is always reachable".to_owned(),
-        })
+        Ok(ProbeReport::new(start.elapsed(), "memory is always reachable"))
     }
 }
 
@@ -90,10 +91,9 @@ fn row(name: &str, image: &str) -> Row {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sink = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryPolicy {
-            initial_delay: Duration::from_millis(50),
-            ..RetryPolicy::default()
-        }))
+        .layer(RetryLayer::new(
+            RetryPolicy::default().with_initial_delay(Duration::from_millis(50)),
+        ))
         .layer(CircuitBreakerLayer::new(
             "team-a/memory",
             BreakerConfig::default(),

@@ -5,6 +5,7 @@ use std::fmt;
 /// How a failure should be treated: the one classification used from sinks up to status
 /// conditions and the `reason` label of `kollect_sink_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// May succeed when tried again (network, timeouts, throttling, a busy backend).
     Transient,

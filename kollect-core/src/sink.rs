@@ -189,6 +189,7 @@ pub struct RemoveRequest {
 
 /// What a sink reports after a successful export.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExportReceipt {
     /// Bytes written or sent.
     pub bytes: u64,
@@ -196,8 +197,27 @@ pub struct ExportReceipt {
     pub unchanged: bool,
 }
 
+impl ExportReceipt {
+    /// `bytes` were written or sent.
+    pub const fn written(bytes: u64) -> Self {
+        Self {
+            bytes,
+            unchanged: false,
+        }
+    }
+
+    /// The destination already held this content; nothing was written.
+    pub const fn unchanged() -> Self {
+        Self {
+            bytes: 0,
+            unchanged: true,
+        }
+    }
+}
+
 /// The result of a successful connection probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProbeReport {
     /// Time the probe took.
     pub latency: Duration,
@@ -205,53 +225,109 @@ pub struct ProbeReport {
     pub message: String,
 }
 
-/// What a sink can do; the export engine adapts to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+impl ProbeReport {
+    /// A probe that succeeded after `latency` with `message`.
+    pub fn new(latency: Duration, message: impl Into<String>) -> Self {
+        Self {
+            latency,
+            message: message.into(),
+        }
+    }
+}
+
+/// How the export engine hands a sink the content of an inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Payload {
+    /// The whole snapshot in one request, whatever its size (a database applies it in one
+    /// transaction, so there is nothing to bound).
+    Whole,
+    /// Parts whose encoded envelope stays within the binding's byte ceiling (documents and
+    /// messages have size limits at the destination).
+    Parts,
+}
+
+/// What coalescing compares to decide that the content changed since the last export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChecksumBasis {
+    /// The checksum of the sorted canonical items (the envelope `checksum`): rows that hold
+    /// the content once, wherever it is split.
+    Content,
+    /// The checksum over every part's checksum: documents whose bytes also change when the
+    /// same content is split differently (a new ceiling writes new files).
+    Parts,
+}
+
+/// What a sink needs from the export engine. The engine reads every field and nothing else:
+///
+/// - [`Capabilities::payload`]: whole snapshot, or parts within the byte ceiling;
+/// - [`Capabilities::checksum`]: which checksum coalescing compares;
+/// - [`Capabilities::accepts_delta`]: whether requests carry the change since the last
+///   acknowledged export;
+/// - [`Capabilities::needs_removal`]: whether deleting an inventory must call
+///   [`Sink::remove`].
+///
+/// Start from one of the constants and adjust with the `with_*` methods; the struct grows with
+/// the engine, so it cannot be built field by field outside this crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Capabilities {
-    /// Publishes messages (event sinks).
-    pub stream: bool,
-    /// Deletes rows of its own accord when given a smaller snapshot (database sinks).
-    pub supports_delete: bool,
-    /// Writes objects into a bucket.
-    pub object_store: bool,
-    /// Can apply a [`Delta`] instead of the full snapshot.
+    /// Whole snapshot or parts.
+    pub payload: Payload,
+    /// The checksum coalescing compares.
+    pub checksum: ChecksumBasis,
+    /// Whether the sink can apply a [`Delta`] instead of rewriting everything.
     pub accepts_delta: bool,
+    /// Whether the sink holds something that must be removed when the inventory is deleted.
+    pub needs_removal: bool,
 }
 
 impl Capabilities {
-    /// Git, GitLab, local directory.
-    pub const SNAPSHOT_STORE: Capabilities = Capabilities {
-        stream: false,
-        supports_delete: false,
-        object_store: false,
+    /// Documents in a store (Git, GitLab, a directory, an object store): parts within the
+    /// ceiling, parts checksum, no delta, removal on deletion.
+    pub const DOCUMENTS: Capabilities = Capabilities {
+        payload: Payload::Parts,
+        checksum: ChecksumBasis::Parts,
         accepts_delta: false,
+        needs_removal: true,
     };
-    /// S3, GCS, Azure Blob.
-    pub const OBJECT_STORE: Capabilities = Capabilities {
-        stream: false,
-        supports_delete: false,
-        object_store: true,
-        accepts_delta: false,
-    };
-    /// PostgreSQL, MongoDB, BigQuery.
-    pub const RELATIONAL_STORE: Capabilities = Capabilities {
-        stream: false,
-        supports_delete: true,
-        object_store: false,
+    /// Rows in a database (PostgreSQL, MongoDB, BigQuery): the whole snapshot, content
+    /// checksum, deltas applied, removal on deletion.
+    pub const ROWS: Capabilities = Capabilities {
+        payload: Payload::Whole,
+        checksum: ChecksumBasis::Content,
         accepts_delta: true,
+        needs_removal: true,
     };
-    /// Kafka, NATS.
-    pub const STREAM_EMITTER: Capabilities = Capabilities {
-        stream: true,
-        supports_delete: false,
-        object_store: false,
+    /// Messages on a stream (Kafka, NATS, standard output): parts within the ceiling, content
+    /// checksum, deltas accepted, removal on deletion (tombstones or an empty snapshot).
+    pub const MESSAGES: Capabilities = Capabilities {
+        payload: Payload::Parts,
+        checksum: ChecksumBasis::Content,
         accepts_delta: true,
+        needs_removal: true,
     };
 
     /// The same capabilities with `accepts_delta` set.
     pub const fn with_delta(mut self, accepts_delta: bool) -> Self {
         self.accepts_delta = accepts_delta;
         self
+    }
+
+    /// The same capabilities with `needs_removal` set.
+    pub const fn with_removal(mut self, needs_removal: bool) -> Self {
+        self.needs_removal = needs_removal;
+        self
+    }
+
+    /// The byte ceiling the engine partitions within: `Some(ceiling)` for parts, `None` for a
+    /// whole snapshot.
+    pub const fn ceiling(&self, ceiling: u64) -> Option<u64> {
+        match self.payload {
+            Payload::Whole => None,
+            Payload::Parts => Some(ceiling),
+        }
     }
 }
 

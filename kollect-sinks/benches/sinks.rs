@@ -12,11 +12,11 @@
 
 use std::time::Instant;
 
-use kollect_core::api::v1alpha1::{KollectSnapshotSinkSpec, ProvisioningMode};
+use kollect_core::api::v1alpha1::KollectSnapshotSinkSpec;
 use kollect_core::model::{Delta, Snapshot};
 use kollect_core::netguard::{GuardedResolver, NetPolicy};
 use kollect_core::sink::{ExportRequest, InventoryRef, Sink};
-use kollect_sinks::git::{GitSink, SharedGitSink};
+use kollect_sinks::git::{GitConfig, GitSink};
 use kollect_sinks::postgres::{PostgresConfig, PostgresSink};
 use kollect_sinks::{BuildContext, SecretData};
 use kollect_testkit::GitServer;
@@ -55,16 +55,11 @@ fn main() {
 
 async fn postgres() {
     let pg = Postgres::start().expect("PostgreSQL");
-    let sink = PostgresSink::new(PostgresConfig {
-        dsn: pg.dsn("postgres"),
-        schema: "public".into(),
-        table: "bench".into(),
-        cluster: String::new(),
-        provisioning: ProvisioningMode::Ensure,
-        options: vec![],
-        ca_pem: None,
-        resolver: GuardedResolver::new(NetPolicy::permissive_for_tests()),
-    })
+    let sink = PostgresSink::new(PostgresConfig::new(
+        pg.dsn("postgres"),
+        "bench",
+        GuardedResolver::new(NetPolicy::permissive_for_tests()),
+    ))
     .unwrap();
     let inventory = InventoryRef::namespaced("team-a", "apps");
     let rows = 100_000;
@@ -111,9 +106,11 @@ async fn git() {
         ("password".to_owned(), b"bench-token".to_vec()),
     ]);
     let mirrors = tempfile::tempdir().unwrap();
-    let mut sink = GitSink::from_spec(&spec, context).unwrap();
-    sink.set_mirror_root(mirrors.path().to_path_buf());
-    let sink = SharedGitSink::new(sink);
+    let sink = GitSink::new(
+        GitConfig::from_spec(&spec, context)
+            .unwrap()
+            .with_mirror_root(mirrors.path().to_path_buf()),
+    );
     let inventory = InventoryRef::namespaced("team-a", "apps");
     let rows = 10_000;
     let full = ExportRequest::full(

@@ -1,25 +1,43 @@
-//! Document formats for file-like sinks: the canonical JSON envelope, the same document as YAML,
-//! and NDJSON (the envelope header on the first line, then one item per line).
+//! The one format enum every backend uses ([`Format`]: JSON, YAML, NDJSON), and the rendering of
+//! an envelope as a document: the canonical JSON envelope, the same document as YAML, and NDJSON
+//! (the envelope header on the first line, then one item per line).
 //!
-//! YAML and NDJSON are derived from the canonical JSON, so keys keep its order (envelope fields in
-//! declaration order, map keys sorted) whatever the build's serde_json features are.
+//! Backends differ in what a format means for them (the git sink sorts YAML keys, standard
+//! output writes records), but they all name it with this enum and parse it with
+//! [`Format::parse`] or [`Format::from_serialization`].
+//!
+//! YAML and NDJSON documents are derived from the canonical JSON, so keys keep its order
+//! (envelope fields in declaration order, map keys sorted) whatever the build's serde_json
+//! features are.
 
+use kollect_core::api::v1alpha1::SerializationFormat;
 use kollect_core::sink::{ExportRequest, SinkError};
 use serde_json::Value;
 
-/// How a document is written.
+/// How a document, file or record is written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum DocumentFormat {
-    /// The canonical JSON envelope (byte-identical to the Go operator's).
+pub enum Format {
+    /// JSON (for documents: the canonical envelope, byte-identical to the Go operator's).
     #[default]
     Json,
-    /// The envelope as YAML.
+    /// YAML.
     Yaml,
-    /// The envelope header, then one item per line.
+    /// One JSON value per line (for documents: the envelope header, then one item per line).
     Ndjson,
 }
 
-impl DocumentFormat {
+impl Format {
+    /// The format of `spec.serialization.format`; `None` when the value is not one of these
+    /// three (the caller names the backend in its error).
+    pub fn from_serialization(format: SerializationFormat) -> Option<Self> {
+        match format {
+            SerializationFormat::Json => Some(Self::Json),
+            SerializationFormat::Yaml => Some(Self::Yaml),
+            SerializationFormat::Ndjson => Some(Self::Ndjson),
+            _ => None,
+        }
+    }
+
     /// Parses `json`, `yaml` or `ndjson` (case-insensitive).
     pub fn parse(text: &str) -> Result<Self, SinkError> {
         match text.to_ascii_lowercase().as_str() {
@@ -41,7 +59,7 @@ impl DocumentFormat {
         }
     }
 
-    /// Renders the envelope of `request`'s part.
+    /// Renders the envelope of `request`'s part as a document.
     pub fn render(self, request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
         let json = request.envelope();
         match self {

@@ -1,23 +1,33 @@
 //! # kollect-sinks
 //!
-//! Sink backends, one cargo feature each, built from family sink specs by the [`registry`]:
+//! Sink backends, one cargo feature and one folder each, described by a
+//! [`Backend`](backend::Backend) descriptor and built through the [`registry`]:
 //!
 //! | Feature | Type | Family |
 //! |---|---|---|
-//! | `local` | [`local::LocalSink`]: files under a directory (CLI) | snapshot |
-//! | `stdout` | [`stdout::StdoutSink`]: records on standard output (CLI) | stream |
-//! | `git` | [`git::SharedGitSink`]: files committed and pushed to a Git branch | snapshot |
+//! | `local` | [`local::LocalSink`]: files under a directory (CLI) | CLI only |
+//! | `stdout` | [`stdout::StdoutSink`]: records on standard output (CLI) | CLI only |
+//! | `git` | [`git::GitSink`]: files committed and pushed to a Git branch | snapshot |
 //! | `postgres` | [`postgres::PostgresSink`]: rows in a PostgreSQL table | database |
 //!
 //! Every backend implements [`kollect_core::sink::Sink`] and passes the conformance suite of
-//! `kollect-testkit` against the real service.
+//! `kollect-testkit` against the real service. Backends never read Kubernetes Secrets: the
+//! caller resolves the references a descriptor names into a [`BuildContext`].
+//!
+//! Shared pieces every backend uses: [`format`] (the one format enum), [`path`] (path
+//! templates), [`secret`] (resolved Secret data), and, inside the crate, TLS material and
+//! guarded DNS.
 #![forbid(unsafe_code)]
 
+pub mod backend;
+pub mod context;
+pub mod family;
 pub mod format;
 #[cfg(feature = "git")]
 pub mod git;
 #[cfg(feature = "local")]
 pub mod local;
+mod net;
 pub mod path;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -25,6 +35,11 @@ pub mod registry;
 pub mod secret;
 #[cfg(feature = "stdout")]
 pub mod stdout;
+#[cfg(feature = "tls")]
+mod tls;
 
-pub use registry::{BuildContext, SinkConfig, build, supported_types};
+pub use backend::{Backend, BackendFamily, EndpointField, SecretRefs};
+pub use context::BuildContext;
+pub use family::{FamilySink, SinkConfig};
+pub use registry::{Registry, UnsupportedType, build, supported_types};
 pub use secret::SecretData;

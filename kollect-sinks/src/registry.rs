@@ -1,152 +1,196 @@
-//! The sink registry: a family sink spec plus resolved secret material in, a boxed [`Sink`](kollect_core::sink::Sink) out.
-//! Backends never read Kubernetes Secrets; the caller resolves them into a [`BuildContext`].
+//! The sink registry: the descriptors of every backend in this build, and the one place that
+//! turns a family sink spec plus resolved Secret material into a boxed
+//! [`Sink`](kollect_core::sink::Sink).
+//!
+//! Adding a backend is one folder (`src/<backend>/`, which declares a `BACKEND` descriptor) and
+//! one line in [`BUILTIN`]. Everything else (supported types, the CLI's `validate`, the
+//! operator's Secret reads and endpoint checks) asks the registry.
+//!
+//! ```
+//! use kollect_sinks::registry::Registry;
+//!
+//! let registry = Registry::builtin();
+//! assert!(registry.supported_types().contains(&"local"));
+//! let error = registry.backend("frobnicate").unwrap_err();
+//! assert!(error.to_string().starts_with("unknown sink type \"frobnicate\" (supported: "));
+//! ```
 
-use kollect_core::api::v1alpha1::{KollectDatabaseSinkSpec, KollectEventSinkSpec, KollectSnapshotSinkSpec};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
 use kollect_core::netguard::NetPolicy;
-use kollect_core::sink::{BoxSink, SinkError};
+use kollect_core::sink::{BoxSink, ProbeReport, SinkError};
 
-use crate::secret::SecretData;
+use crate::backend::{Backend, EndpointError, SecretRefs};
+use crate::context::BuildContext;
+use crate::family::{FamilySink, SinkConfig};
 
-/// What to build.
-#[derive(Debug, Clone)]
-pub enum SinkConfig {
-    /// A `KollectSnapshotSink` spec.
-    Snapshot(Box<KollectSnapshotSinkSpec>),
-    /// A `KollectDatabaseSink` spec.
-    Database(Box<KollectDatabaseSinkSpec>),
-    /// A `KollectEventSink` spec.
-    Event(Box<KollectEventSinkSpec>),
-    /// A local directory (CLI only; no CRD admits it).
+/// The condition reason for a sink type the CRDs admit but this build has no backend for.
+pub use kollect_core::api::reasons::SINK_TYPE_UNSUPPORTED;
+
+/// The backends of this build: one registration line each.
+const BUILTIN: &[Backend] = &[
+    #[cfg(feature = "git")]
+    crate::git::BACKEND,
     #[cfg(feature = "local")]
-    Local(crate::local::LocalConfig),
-    /// Standard output records (CLI only).
+    crate::local::BACKEND,
+    #[cfg(feature = "postgres")]
+    crate::postgres::BACKEND,
     #[cfg(feature = "stdout")]
-    Stdout(crate::stdout::RecordFormat),
+    crate::stdout::BACKEND,
+];
+
+static BUILTIN_REGISTRY: LazyLock<Registry> =
+    LazyLock::new(|| BUILTIN.iter().copied().fold(Registry::empty(), Registry::with));
+
+/// A sink type that this build does not include. Terminal: nothing but a build with that
+/// backend (or a different `spec.type`) can fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sink type \"{type_name}\" (supported: {supported})")]
+pub struct UnsupportedType {
+    /// The type asked for.
+    pub type_name: String,
+    /// The supported types, sorted and comma-separated.
+    pub supported: String,
 }
 
-fn type_name<T: serde::Serialize>(type_: &T) -> String {
-    serde_json::to_value(type_)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-impl SinkConfig {
-    /// The backend type (`git`, `postgres`, `local`, ...).
-    pub fn type_name(&self) -> String {
-        match self {
-            SinkConfig::Snapshot(spec) => type_name(&spec.type_),
-            SinkConfig::Database(spec) => type_name(&spec.type_),
-            SinkConfig::Event(spec) => type_name(&spec.type_),
-            #[cfg(feature = "local")]
-            SinkConfig::Local(_) => "local".into(),
-            #[cfg(feature = "stdout")]
-            SinkConfig::Stdout(_) => "stdout".into(),
-        }
+impl UnsupportedType {
+    /// The condition reason reported for it everywhere ([`SINK_TYPE_UNSUPPORTED`]).
+    pub fn reason(&self) -> &'static str {
+        SINK_TYPE_UNSUPPORTED
     }
 }
 
-/// Resolved material a backend may need.
-#[derive(Debug, Clone)]
-pub struct BuildContext {
-    /// `<namespace>/<name>` of the sink, for messages.
-    pub name: String,
-    /// The Secret of `spec.secretRef` (or the family block's own ref), resolved.
-    pub secret: SecretData,
-    /// The database Secret (`postgres.databaseRef`, `mongodb.databaseRef`, ...), resolved.
-    pub database_secret: SecretData,
-    /// CA bundle PEM (`spec.tls.caBundle` or the CA Secret's value).
-    pub ca_pem: Option<String>,
-    /// The SSRF policy every connection is checked against.
-    pub net_policy: NetPolicy,
-}
-
-impl BuildContext {
-    /// A context with no secrets, under `policy`.
-    pub fn new(name: impl Into<String>, policy: NetPolicy) -> Self {
-        Self {
-            name: name.into(),
-            secret: SecretData::default(),
-            database_secret: SecretData::default(),
-            ca_pem: None,
-            net_policy: policy,
-        }
+impl From<UnsupportedType> for SinkError {
+    fn from(error: UnsupportedType) -> Self {
+        SinkError::terminal(error.to_string())
     }
 }
 
-/// The backend types this build supports, sorted.
+/// A set of backends by type name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    backends: BTreeMap<&'static str, Backend>,
+}
+
+impl Registry {
+    /// The backends compiled into this build (see the crate's cargo features).
+    pub fn builtin() -> &'static Registry {
+        &BUILTIN_REGISTRY
+    }
+
+    /// A registry without backends (embedders add their own with [`Registry::with`]).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The same registry with `backend` (replacing one of the same type name).
+    pub fn with(mut self, backend: Backend) -> Self {
+        self.backends.insert(backend.type_name, backend);
+        self
+    }
+
+    /// The supported type names, sorted.
+    pub fn supported_types(&self) -> Vec<&'static str> {
+        self.backends.keys().copied().collect()
+    }
+
+    /// The backend of `type_name`.
+    pub fn backend(&self, type_name: &str) -> Result<&Backend, UnsupportedType> {
+        self.backends.get(type_name).ok_or_else(|| UnsupportedType {
+            type_name: type_name.to_owned(),
+            supported: self.supported_types().join(", "),
+        })
+    }
+
+    /// The backend of a sink resource.
+    pub fn backend_of(&self, sink: &FamilySink) -> Result<&Backend, UnsupportedType> {
+        self.backend(&sink.type_name())
+    }
+
+    /// The Secret references `sink` reads.
+    pub fn secret_refs(&self, sink: &FamilySink) -> Result<SecretRefs, UnsupportedType> {
+        self.backend_of(sink).map(|b| b.secret_refs(sink))
+    }
+
+    /// Checks the endpoint fields of `config` against `policy`.
+    pub fn check_endpoints(&self, config: &SinkConfig, policy: &NetPolicy) -> Result<(), CheckError> {
+        let backend = self.backend(&config.type_name())?;
+        backend.check_endpoints(config, policy)?;
+        Ok(())
+    }
+
+    /// Builds the backend for `config`. Construction does not connect: the first export or
+    /// probe does, so a registry call never blocks on the network.
+    pub fn build(&self, config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkError> {
+        self.backend(&config.type_name())?.build(config, context)
+    }
+
+    /// Builds the backend for `config` and probes it.
+    pub async fn probe(&self, config: &SinkConfig, context: BuildContext) -> Result<ProbeReport, SinkError> {
+        self.backend(&config.type_name())?.probe(config, context).await
+    }
+}
+
+/// Why [`Registry::check_endpoints`] refused a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// No backend for the type.
+    #[error(transparent)]
+    Unsupported(#[from] UnsupportedType),
+    /// An endpoint field is refused.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
+/// The backend types of this build, sorted ([`Registry::builtin`]).
 pub fn supported_types() -> Vec<&'static str> {
-    let mut types = vec![
-        #[cfg(feature = "git")]
-        "git",
-        #[cfg(feature = "local")]
-        "local",
-        #[cfg(feature = "postgres")]
-        "postgres",
-        #[cfg(feature = "stdout")]
-        "stdout",
-    ];
-    types.sort_unstable();
-    types
+    Registry::builtin().supported_types()
 }
 
-fn unknown(type_name: &str) -> SinkError {
-    SinkError::terminal(format!(
-        "unknown sink type \"{type_name}\" (supported: {})",
-        supported_types().join(", ")
-    ))
-}
-
-/// Builds the backend for `config`. Construction does not connect: the first export or probe
-/// does, so a registry call never blocks on the network.
+/// Builds `config` with the backends of this build ([`Registry::build`]).
 pub fn build(config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkError> {
-    let _ = &context;
-    match config {
-        #[cfg(feature = "local")]
-        SinkConfig::Local(local) => Ok(Box::new(crate::local::LocalSink::new(local.clone())?)),
-        #[cfg(feature = "stdout")]
-        SinkConfig::Stdout(format) => Ok(Box::new(crate::stdout::StdoutSink::stdout(*format))),
-        #[cfg(feature = "postgres")]
-        SinkConfig::Database(spec)
-            if spec.type_ == kollect_core::api::v1alpha1::DatabaseSinkType::Postgres =>
-        {
-            Ok(Box::new(crate::postgres::PostgresSink::from_spec(spec, context)?))
-        }
-        #[cfg(feature = "git")]
-        SinkConfig::Snapshot(spec) if spec.type_ == kollect_core::api::v1alpha1::SnapshotSinkType::Git => {
-            Ok(Box::new(crate::git::SharedGitSink::new(
-                crate::git::GitSink::from_spec(spec, context)?,
-            )))
-        }
-        other => Err(unknown(&other.type_name())),
-    }
+    Registry::builtin().build(config, context)
 }
 
 #[cfg(test)]
 mod tests {
+    use kollect_core::api::v1alpha1::{KollectSnapshotSinkSpec, SnapshotSinkType};
+
     use super::*;
-    use kollect_core::api::v1alpha1::SnapshotSinkType;
 
     #[test]
     fn an_unknown_type_is_terminal_and_lists_the_supported_ones() {
         let spec: KollectSnapshotSinkSpec = serde_json::from_value(serde_json::json!({
-            "type": "s3", "endpoint": "s3://bucket"
+            "type": "azureblob", "endpoint": "azblob://container"
         }))
         .unwrap();
-        assert_eq!(spec.type_, SnapshotSinkType::S3);
+        assert_eq!(spec.type_, SnapshotSinkType::Azureblob);
         let error = build(
             &SinkConfig::Snapshot(Box::new(spec)),
-            BuildContext::new("ns/s3", NetPolicy::new(false)),
+            BuildContext::new("ns/blob", NetPolicy::new(false)),
         )
         .err()
         .unwrap();
         assert_eq!(error.class(), kollect_core::sink::ErrorClass::Terminal);
-        assert!(
-            error
-                .message()
-                .starts_with("unknown sink type \"s3\" (supported: "),
-            "{error}"
+        assert_eq!(
+            error.message(),
+            format!(
+                "unknown sink type \"azureblob\" (supported: {})",
+                supported_types().join(", ")
+            )
         );
-        assert!(error.message().contains("local"), "{error}");
+    }
+
+    #[test]
+    fn supported_types_are_exactly_the_registered_backends() {
+        let registry = Registry::builtin();
+        for type_name in registry.supported_types() {
+            let backend = registry.backend(type_name).unwrap();
+            assert_eq!(backend.type_name, type_name);
+        }
+        let mut sorted = registry.supported_types();
+        sorted.sort_unstable();
+        assert_eq!(sorted, registry.supported_types());
     }
 }

@@ -11,7 +11,7 @@ use kollect_core::api::v1alpha1::KollectSnapshotSinkSpec;
 use kollect_core::model::{Row, Snapshot};
 use kollect_core::netguard::NetPolicy;
 use kollect_core::sink::{ErrorClass, ExportRequest, InventoryRef, Sink};
-use kollect_sinks::git::{GitSink, SharedGitSink};
+use kollect_sinks::git::{GitConfig, GitSink};
 use kollect_sinks::{BuildContext, SecretData};
 use kollect_testkit::GitServer;
 use kollect_testkit::backends;
@@ -38,11 +38,11 @@ fn next_repo(server: &GitServer, prefix: &str) -> String {
     name
 }
 
-fn sink(server: &GitServer, repo: &str, spec: serde_json::Value, password: &str) -> SharedGitSink {
-    SharedGitSink::new(git_sink(server, repo, spec, password))
+fn sink(server: &GitServer, repo: &str, spec: serde_json::Value, password: &str) -> GitSink {
+    GitSink::new(git_config(server, repo, spec, password))
 }
 
-fn git_sink(server: &GitServer, repo: &str, spec: serde_json::Value, password: &str) -> GitSink {
+fn git_config(server: &GitServer, repo: &str, spec: serde_json::Value, password: &str) -> GitConfig {
     let mut spec = spec;
     spec["type"] = "git".into();
     spec["endpoint"] = server.url(repo).into();
@@ -54,9 +54,9 @@ fn git_sink(server: &GitServer, repo: &str, spec: serde_json::Value, password: &
     ]);
     // Each test gets its own mirror directory.
     let mirrors = tempfile::tempdir().unwrap().keep();
-    let mut sink = GitSink::from_spec(&spec, context).unwrap();
-    sink.set_mirror_root(mirrors);
-    sink
+    GitConfig::from_spec(&spec, context)
+        .unwrap()
+        .with_mirror_root(mirrors)
 }
 
 /// Reads the branch tip of a bare repository.
@@ -135,7 +135,7 @@ impl Inspect for Bare {
 }
 
 /// Conformance: JSON documents under a per-cluster path template.
-async fn conformance_setup() -> (SharedGitSink, Bare) {
+async fn conformance_setup() -> (GitSink, Bare) {
     let server = server().expect("git server (run hack/setup.sh)");
     let repo = next_repo(server, "conformance");
     let sink = sink(
@@ -352,22 +352,21 @@ async fn a_concurrent_push_by_someone_else_is_recovered() {
         path: server.repo_path(&repo),
     };
     let inventory = InventoryRef::namespaced("team-a", "apps");
-    let mut inner = git_sink(server, &repo, json!({}), PASSWORD);
+    let config = git_config(server, &repo, json!({}), PASSWORD);
     // Between the sink's fetch and its push, someone else pushes (once).
     let raced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (path, counter) = (bare.path.clone(), std::sync::Arc::clone(&raced));
-    inner.set_before_push(std::sync::Arc::new(move || {
+    let sink = GitSink::new(config.with_before_push(std::sync::Arc::new(move || {
         // The first push creates the branch; race the second one.
         if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
             push_by_someone_else(&path);
         }
-    }));
-    let sink = SharedGitSink::new(inner);
+    })));
     sink.export(&request(&inventory, &["web"], 1)).await.unwrap();
     sink.export(&request(&inventory, &["web", "api"], 1))
         .await
         .unwrap();
-    assert_eq!(sink.inner().rejected_pushes(), 1, "the push was rejected once");
+    assert_eq!(sink.rejected_pushes(), 1, "the push was rejected once");
     let files = paths(&bare);
     assert!(files.contains(&"README.md".to_owned()), "{files:?}");
     assert_eq!(bare.commits(), 3);
@@ -403,7 +402,7 @@ async fn force_push_overwrites_a_diverged_branch() {
     let bare = Bare {
         path: server.repo_path(&repo),
     };
-    let mut inner = git_sink(
+    let config = git_config(
         server,
         &repo,
         json!({"git": {"pushPolicy": "ForcePush"}}),
@@ -411,16 +410,15 @@ async fn force_push_overwrites_a_diverged_branch() {
     );
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (path, counter) = (bare.path.clone(), std::sync::Arc::clone(&calls));
-    inner.set_before_push(std::sync::Arc::new(move || {
+    let sink = GitSink::new(config.with_before_push(std::sync::Arc::new(move || {
         if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
             push_by_someone_else(&path);
         }
-    }));
-    let sink = SharedGitSink::new(inner);
+    })));
     let inventory = InventoryRef::namespaced("team-a", "apps");
     sink.export(&request(&inventory, &["web"], 1)).await.unwrap();
     sink.export(&request(&inventory, &["api"], 1)).await.unwrap();
-    assert_eq!(sink.inner().rejected_pushes(), 0);
+    assert_eq!(sink.rejected_pushes(), 0);
     let files = paths(&bare);
     assert_eq!(
         files,
@@ -430,7 +428,7 @@ async fn force_push_overwrites_a_diverged_branch() {
     assert!(bare.files().iter().any(|(_, c)| c.contains("api")));
 }
 
-fn tls_sink(server: &GitServer, repo: &str, tls: serde_json::Value, ca_pem: Option<&str>) -> SharedGitSink {
+fn tls_sink(server: &GitServer, repo: &str, tls: serde_json::Value, ca_pem: Option<&str>) -> GitSink {
     let spec: KollectSnapshotSinkSpec = serde_json::from_value(json!({
         "type": "git", "endpoint": server.url(repo), "tls": tls,
     }))
@@ -441,9 +439,11 @@ fn tls_sink(server: &GitServer, repo: &str, tls: serde_json::Value, ca_pem: Opti
         ("password".to_owned(), PASSWORD.as_bytes().to_vec()),
     ]);
     context.ca_pem = ca_pem.map(str::to_owned);
-    let mut sink = GitSink::from_spec(&spec, context).unwrap();
-    sink.set_mirror_root(tempfile::tempdir().unwrap().keep());
-    SharedGitSink::new(sink)
+    GitSink::new(
+        GitConfig::from_spec(&spec, context)
+            .unwrap()
+            .with_mirror_root(tempfile::tempdir().unwrap().keep()),
+    )
 }
 
 #[tokio::test]
@@ -512,10 +512,8 @@ async fn ssh_with_a_private_key_and_known_hosts() {
             secret.push(("known_hosts".to_owned(), known_hosts.as_bytes().to_vec()));
         }
         context.secret = SecretData::new(secret);
-        GitSink::from_spec(&spec, context).map(|mut sink| {
-            sink.set_mirror_root(tempfile::tempdir().unwrap().keep());
-            SharedGitSink::new(sink)
-        })
+        GitConfig::from_spec(&spec, context)
+            .map(|config| GitSink::new(config.with_mirror_root(tempfile::tempdir().unwrap().keep())))
     };
     // known_hosts is required unless insecureSkipVerify.
     let error = build(None, false).unwrap_err();

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use kollect_core::model::Row;
 use kollect_core::sink::InventoryRef;
-use kollect_sinks::format::DocumentFormat;
+use kollect_sinks::format::Format;
 use kollect_sinks::local::{LocalConfig, LocalSink};
 use kollect_testkit::conformance::Inspect;
 
@@ -35,33 +35,22 @@ impl Inspect for Files {
 }
 
 /// A sink in a fresh directory and its reader.
-pub fn setup(format: DocumentFormat) -> (LocalSink, Files) {
+pub fn setup(format: Format) -> (LocalSink, Files) {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let sink = LocalSink::new(LocalConfig {
-        dir: dir.path().join("out"),
-        format,
-        path_template: None,
-    })
-    .unwrap();
+    let sink = LocalSink::new(LocalConfig::new(dir.path().join("out"), format)).unwrap();
     (sink.clone(), Files { sink, _dir: dir })
 }
 
 mod json {
-    kollect_testkit::sink_conformance_tests!(async {
-        super::setup(kollect_sinks::format::DocumentFormat::Json)
-    });
+    kollect_testkit::sink_conformance_tests!(async { super::setup(kollect_sinks::format::Format::Json) });
 }
 
 mod yaml {
-    kollect_testkit::sink_conformance_tests!(async {
-        super::setup(kollect_sinks::format::DocumentFormat::Yaml)
-    });
+    kollect_testkit::sink_conformance_tests!(async { super::setup(kollect_sinks::format::Format::Yaml) });
 }
 
 mod ndjson {
-    kollect_testkit::sink_conformance_tests!(async {
-        super::setup(kollect_sinks::format::DocumentFormat::Ndjson)
-    });
+    kollect_testkit::sink_conformance_tests!(async { super::setup(kollect_sinks::format::Format::Ndjson) });
 }
 
 #[tokio::test]
@@ -69,7 +58,7 @@ async fn files_are_0644_dirs_0755_and_identical_bytes_are_not_rewritten() {
     use kollect_core::model::Snapshot;
     use kollect_core::sink::{ExportRequest, Sink};
     use std::os::unix::fs::PermissionsExt;
-    let (sink, _files) = setup(DocumentFormat::Json);
+    let (sink, _files) = setup(Format::Json);
     let inventory = InventoryRef::namespaced("team-a", "apps");
     let rows = vec![kollect_testkit::conformance::sample_row(&inventory, "web", 1)];
     let request = ExportRequest::full(

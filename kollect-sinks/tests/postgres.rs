@@ -24,16 +24,12 @@ fn server() -> Option<&'static Postgres> {
 }
 
 fn config(pg: &Postgres, table: &str) -> PostgresConfig {
-    PostgresConfig {
-        dsn: pg.dsn("postgres"),
-        schema: "public".into(),
-        table: table.into(),
-        cluster: String::new(),
-        provisioning: ProvisioningMode::Ensure,
-        options: vec![("statement_timeout".into(), "30s".into())],
-        ca_pem: None,
-        resolver: GuardedResolver::new(NetPolicy::permissive_for_tests()),
-    }
+    PostgresConfig::new(
+        pg.dsn("postgres"),
+        table,
+        GuardedResolver::new(NetPolicy::permissive_for_tests()),
+    )
+    .with_options(vec![("statement_timeout".into(), "30s".into())])
 }
 
 async fn connect(pg: &Postgres) -> tokio_postgres::Client {
@@ -215,11 +211,8 @@ async fn two_clusters_with_the_same_inventory_and_uid_stay_apart() {
 #[tokio::test]
 async fn existing_mode_never_creates_and_fails_clearly() {
     let Some(pg) = server() else { return };
-    let sink = PostgresSink::new(PostgresConfig {
-        provisioning: ProvisioningMode::Existing,
-        ..config(pg, "not_there")
-    })
-    .unwrap();
+    let sink =
+        PostgresSink::new(config(pg, "not_there").with_provisioning(ProvisioningMode::Existing)).unwrap();
     let error = sink
         .export(&request(&InventoryRef::namespaced("a", "b"), &names(1), 1))
         .await
@@ -244,11 +237,7 @@ async fn existing_mode_never_creates_and_fails_clearly() {
 async fn a_wrong_password_fails_fast_without_leaking() {
     let Some(pg) = server() else { return };
     let dsn = pg.dsn("postgres").replace(pg.password(), "not-the-password");
-    let sink = PostgresSink::new(PostgresConfig {
-        dsn,
-        ..config(pg, "auth")
-    })
-    .unwrap();
+    let sink = PostgresSink::new(config(pg, "auth").with_dsn(dsn)).unwrap();
     let error = sink.probe().await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::Terminal);
     assert_eq!(error.message(), "connect postgres: authentication failed");
@@ -263,11 +252,9 @@ async fn a_wrong_password_fails_fast_without_leaking() {
 #[tokio::test]
 async fn loopback_is_refused_by_the_release_network_policy() {
     let Some(pg) = server() else { return };
-    let sink = PostgresSink::new(PostgresConfig {
-        resolver: GuardedResolver::new(NetPolicy::new(false)),
-        ..config(pg, "ssrf")
-    })
-    .unwrap();
+    let sink =
+        PostgresSink::new(config(pg, "ssrf").with_resolver(GuardedResolver::new(NetPolicy::new(false))))
+            .unwrap();
     let error = sink.probe().await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::Terminal);
     assert!(!error.message().contains(pg.password()));
@@ -280,11 +267,11 @@ async fn tls_follows_the_dsn_and_trusts_the_configured_ca() {
     };
     let pg = &pg;
     let dsn = pg.dsn("postgres").replace("sslmode=disable", "sslmode=require");
-    let with_ca = PostgresSink::new(PostgresConfig {
-        dsn: dsn.clone(),
-        ca_pem: pg.ca_pem().map(str::to_owned),
-        ..config(pg, "tls")
-    })
+    let with_ca = PostgresSink::new(
+        config(pg, "tls")
+            .with_dsn(dsn.clone())
+            .with_ca_pem(pg.ca_pem().map(str::to_owned)),
+    )
     .unwrap();
     let inventory = InventoryRef::namespaced("team-a", "apps");
     with_ca.export(&request(&inventory, &names(2), 1)).await.unwrap();
@@ -292,14 +279,11 @@ async fn tls_follows_the_dsn_and_trusts_the_configured_ca() {
     let client = connect_tls_check(pg).await;
     assert_eq!(count(&client, "tls").await, 2);
     // Without the CA the server certificate is not trusted: the connection fails, fixed text.
-    let error = PostgresSink::new(PostgresConfig {
-        dsn,
-        ..config(pg, "tls")
-    })
-    .unwrap()
-    .probe()
-    .await
-    .unwrap_err();
+    let error = PostgresSink::new(config(pg, "tls").with_dsn(dsn))
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
     assert_eq!(error.message(), "connect postgres: connection failed");
 }
 

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use kollect_core::model::Row;
 use kollect_core::sink::InventoryRef;
-use kollect_sinks::stdout::{RecordFormat, StdoutSink};
+use kollect_sinks::format::Format;
+use kollect_sinks::stdout::StdoutSink;
 use kollect_testkit::conformance::Inspect;
 
 /// A writer into shared memory.
@@ -27,7 +28,7 @@ impl std::io::Write for Buffer {
 }
 
 /// Reads the latest export (all its parts) of an inventory from the records.
-pub struct Records(Buffer, RecordFormat);
+pub struct Records(Buffer, Format);
 
 #[async_trait]
 impl Inspect for Records {
@@ -55,7 +56,7 @@ impl Inspect for Records {
 }
 
 /// A sink writing into memory and its reader.
-pub fn setup(format: RecordFormat) -> (StdoutSink, Records) {
+pub fn setup(format: Format) -> (StdoutSink, Records) {
     let buffer = Buffer::default();
     (
         StdoutSink::to_writer(format, buffer.clone()),
@@ -64,29 +65,25 @@ pub fn setup(format: RecordFormat) -> (StdoutSink, Records) {
 }
 
 mod ndjson {
-    kollect_testkit::sink_conformance_tests!(async {
-        super::setup(kollect_sinks::stdout::RecordFormat::Ndjson)
-    });
+    kollect_testkit::sink_conformance_tests!(async { super::setup(kollect_sinks::format::Format::Ndjson) });
 }
 
 mod yaml {
-    kollect_testkit::sink_conformance_tests!(async {
-        super::setup(kollect_sinks::stdout::RecordFormat::Yaml)
-    });
+    kollect_testkit::sink_conformance_tests!(async { super::setup(kollect_sinks::format::Format::Yaml) });
 }
 
 #[tokio::test]
 async fn json_records_are_one_indented_array_and_empty_is_brackets() {
     use kollect_core::model::Snapshot;
     use kollect_core::sink::{ExportRequest, Sink};
-    let (sink, records) = setup(RecordFormat::Json);
+    let (sink, records) = setup(Format::Json);
     sink.finish().unwrap();
     assert_eq!(
         String::from_utf8(records.0.0.lock().unwrap().clone()).unwrap(),
         "[]\n"
     );
 
-    let (sink, records) = setup(RecordFormat::Json);
+    let (sink, records) = setup(Format::Json);
     let inventory = InventoryRef::namespaced("team-a", "apps").with_cluster("kind-dev");
     let rows = vec![kollect_testkit::conformance::sample_row(&inventory, "web", 1)];
     let request = ExportRequest::full(

@@ -10,7 +10,7 @@
 //!
 //! // For a real backend: connect the sink and a reader of the same backend here.
 //! kollect_testkit::sink_conformance_tests!(async {
-//!     let sink = MemorySink::new("memory", Capabilities::SNAPSHOT_STORE);
+//!     let sink = MemorySink::new("memory", Capabilities::DOCUMENTS);
 //!     (sink.clone(), sink)
 //! });
 //! # fn main() {}

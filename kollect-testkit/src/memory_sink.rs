@@ -78,7 +78,7 @@ impl std::fmt::Debug for MemorySink {
 
 impl Default for MemorySink {
     fn default() -> Self {
-        Self::new("memory", Capabilities::SNAPSHOT_STORE)
+        Self::new("memory", Capabilities::DOCUMENTS)
     }
 }
 
@@ -88,7 +88,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl MemorySink {
-    /// A sink reporting `sink_type` with `capabilities` (e.g. [`Capabilities::RELATIONAL_STORE`]
+    /// A sink reporting `sink_type` with `capabilities` (e.g. [`Capabilities::ROWS`]
     /// to behave like a database that applies deltas).
     pub fn new(sink_type: &str, capabilities: Capabilities) -> Self {
         Self {
@@ -227,10 +227,7 @@ impl Sink for MemorySink {
                 }
             }
         }
-        Ok(ExportReceipt {
-            bytes,
-            unchanged: false,
-        })
+        Ok(ExportReceipt::written(bytes))
     }
 
     async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
@@ -246,10 +243,7 @@ impl Sink for MemorySink {
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
         self.step(Recorded::Probe).await?;
-        Ok(ProbeReport {
-            latency: Duration::ZERO,
-            message: "memory sink reachable".to_owned(),
-        })
+        Ok(ProbeReport::new(Duration::ZERO, "memory sink reachable"))
     }
 }
 

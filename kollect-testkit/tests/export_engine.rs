@@ -62,6 +62,7 @@ fn outcome_kinds(report: &kollect_core::export::ExportReport) -> Vec<&'static st
             SinkOutcome::Exported { .. } => "exported",
             SinkOutcome::Debounced { .. } => "debounced",
             SinkOutcome::Failed { .. } => "failed",
+            _ => "other",
         })
         .collect()
 }
@@ -150,7 +151,7 @@ async fn empty_snapshots_are_exported_and_clear_the_destination() {
 
 #[tokio::test(start_paused = true)]
 async fn delta_capable_sinks_get_the_delta_since_their_last_ack() {
-    let db = MemorySink::new("postgres", Capabilities::RELATIONAL_STORE);
+    let db = MemorySink::new("postgres", Capabilities::ROWS);
     let bindings = [binding(SinkFamily::Database, "pg", Arc::new(db.clone()), 30)];
     let mut exporter = exporter();
     exporter
@@ -216,7 +217,7 @@ async fn restart_seeding_suppresses_an_unchanged_export() {
 
 #[tokio::test(start_paused = true)]
 async fn seeded_database_sink_reconciles_without_delta_first() {
-    let db = MemorySink::new("postgres", Capabilities::RELATIONAL_STORE);
+    let db = MemorySink::new("postgres", Capabilities::ROWS);
     let bindings = [binding(SinkFamily::Database, "pg", Arc::new(db.clone()), 30)];
     let mut exporter = exporter();
     exporter.seed(
@@ -239,8 +240,8 @@ async fn seeded_database_sink_reconciles_without_delta_first() {
 
 #[tokio::test(start_paused = true)]
 async fn one_slow_sink_does_not_delay_the_others() {
-    let fast = MemorySink::new("fast", Capabilities::SNAPSHOT_STORE);
-    let slow = MemorySink::new("slow", Capabilities::SNAPSHOT_STORE);
+    let fast = MemorySink::new("fast", Capabilities::DOCUMENTS);
+    let slow = MemorySink::new("slow", Capabilities::DOCUMENTS);
     slow.set_delay(Duration::from_secs(60));
     let bindings = vec![
         binding(SinkFamily::Snapshot, "slow", Arc::new(slow.clone()), 30),
@@ -273,16 +274,10 @@ async fn one_slow_sink_does_not_delay_the_others() {
 #[tokio::test(start_paused = true)]
 async fn retries_transient_errors_but_not_terminal_ones() {
     let metrics = ExportMetrics::default();
-    let config = StackConfig {
-        retry: RetryPolicy {
-            jitter: false,
-            ..RetryPolicy::default()
-        },
-        ..StackConfig::default()
-    };
+    let config = StackConfig::default().with_retry(RetryPolicy::default().with_jitter(false));
     let flaky = MemorySink::default();
     flaky.fail_next(2, ErrorClass::Transient);
-    let broken = MemorySink::new("broken", Capabilities::SNAPSHOT_STORE);
+    let broken = MemorySink::new("broken", Capabilities::DOCUMENTS);
     broken.fail_next(1, ErrorClass::Terminal);
     let bindings = [
         binding(
@@ -316,10 +311,7 @@ async fn retries_transient_errors_but_not_terminal_ones() {
 #[tokio::test(start_paused = true)]
 async fn the_breaker_opens_and_recovers() {
     let metrics = ExportMetrics::default();
-    let config = StackConfig {
-        retry: RetryPolicy::none(),
-        ..StackConfig::default()
-    };
+    let config = StackConfig::default().with_retry(RetryPolicy::none());
     let sink = MemorySink::default();
     sink.fail_with(ErrorClass::Transient);
     let bindings = [binding(
@@ -361,7 +353,7 @@ impl Sink for FailSecondPart {
         "fail-second-part"
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities::SNAPSHOT_STORE
+        Capabilities::DOCUMENTS
     }
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
         if request.marker().is_some_and(|m| m.index == 2) {
@@ -440,7 +432,7 @@ async fn an_item_too_large_for_the_ceiling_is_a_terminal_failure() {
 #[tokio::test(start_paused = true)]
 async fn deleting_an_inventory_removes_it_from_every_sink() {
     let git = MemorySink::default();
-    let db = MemorySink::new("postgres", Capabilities::RELATIONAL_STORE);
+    let db = MemorySink::new("postgres", Capabilities::ROWS);
     let bindings = [
         binding(SinkFamily::Snapshot, "git", Arc::new(git.clone()), 30),
         binding(SinkFamily::Database, "pg", Arc::new(db.clone()), 30),

@@ -6,7 +6,7 @@ mod as_document_store {
     use kollect_testkit::MemorySink;
 
     kollect_testkit::sink_conformance_tests!(async {
-        let sink = MemorySink::new("memory", Capabilities::SNAPSHOT_STORE);
+        let sink = MemorySink::new("memory", Capabilities::DOCUMENTS);
         (sink.clone(), sink)
     });
 }
@@ -16,7 +16,7 @@ mod as_delta_database {
     use kollect_testkit::MemorySink;
 
     kollect_testkit::sink_conformance_tests!(async {
-        let sink = MemorySink::new("memory-db", Capabilities::RELATIONAL_STORE);
+        let sink = MemorySink::new("memory-db", Capabilities::ROWS);
         (sink.clone(), sink)
     });
 }
@@ -38,7 +38,7 @@ async fn a_sink_that_never_removes_fails_the_suite() {
             "forgetful"
         }
         fn capabilities(&self) -> Capabilities {
-            Capabilities::SNAPSHOT_STORE
+            Capabilities::DOCUMENTS
         }
         async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
             self.0.export(request).await

@@ -107,4 +107,7 @@ pub mod reasons {
     pub const INSECURE_SKIP_VERIFY: &str = "InsecureSkipVerify";
     pub const PROBE_SUCCEEDED: &str = "ProbeSucceeded";
     pub const INVALID_SINK_REF: &str = "InvalidSinkRef";
+    /// A sink type the CRDs admit but this build has no backend for (terminal; not in the
+    /// Go operator, which reported such sinks as missing Secrets or unknown types).
+    pub const SINK_TYPE_UNSUPPORTED: &str = "SinkTypeUnsupported";
 }

@@ -2,70 +2,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::jiff::Timestamp;
 
+use super::binding::{Binding, BindingKey};
 use super::report::{ExportReport, RemoveReport, SinkOutcome, SinkReport};
-use crate::api::v1alpha1::SinkFamily;
-use crate::error::ErrorClass;
 use crate::middleware::coalesce::{CoalesceDecision, CoalesceState, Coalescer};
 use crate::middleware::metrics::ExportMetrics;
 use crate::model::{Checksum, Delta, ExportMeta, Part, Snapshot, partition};
-use crate::sink::{ExportRequest, InventoryRef, RemoveRequest, Sink, SinkError};
-
-/// The identity of one binding of an inventory: family and sink name (and, for cluster
-/// inventories, the sink's namespace).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BindingKey {
-    /// Sink family.
-    pub family: SinkFamily,
-    /// Sink name.
-    pub name: String,
-    /// Sink namespace, for bindings of cluster inventories.
-    pub namespace: Option<String>,
-}
-
-impl BindingKey {
-    /// A binding to the sink `name` of `family`.
-    pub fn new(family: SinkFamily, name: impl Into<String>) -> Self {
-        Self {
-            family,
-            name: name.into(),
-            namespace: None,
-        }
-    }
-
-    /// `<family>/<name>`, the key of `status.sinkExports[]`.
-    pub fn export_name(&self) -> String {
-        self.family.export_key(&self.name)
-    }
-}
-
-/// One bound sink with its effective settings.
-#[derive(Clone)]
-pub struct Binding {
-    /// Which binding this is.
-    pub key: BindingKey,
-    /// The sink, normally wrapped in the middleware stack ([`super::build_stack`]).
-    pub sink: Arc<dyn Sink>,
-    /// Effective interval ([`super::effective_interval`]).
-    pub interval: Duration,
-    /// Effective size ceiling in bytes ([`super::effective_ceiling`]).
-    pub ceiling: u64,
-}
-
-impl std::fmt::Debug for Binding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Binding")
-            .field("key", &self.key)
-            .field("sink_type", &self.sink.sink_type())
-            .field("interval", &self.interval)
-            .field("ceiling", &self.ceiling)
-            .finish()
-    }
-}
+use crate::sink::{ChecksumBasis, ExportRequest, InventoryRef, RemoveRequest, Sink, SinkError};
 
 /// What the engine remembers between passes, per binding, for deltas (decision X6): the last
 /// snapshot the sink acknowledged.
@@ -161,9 +107,8 @@ impl InventoryExporter {
         // expensive part of a pass, so it is done once per distinct ceiling, not per sink.
         let mut partitions: HashMap<Option<u64>, Result<Vec<Arc<Part>>, SinkError>> = HashMap::new();
         for (index, binding) in bindings.iter().enumerate() {
-            // Databases apply a whole snapshot (or delta) in one transaction; only document and
-            // message sinks need payloads bounded by the ceiling (`None` = one whole part).
-            let ceiling = (!binding.sink.capabilities().supports_delete).then_some(binding.ceiling);
+            // `None` = one whole part (databases); documents and messages are bounded.
+            let ceiling = binding.sink.capabilities().ceiling(binding.ceiling);
             let parts = partitions
                 .entry(ceiling)
                 .or_insert_with(|| match ceiling {
@@ -224,10 +169,9 @@ impl InventoryExporter {
         now: Timestamp,
     ) -> Option<Planned> {
         let capabilities = binding.sink.capabilities();
-        let checksum = if binding.key.family == SinkFamily::Snapshot {
-            crate::model::partitions_checksum(parts.iter().map(|p| &p.checksum))
-        } else {
-            snapshot.fingerprint().clone()
+        let checksum = match capabilities.checksum {
+            ChecksumBasis::Parts => crate::model::partitions_checksum(parts.iter().map(|p| &p.checksum)),
+            ChecksumBasis::Content => snapshot.fingerprint().clone(),
         };
         if let CoalesceDecision::Debounce { .. } =
             self.coalescer
@@ -279,9 +223,17 @@ impl InventoryExporter {
             inventory: self.inventory.clone(),
             generation,
         };
+        // A sink that holds nothing of the inventory (it only streams records) has nothing to
+        // remove and is reported as done.
         let results = join_all(bindings.iter().map(|b| {
             let request = &request;
-            async move { b.sink.remove(request).await }
+            async move {
+                if b.sink.capabilities().needs_removal {
+                    b.sink.remove(request).await
+                } else {
+                    Ok(())
+                }
+            }
         }))
         .await;
         let mut report = RemoveReport::default();
@@ -318,9 +270,4 @@ async fn deliver(plan: &Planned) -> Result<u64, SinkError> {
         bytes += receipt.bytes;
     }
     Ok(bytes)
-}
-
-/// Whether an outcome's failure is terminal (for requeue decisions).
-pub(crate) fn is_terminal(class: ErrorClass) -> bool {
-    class == ErrorClass::Terminal
 }

@@ -17,12 +17,14 @@
 //! Sinks that delete rows themselves (databases) get the whole snapshot in one request; document
 //! and message sinks get parts within the ceiling.
 
+mod binding;
 mod engine;
 mod report;
 mod settings;
 mod stack;
 
-pub use engine::{Binding, BindingKey, InventoryExporter};
+pub use binding::{Binding, BindingKey};
+pub use engine::InventoryExporter;
 pub use report::{ConditionSpec, ExportReport, FAILURE_RETRY, RemoveReport, SinkOutcome, SinkReport};
 pub use settings::{
     DEFAULT_INTERVAL, DEFAULT_MAX_EXPORT_BYTES, MAX_INTERVAL, effective_ceiling, effective_interval,

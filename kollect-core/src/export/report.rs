@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::engine::{BindingKey, is_terminal};
+use super::binding::BindingKey;
 use crate::GoDuration;
 use crate::api::{condition_types as types, reasons};
 use crate::error::ErrorClass;
@@ -19,6 +19,7 @@ pub const FAILURE_RETRY: Duration = Duration::from_secs(10);
 
 /// What happened to one binding in a pass.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum SinkOutcome {
     /// The content was delivered.
     Exported {
@@ -128,7 +129,7 @@ impl SinkReport {
         match &self.outcome {
             SinkOutcome::Exported { .. } => Some(interval_or_watchdog),
             SinkOutcome::Debounced { next_due } => Some(*next_due),
-            SinkOutcome::Failed { class, .. } if is_terminal(*class) => None,
+            SinkOutcome::Failed { class, .. } if *class == ErrorClass::Terminal => None,
             SinkOutcome::Failed { .. } => Some(interval_or_watchdog.min(FAILURE_RETRY)),
         }
     }
@@ -164,9 +165,9 @@ impl ExportReport {
     }
 
     fn all_failures_terminal(&self) -> bool {
-        self.sinks
-            .iter()
-            .all(|s| !matches!(&s.outcome, SinkOutcome::Failed { class, .. } if !is_terminal(*class)))
+        self.sinks.iter().all(
+            |s| !matches!(&s.outcome, SinkOutcome::Failed { class, .. } if *class != ErrorClass::Terminal),
+        )
     }
 
     /// `Synced` when the inventory binds no sink: `True/NoExport`.
@@ -307,7 +308,7 @@ impl RemoveReport {
     pub fn has_terminal_failure(&self) -> bool {
         self.results
             .iter()
-            .any(|(_, r)| r.as_ref().is_err_and(|e| is_terminal(e.class())))
+            .any(|(_, r)| r.as_ref().is_err_and(|e| e.class() == ErrorClass::Terminal))
     }
 }
 

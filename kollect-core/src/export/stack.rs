@@ -12,6 +12,7 @@ use crate::sink::Sink;
 
 /// Settings of the per-sink stack.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct StackConfig {
     /// Retries of transient errors.
     pub retry: RetryPolicy,
@@ -29,6 +30,26 @@ impl Default for StackConfig {
             breaker: BreakerConfig::default(),
             timeout: Duration::from_secs(120),
         }
+    }
+}
+
+impl StackConfig {
+    /// The same settings with `retry`.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The same settings with `breaker`.
+    pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The same settings with a deadline of `timeout` per attempt.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 

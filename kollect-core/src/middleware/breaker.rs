@@ -16,6 +16,7 @@ use crate::sink::{ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink
 
 /// Breaker thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
     pub failure_threshold: u32,

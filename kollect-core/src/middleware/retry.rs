@@ -14,6 +14,7 @@ use crate::sink::{ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink
 /// terminal and forbidden errors return at once. The loop is bounded twice: by `max_attempts`
 /// and by `max_total_delay` (the sum of the waits between attempts).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in total, including the first (at least 1).
     pub max_attempts: usize,
@@ -52,6 +53,24 @@ impl RetryPolicy {
             max_attempts: 1,
             ..Self::default()
         }
+    }
+
+    /// The same policy with `max_attempts` attempts in total (at least 1).
+    pub fn with_max_attempts(mut self, max_attempts: usize) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// The same policy waiting `initial_delay` before the second attempt.
+    pub fn with_initial_delay(mut self, initial_delay: Duration) -> Self {
+        self.initial_delay = initial_delay;
+        self
+    }
+
+    /// The same policy with jitter on or off (off makes waits deterministic in tests).
+    pub fn with_jitter(mut self, jitter: bool) -> Self {
+        self.jitter = jitter;
+        self
     }
 
     fn backoff(&self) -> ExponentialBuilder {

@@ -55,7 +55,7 @@ impl Sink for ScriptedSink {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::SNAPSHOT_STORE
+        Capabilities::DOCUMENTS
     }
 
     async fn export(&self, _: &ExportRequest) -> Result<ExportReceipt, SinkError> {
@@ -67,10 +67,7 @@ impl Sink for ScriptedSink {
     }
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
-        self.step().await.map(|()| ProbeReport {
-            latency: Duration::ZERO,
-            message: "ok".into(),
-        })
+        self.step().await.map(|()| ProbeReport::new(Duration::ZERO, "ok"))
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use kollect_collect::extract::{CompiledProfile, ExtractOptions};
 use kollect_collect::runtime::{Partition, Runtime, RuntimeConfig, TargetRegistration};
 use kollect_collect::select::{NamespaceDefaults, TargetFilter};
+use kollect_core::api::v1alpha1::SecretReference;
 use kollect_core::api::v1alpha1::{KollectTarget, SinkFamily};
 use kollect_core::collect::RowOwner;
 use kollect_core::export::{Binding, BindingKey, InventoryExporter, StackConfig, build_stack};
@@ -18,13 +19,12 @@ use kollect_core::middleware::ExportMetrics;
 use kollect_core::model::{Row, Snapshot};
 use kollect_core::netguard::NetPolicy;
 use kollect_core::sink::{InventoryRef, Sink};
-use kollect_sinks::BuildContext;
-use kollect_sinks::format::DocumentFormat;
+use kollect_sinks::format::Format;
 use kollect_sinks::local::{LocalConfig, LocalSink};
-use kollect_sinks::stdout::{RecordFormat, StdoutSink};
+use kollect_sinks::stdout::StdoutSink;
+use kollect_sinks::{BuildContext, FamilySink, Registry, SecretData};
 
 use super::config::Config;
-use crate::operator::sinks::FamilySink;
 
 /// Exit codes (pipeline.md §4.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,7 +85,7 @@ fn resolve_output(options: &CollectOptions, config: &Config) -> Result<Output, F
                 return Err(fatal("--output - and --dry-run cannot be combined"));
             }
             ignoring(declared, "-");
-            let format = RecordFormat::parse(options.format.as_deref().unwrap_or("ndjson"))
+            let format = Format::parse(options.format.as_deref().unwrap_or("ndjson"))
                 .map_err(|e| fatal(format!("--format: {}", e.message())))?;
             let sink = StdoutSink::stdout(format);
             Ok(Output {
@@ -96,14 +96,10 @@ fn resolve_output(options: &CollectOptions, config: &Config) -> Result<Output, F
         }
         Some(dir) => {
             ignoring(declared, dir);
-            let format = DocumentFormat::parse(options.format.as_deref().unwrap_or("json"))
+            let format = Format::parse(options.format.as_deref().unwrap_or("json"))
                 .map_err(|e| fatal(format!("--format: {}", e.message())))?;
-            let sink = LocalSink::new(LocalConfig {
-                dir: dir.into(),
-                format,
-                path_template: None,
-            })
-            .map_err(|e| fatal(format!("--output {dir}: {}", e.message())))?;
+            let sink = LocalSink::new(LocalConfig::new(dir, format))
+                .map_err(|e| fatal(format!("--output {dir}: {}", e.message())))?;
             Ok(Output {
                 sink: Arc::new(sink),
                 stdout: None,
@@ -156,14 +152,24 @@ fn build_declared_sink(config: &Config) -> Result<Output, Fatal> {
     let metadata = sink.metadata();
     let namespace = metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let name = format!("{namespace}/{}", metadata.name.clone().unwrap_or_default());
-    let mut context = BuildContext::new(name.clone(), NetPolicy::new(false));
-    if let Some(reference) = sink.credentials_ref() {
-        context.secret = config.secret(&reference, &namespace).map_err(secret_error)?;
-    }
-    if let Some(reference) = sink.database_ref() {
-        context.database_secret = config.secret(&reference, &namespace).map_err(secret_error)?;
-    }
-    let sink = kollect_sinks::build(&sink.config(), context)
+    let registry = Registry::builtin();
+    let refs = registry
+        .secret_refs(&sink)
+        .map_err(|e| fatal(format!("sink {name}: {e}")))?;
+    let resolve = |reference: Option<SecretReference>| match reference {
+        Some(reference) => config.secret(&reference, &namespace).map_err(secret_error),
+        None => Ok(SecretData::default()),
+    };
+    let ca_pem = match sink.common().tls.as_ref().and_then(|t| t.ca_bundle.as_ref()) {
+        Some(bundle) => Some(String::from_utf8_lossy(&bundle.0).into_owned()),
+        None => resolve(refs.ca.clone())?.first_text(&["ca.crt", "tls.crt", "ca.pem"]),
+    };
+    let context = BuildContext::new(name.clone(), NetPolicy::new(false))
+        .with_secret(resolve(refs.credentials.clone())?)
+        .with_database_secret(resolve(refs.database.clone())?)
+        .with_ca_pem(ca_pem);
+    let sink = registry
+        .build(&sink.config(), context)
         .map_err(|e| fatal(format!("sink {name}: {}", e.message())))?;
     Ok(Output {
         sink: Arc::from(sink),

@@ -8,7 +8,8 @@ use kollect_collect::extract::ExtractOptions;
 use kollect_collect::extract::validate::validate_profile;
 use kollect_collect::select::{NamespaceDefaults, TargetFilter};
 use kollect_core::netguard::NetPolicy;
-use kollect_sinks::{BuildContext, SinkConfig};
+use kollect_sinks::registry::CheckError;
+use kollect_sinks::{BuildContext, FamilySink, Registry};
 
 use super::collect::Exit;
 use super::config::Config;
@@ -60,62 +61,35 @@ pub fn run(dir: &Path) -> Exit {
             report(format!("KollectTarget {name:?} is invalid: {error}"));
         }
     }
-    let sinks: Vec<(
-        String,
-        String,
-        SinkConfig,
-        kollect_core::api::v1alpha1::SinkCommonSpec,
-    )> = config
+    let sinks: Vec<FamilySink> = config
         .snapshot_sinks
         .iter()
-        .map(|s| {
-            (
-                "KollectSnapshotSink",
-                &s.metadata,
-                SinkConfig::Snapshot(Box::new(s.spec.clone())),
-                s.spec.common.clone(),
-            )
-        })
-        .chain(config.database_sinks.iter().map(|s| {
-            (
-                "KollectDatabaseSink",
-                &s.metadata,
-                SinkConfig::Database(Box::new(s.spec.clone())),
-                s.spec.common.clone(),
-            )
-        }))
-        .chain(config.event_sinks.iter().map(|s| {
-            (
-                "KollectEventSink",
-                &s.metadata,
-                SinkConfig::Event(Box::new(s.spec.clone())),
-                s.spec.common.clone(),
-            )
-        }))
-        .map(|(kind, metadata, sink, common)| {
-            (
-                kind.to_owned(),
-                metadata.name.clone().unwrap_or_default(),
-                sink,
-                common,
-            )
-        })
+        .cloned()
+        .map(FamilySink::from)
+        .chain(config.database_sinks.iter().cloned().map(FamilySink::from))
+        .chain(config.event_sinks.iter().cloned().map(FamilySink::from))
         .collect();
-    for (kind, name, sink, common) in &sinks {
-        if let Some(endpoint) = &common.endpoint
-            && let Err(error) = NetPolicy::new(false).check_endpoint(endpoint, endpoint_kind(sink))
-        {
-            report(format!("{kind} {name:?} is invalid: spec.endpoint: {error}"));
+    let registry = Registry::builtin();
+    for sink in &sinks {
+        let name = sink.metadata().name.clone().unwrap_or_default();
+        let kind = sink.kind();
+        let sink_config = sink.config();
+        // Endpoints first (the SSRF literal checks), then the backend's own configuration.
+        // Secrets are not needed for either; a type this build has no backend for is invalid.
+        if let Err(error) = registry.check_endpoints(&sink_config, &NetPolicy::new(false)) {
+            let field = match &error {
+                CheckError::Unsupported(_) => "spec.type: ",
+                CheckError::Endpoint(_) => "",
+            };
+            report(format!("{kind} {name:?} is invalid: {field}{error}"));
             continue;
         }
-        // Building checks the backend's own configuration; secrets are not needed for that, and
-        // a type this build has no backend for is only a warning.
-        if let Err(error) = kollect_sinks::build(sink, BuildContext::new(name.clone(), NetPolicy::new(false)))
-        {
+        if let Err(error) = registry.build(
+            &sink_config,
+            BuildContext::new(name.clone(), NetPolicy::new(false)),
+        ) {
             let message = error.message();
-            if message.starts_with("unknown sink type") {
-                eprintln!("warning: {kind} {name:?}: {message}");
-            } else if !message.contains("Secret") && !message.contains("secret") {
+            if !message.contains("Secret") && !message.contains("secret") {
                 report(format!("{kind} {name:?} is invalid: {message}"));
             }
         }
@@ -132,24 +106,4 @@ pub fn run(dir: &Path) -> Exit {
         sinks.len()
     );
     Exit::Ok
-}
-
-fn endpoint_kind(sink: &SinkConfig) -> kollect_core::netguard::EndpointKind {
-    use kollect_core::netguard::EndpointKind;
-    match sink {
-        SinkConfig::Snapshot(spec)
-            if matches!(
-                spec.type_,
-                kollect_core::api::v1alpha1::SnapshotSinkType::Git
-                    | kollect_core::api::v1alpha1::SnapshotSinkType::Gitlab
-            ) =>
-        {
-            EndpointKind::GitRemote
-        }
-        SinkConfig::Event(spec) if spec.type_ == kollect_core::api::v1alpha1::EventSinkType::Nats => {
-            EndpointKind::NatsUrl
-        }
-        SinkConfig::Event(_) => EndpointKind::KafkaBroker,
-        _ => EndpointKind::ObjectStore,
-    }
 }

@@ -5,18 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kollect_core::api::v1alpha1::{KollectConnectionTest, SinkFamily};
+use kollect_core::api::v1alpha1::KollectConnectionTest;
 use kollect_core::api::{condition_types as types, reasons};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use super::sinks::{FamilySink, ResolveError};
 use super::target::{api_for, manages};
 use super::{Context, Error, status};
+use kollect_sinks::FamilySink;
 
 const CONTROLLER: &str = "kollectconnectiontest";
 
@@ -115,7 +115,7 @@ async fn probe(
             "exactly one of sinkRef.snapshotSinkRef, sinkRef.databaseSinkRef and sinkRef.eventSinkRef must be set".into(),
         )));
     };
-    let Some(sink) = FamilySink::get(&context.client, family, &namespace, name).await? else {
+    let Some(sink) = super::sinks::fetch_sink(&context.client, family, &namespace, name).await? else {
         return Ok(Err((
             reasons::SINK_NOT_FOUND,
             format!(
@@ -125,14 +125,11 @@ async fn probe(
         )));
     };
     if test.spec.owner_sink.unwrap_or(true) {
-        adopt(test, api, &sink, family).await?;
+        adopt(test, api, &sink).await?;
     }
     let stack = match context.sinks.stack_for(&sink).await {
         Ok(stack) => stack,
-        Err(error @ ResolveError::Secret(_)) => {
-            return Ok(Err((reasons::SECRET_RESOLVE_FAILED, error.to_string())));
-        }
-        Err(error) => return Ok(Err((reasons::CONNECTION_TEST_FAILED, error.to_string()))),
+        Err(error) => return Ok(Err((error.sink_reason(), error.to_string()))),
     };
     let result = stack.probe().await;
     context.metrics.probe(stack.sink_type(), result.is_ok());
@@ -147,29 +144,20 @@ async fn adopt(
     test: &KollectConnectionTest,
     api: &Api<KollectConnectionTest>,
     sink: &FamilySink,
-    family: SinkFamily,
 ) -> Result<(), Error> {
-    let meta = sink.metadata();
-    let Some(uid) = meta.uid.clone() else {
+    let owner = match sink {
+        FamilySink::Snapshot(s) => s.controller_owner_ref(&()),
+        FamilySink::Database(s) => s.controller_owner_ref(&()),
+        FamilySink::Event(s) => s.controller_owner_ref(&()),
+    };
+    // Without a uid (never the case for an object read from the API server) there is nothing
+    // to own by.
+    let Some(owner) = owner else {
         return Ok(());
     };
-    let owned = test.owner_references().iter().any(|o| o.uid == uid);
-    if owned {
+    if test.owner_references().iter().any(|o| o.uid == owner.uid) {
         return Ok(());
     }
-    let kind = match family {
-        SinkFamily::Snapshot => "KollectSnapshotSink",
-        SinkFamily::Database => "KollectDatabaseSink",
-        SinkFamily::Event => "KollectEventSink",
-    };
-    let owner = OwnerReference {
-        api_version: "kollect.dev/v1alpha1".into(),
-        kind: kind.into(),
-        name: meta.name.clone().unwrap_or_default(),
-        uid,
-        controller: Some(true),
-        block_owner_deletion: None,
-    };
     let mut owners = test.owner_references().to_vec();
     owners.push(owner);
     let patch = serde_json::json!({"metadata": {"ownerReferences": owners}});

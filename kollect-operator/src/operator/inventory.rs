@@ -30,6 +30,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
+use super::sinks::ResolveError;
 use super::target::{api_for, manages, scope_of};
 use super::triggers::{drive, in_namespace};
 use super::{Context, Error, publish, status};
@@ -248,11 +249,7 @@ async fn bindings(
             )),
             Err(error) => {
                 let state = exporter.state(&key);
-                let class = match &error {
-                    super::sinks::ResolveError::Build(_) => ErrorClass::Terminal,
-                    super::sinks::ResolveError::Forbidden(_) => ErrorClass::Forbidden,
-                    _ => ErrorClass::Transient,
-                };
+                let class = error.class();
                 unresolved.push(Unresolved {
                     index,
                     reason: error.inventory_reason(),
@@ -596,6 +593,7 @@ async fn cleanup(
     let generation = inventory.meta().generation;
     let mut bound = Vec::new();
     let mut pending = Vec::new();
+    let mut unsupported = Vec::new();
     for (family, reference) in inventory.spec.sinks.iter() {
         match context.sinks.resolve(family, &namespace, &reference.name).await {
             Ok(resolved) => bound.push(Binding {
@@ -604,6 +602,9 @@ async fn cleanup(
                 interval: Duration::ZERO,
                 ceiling: context.options.max_export_bytes,
             }),
+            // No backend of this build ever wrote to it, so there is nothing of ours to
+            // remove; waiting would block the deletion for ever.
+            Err(error @ ResolveError::Unsupported(_)) => unsupported.push(error.to_string()),
             Err(error) => pending.push(error.to_string()),
         }
     }
@@ -649,6 +650,20 @@ async fn cleanup(
     pending.extend(failures);
     if !pending.is_empty() {
         return Err(Error::CleanupPending(pending.join("; ")));
+    }
+    if !unsupported.is_empty() {
+        let message = format!(
+            "inventory deleted without removing anything from sinks this build does not support: {}",
+            unsupported.join("; ")
+        );
+        publish(
+            context,
+            inventory,
+            EventType::Warning,
+            reasons::SINK_TYPE_UNSUPPORTED,
+            &message,
+        )
+        .await;
     }
     context.forget_exporter(&key_of(inventory));
     context.written.forget(inventory);

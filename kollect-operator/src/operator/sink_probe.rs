@@ -21,9 +21,9 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::sinks::FamilySink;
 use super::target::{api_for, manages};
 use super::{Context, Error, status};
+use kollect_sinks::FamilySink;
 
 /// A healthy sink is probed again this often (connectivity can go away without any event).
 const HEALTHY_REPROBE: Duration = Duration::from_secs(300);
@@ -128,12 +128,7 @@ async fn reconcile<K: SinkKind>(object: Arc<K>, context: Arc<Context>) -> Result
     let stack = context.sinks.stack_for(&sink).await;
     match (&stack, probe) {
         (Err(error), _) => {
-            unverified(
-                &mut next,
-                reasons::SECRET_RESOLVE_FAILED,
-                &error.to_string(),
-                generation,
-            );
+            unverified(&mut next, error.sink_reason(), &error.to_string(), generation);
             requeue = Some(FAILING_REPROBE);
         }
         (Ok(stack), true) => {

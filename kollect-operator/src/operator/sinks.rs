@@ -7,140 +7,37 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kollect_core::api::v1alpha1::{
-    KollectDatabaseSink, KollectEventSink, KollectSnapshotSink, SecretReference, SinkCommonSpec, SinkFamily,
+    KollectDatabaseSink, KollectEventSink, KollectSnapshotSink, SecretReference, SinkFamily,
 };
 use kollect_core::export::{StackConfig, build_stack};
 use kollect_core::middleware::ExportMetrics;
 use kollect_core::netguard::NetPolicy;
 use kollect_core::sink::Sink;
-use kollect_sinks::{BuildContext, SecretData, SinkConfig};
-use kube::api::{Api, ObjectMeta};
+use kollect_sinks::{BuildContext, FamilySink, Registry, SecretData};
+use kube::api::Api;
 
-/// One family sink custom resource.
-#[derive(Debug, Clone)]
-pub enum FamilySink {
-    /// A `KollectSnapshotSink`.
-    Snapshot(KollectSnapshotSink),
-    /// A `KollectDatabaseSink`.
-    Database(KollectDatabaseSink),
-    /// A `KollectEventSink`.
-    Event(KollectEventSink),
-}
-
-impl FamilySink {
-    /// Reads the sink `namespace/name` of `family`; `None` when it does not exist.
-    pub async fn get(
-        client: &kube::Client,
-        family: SinkFamily,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Self>, kube::Error> {
-        Ok(match family {
-            SinkFamily::Snapshot => Api::<KollectSnapshotSink>::namespaced(client.clone(), namespace)
-                .get_opt(name)
-                .await?
-                .map(Self::Snapshot),
-            SinkFamily::Database => Api::<KollectDatabaseSink>::namespaced(client.clone(), namespace)
-                .get_opt(name)
-                .await?
-                .map(Self::Database),
-            SinkFamily::Event => Api::<KollectEventSink>::namespaced(client.clone(), namespace)
-                .get_opt(name)
-                .await?
-                .map(Self::Event),
-        })
-    }
-
-    /// The family.
-    pub fn family(&self) -> SinkFamily {
-        match self {
-            Self::Snapshot(_) => SinkFamily::Snapshot,
-            Self::Database(_) => SinkFamily::Database,
-            Self::Event(_) => SinkFamily::Event,
-        }
-    }
-
-    /// Object metadata.
-    pub fn metadata(&self) -> &ObjectMeta {
-        match self {
-            Self::Snapshot(s) => &s.metadata,
-            Self::Database(s) => &s.metadata,
-            Self::Event(s) => &s.metadata,
-        }
-    }
-
-    /// The fields every family shares.
-    pub fn common(&self) -> &SinkCommonSpec {
-        match self {
-            Self::Snapshot(s) => &s.spec.common,
-            Self::Database(s) => &s.spec.common,
-            Self::Event(s) => &s.spec.common,
-        }
-    }
-
-    /// Status conditions.
-    pub fn conditions(&self) -> &[Condition] {
-        let status = match self {
-            Self::Snapshot(s) => s.status.as_ref(),
-            Self::Database(s) => s.status.as_ref(),
-            Self::Event(s) => s.status.as_ref(),
-        };
-        status.map(|s| s.conditions.as_slice()).unwrap_or_default()
-    }
-
-    /// The registry configuration.
-    pub fn config(&self) -> SinkConfig {
-        match self {
-            Self::Snapshot(s) => SinkConfig::Snapshot(Box::new(s.spec.clone())),
-            Self::Database(s) => SinkConfig::Database(Box::new(s.spec.clone())),
-            Self::Event(s) => SinkConfig::Event(Box::new(s.spec.clone())),
-        }
-    }
-
-    /// The credentials Secret: a family block's own reference wins over `spec.secretRef`.
-    pub fn credentials_ref(&self) -> Option<SecretReference> {
-        let own = match self {
-            Self::Snapshot(s) => s
-                .spec
-                .git
-                .as_ref()
-                .and_then(|g| g.auth.as_ref())
-                .and_then(|a| a.secret_ref.clone()),
-            Self::Database(s) => s.spec.bigquery.as_ref().and_then(|b| b.secret_ref.clone()),
-            Self::Event(s) => s
-                .spec
-                .kafka
-                .as_ref()
-                .and_then(|k| k.secret_ref.clone())
-                .or_else(|| s.spec.nats.as_ref().and_then(|n| n.secret_ref.clone())),
-        };
-        own.or_else(|| self.common().secret_ref.clone())
-    }
-
-    /// The Secret holding a database DSN or URI.
-    pub fn database_ref(&self) -> Option<SecretReference> {
-        match self {
-            Self::Database(s) => s
-                .spec
-                .postgres
-                .as_ref()
-                .map(|p| p.database_ref.clone())
-                .or_else(|| s.spec.mongodb.as_ref().map(|m| m.database_ref.clone())),
-            _ => None,
-        }
-    }
-
-    /// `namespace/name`.
-    pub fn key(&self) -> String {
-        let meta = self.metadata();
-        format!(
-            "{}/{}",
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default()
-        )
-    }
+/// Reads the sink `namespace/name` of `family`; `None` when it does not exist.
+pub async fn fetch_sink(
+    client: &kube::Client,
+    family: SinkFamily,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<FamilySink>, kube::Error> {
+    Ok(match family {
+        SinkFamily::Snapshot => Api::<KollectSnapshotSink>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(FamilySink::from),
+        SinkFamily::Database => Api::<KollectDatabaseSink>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(FamilySink::from),
+        SinkFamily::Event => Api::<KollectEventSink>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(FamilySink::from),
+    })
 }
 
 /// Why a sink could not be made ready for export. The messages name the object and never carry
@@ -169,6 +66,9 @@ pub enum ResolveError {
     /// The backend rejected the configuration.
     #[error("{0}")]
     Build(String),
+    /// The sink's type has no backend in this build (terminal).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl ResolveError {
@@ -178,7 +78,28 @@ impl ResolveError {
         match self {
             Self::NotFound { .. } => reasons::SINK_NOT_FOUND,
             Self::Forbidden(_) => reasons::SINK_FORBIDDEN,
+            Self::Unsupported(_) => reasons::SINK_TYPE_UNSUPPORTED,
             Self::Secret(_) | Self::Lookup(_) | Self::Build(_) => reasons::SINK_LOOKUP_FAILED,
+        }
+    }
+
+    /// The reason a sink's own conditions (and connection tests) report for this failure.
+    pub fn sink_reason(&self) -> &'static str {
+        use kollect_core::api::reasons;
+        match self {
+            Self::Unsupported(_) => reasons::SINK_TYPE_UNSUPPORTED,
+            Self::Secret(_) => reasons::SECRET_RESOLVE_FAILED,
+            _ => reasons::CONNECTION_TEST_FAILED,
+        }
+    }
+
+    /// How an export to a sink that failed this way is classified.
+    pub fn class(&self) -> kollect_core::error::ErrorClass {
+        use kollect_core::error::ErrorClass;
+        match self {
+            Self::Build(_) | Self::Unsupported(_) => ErrorClass::Terminal,
+            Self::Forbidden(_) => ErrorClass::Forbidden,
+            _ => ErrorClass::Transient,
         }
     }
 }
@@ -254,7 +175,7 @@ impl SinkResolver {
         name: &str,
     ) -> Result<Resolved, ResolveError> {
         let what = format!("{} sink {namespace}/{name}", family.as_str());
-        let cr = FamilySink::get(&self.client, family, namespace, name)
+        let cr = fetch_sink(&self.client, family, namespace, name)
             .await
             .map_err(|e| api_error(what.clone(), e))?
             .ok_or_else(|| ResolveError::NotFound {
@@ -268,13 +189,15 @@ impl SinkResolver {
 
     /// Builds (or reuses) the stack of `cr`.
     pub async fn stack_for(&self, cr: &FamilySink) -> Result<Arc<dyn Sink>, ResolveError> {
-        let credentials = self.read_secret(cr, cr.credentials_ref()).await?;
-        let database = self.read_secret(cr, cr.database_ref()).await?;
+        // An unsupported type is reported as such before any Secret is read: a missing Secret
+        // would otherwise hide that no backend could use it.
+        let refs = Registry::builtin().secret_refs(cr).map_err(|e| {
+            ResolveError::Unsupported(format!("{} sink {}: {e}", cr.family().as_str(), cr.key()))
+        })?;
+        let credentials = self.read_secret(cr, refs.credentials).await?;
+        let database = self.read_secret(cr, refs.database).await?;
         let tls = cr.common().tls.as_ref();
-        let ca_secret = match tls.filter(|t| t.ca_bundle.is_none()) {
-            Some(t) => self.read_secret(cr, t.ca_secret_ref.clone()).await?,
-            None => None,
-        };
+        let ca_secret = self.read_secret(cr, refs.ca).await?;
         let meta = cr.metadata();
         let fingerprint = format!(
             "{:?}/{:?}/{}/{}/{}",
@@ -294,14 +217,15 @@ impl SinkResolver {
         {
             return Ok(Arc::clone(&cached.sink));
         }
-        let mut context = BuildContext::new(cr.key(), self.net_policy);
-        context.secret = data(&credentials);
-        context.database_secret = data(&database);
-        context.ca_pem = match tls.and_then(|t| t.ca_bundle.as_ref()) {
+        let ca_pem = match tls.and_then(|t| t.ca_bundle.as_ref()) {
             Some(bundle) => Some(String::from_utf8_lossy(&bundle.0).into_owned()),
             None => data(&ca_secret).first_text(&["ca.crt", "tls.crt", "ca.pem"]),
         };
-        let backend = kollect_sinks::build(&cr.config(), context).map_err(|e| {
+        let context = BuildContext::new(cr.key(), self.net_policy)
+            .with_secret(data(&credentials))
+            .with_database_secret(data(&database))
+            .with_ca_pem(ca_pem);
+        let backend = Registry::builtin().build(&cr.config(), context).map_err(|e| {
             ResolveError::Build(format!(
                 "{} sink {}: {}",
                 cr.family().as_str(),

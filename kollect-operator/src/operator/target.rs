@@ -22,7 +22,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use super::sinks::FamilySink;
 use super::status;
 use super::triggers::{drive, in_namespace};
 use super::{Context, Error, publish};
@@ -333,7 +332,7 @@ async fn sink_path(namespace: &str, context: &Context) -> Result<&'static str, D
     for inventory in &inventories.items {
         for (family, reference) in inventory.spec.sinks.iter() {
             any = true;
-            let sink = FamilySink::get(&context.client, family, namespace, &reference.name)
+            let sink = super::sinks::fetch_sink(&context.client, family, namespace, &reference.name)
                 .await
                 .map_err(|e| {
                     degrade(

@@ -3,19 +3,19 @@
 use kollect_core::sink::ExportRequest;
 
 /// The default subject.
-pub const DEFAULT_SUBJECT: &str =
+pub(super) const DEFAULT_SUBJECT: &str =
     "chore({cluster}/{namespace}/{name}): export {itemCount} items @ {checksumShort}";
 
 /// Values the templates can use.
 #[derive(Debug, Clone)]
-pub struct CommitContext {
+pub(super) struct CommitContext {
     /// Values by placeholder name.
     values: Vec<(&'static str, String)>,
 }
 
 impl CommitContext {
     /// The context of an export of `request` to sink `sink`, written at `path`.
-    pub fn new(request: &ExportRequest, sink: &str, path: &str) -> Self {
+    pub(super) fn new(request: &ExportRequest, sink: &str, path: &str) -> Self {
         let checksum = request.snapshot.fingerprint().to_string();
         let checksum = checksum.trim_start_matches("sha256:").to_owned();
         let cluster = if request.inventory.cluster.is_empty() {
@@ -44,7 +44,7 @@ impl CommitContext {
     }
 
     /// Substitutes known placeholders; unknown ones stay as written.
-    pub fn render(&self, template: &str) -> String {
+    pub(super) fn render(&self, template: &str) -> String {
         let mut out = template.to_owned();
         for (name, value) in &self.values {
             out = out.replace(&format!("{{{name}}}"), value);
@@ -53,7 +53,7 @@ impl CommitContext {
     }
 
     /// The full message: subject, then the body and each non-blank trailer as paragraphs.
-    pub fn message(&self, subject: Option<&str>, body: Option<&str>, trailers: &[String]) -> String {
+    pub(super) fn message(&self, subject: Option<&str>, body: Option<&str>, trailers: &[String]) -> String {
         let mut message = self.render(subject.unwrap_or(DEFAULT_SUBJECT)).replace('\0', "");
         if let Some(body) = body.map(|b| self.render(b)).filter(|b| !b.trim().is_empty()) {
             message.push_str("\n\n");

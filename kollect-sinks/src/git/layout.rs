@@ -9,32 +9,11 @@ use kollect_core::model::Row;
 use kollect_core::sink::{ExportRequest, SinkError};
 use serde_json::{Map, Value};
 
+use crate::format::Format;
 use crate::path;
 
 /// Default per-resource path template.
 pub const DEFAULT_RESOURCE_TEMPLATE: &str = "{cluster}/{sourceNamespace}/{kind}/{sourceName}{extension}";
-
-/// File format of the repository files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    /// YAML with keys sorted alphabetically (as `sigs.k8s.io/yaml` writes).
-    Yaml,
-    /// JSON (the canonical envelope in document mode; pretty-printed files otherwise).
-    Json,
-    /// One compact JSON object per line.
-    Ndjson,
-}
-
-impl FileFormat {
-    /// `.yaml`, `.json` or `.ndjson`.
-    pub fn extension(self) -> &'static str {
-        match self {
-            FileFormat::Yaml => ".yaml",
-            FileFormat::Json => ".json",
-            FileFormat::Ndjson => ".ndjson",
-        }
-    }
-}
 
 /// The resolved layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +36,10 @@ pub struct Layout {
     pub lowercase_kind: bool,
     /// Longest path segment.
     pub max_segment_length: usize,
-    /// File format.
-    pub format: FileFormat,
+    /// File format: YAML with keys sorted alphabetically (as `sigs.k8s.io/yaml` writes), JSON
+    /// (the canonical envelope in document mode; pretty-printed files otherwise), or one compact
+    /// JSON object per line.
+    pub format: Format,
     /// Prune files that no longer correspond to rows.
     pub prune: bool,
 }
@@ -99,7 +80,7 @@ impl Layout {
     pub fn resolve(
         spec: Option<&LayoutSpec>,
         document_template: Option<&str>,
-        format: FileFormat,
+        format: Format,
         git_prune: bool,
         rows: &[&Row],
     ) -> Layout {
@@ -199,12 +180,12 @@ impl Layout {
 
     fn document(&self, request: &ExportRequest, rows: &[&Row]) -> Result<Vec<u8>, SinkError> {
         match self.format {
-            FileFormat::Json => Ok(request.envelope()),
-            FileFormat::Yaml => {
+            Format::Json => Ok(request.envelope()),
+            Format::Yaml => {
                 let items: Vec<Value> = rows.iter().map(|r| row_value(r)).collect::<Result<_, _>>()?;
                 yaml(&Value::Array(items))
             }
-            FileFormat::Ndjson => {
+            Format::Ndjson => {
                 let mut out = Vec::new();
                 for row in rows {
                     serde_json::to_writer(&mut out, &row_value(row)?)
@@ -237,14 +218,14 @@ impl Layout {
 
     fn encode(&self, value: &Value) -> Result<Vec<u8>, SinkError> {
         match self.format {
-            FileFormat::Yaml => yaml(value),
-            FileFormat::Json => {
+            Format::Yaml => yaml(value),
+            Format::Json => {
                 let mut out = serde_json::to_vec_pretty(&sorted(value))
                     .map_err(|e| SinkError::terminal(format!("render JSON: {e}")))?;
                 out.push(b'\n');
                 Ok(out)
             }
-            FileFormat::Ndjson => {
+            Format::Ndjson => {
                 let mut out = serde_json::to_vec(&sorted(value))
                     .map_err(|e| SinkError::terminal(format!("render NDJSON: {e}")))?;
                 out.push(b'\n');
@@ -392,7 +373,7 @@ mod tests {
         )
     }
 
-    fn layout(spec: Option<LayoutSpec>, format: FileFormat, rows: &ExportRequest) -> Layout {
+    fn layout(spec: Option<LayoutSpec>, format: Format, rows: &ExportRequest) -> Layout {
         let rows: Vec<&Row> = rows.rows().collect();
         Layout::resolve(spec.as_ref(), None, format, false, &rows)
     }
@@ -405,12 +386,12 @@ mod tests {
             "web",
             json!({"image": "web:1", "app": "x"}),
         )]);
-        let files = layout(None, FileFormat::Json, &req).project(&req).unwrap();
+        let files = layout(None, Format::Json, &req).project(&req).unwrap();
         assert_eq!(
             files,
             vec![("inventory/team-a/apps.json".to_owned(), req.envelope())]
         );
-        let files = layout(None, FileFormat::Yaml, &req).project(&req).unwrap();
+        let files = layout(None, Format::Yaml, &req).project(&req).unwrap();
         let text = String::from_utf8(files[0].1.clone()).unwrap();
         assert_eq!(files[0].0, "inventory/team-a/apps.yaml");
         assert!(
@@ -440,7 +421,7 @@ mod tests {
             path_template: Some("{cluster}/{group}/{kind}/{sourceName}{extension}".into()),
             ..Default::default()
         };
-        let files = layout(Some(spec), FileFormat::Json, &req).project(&req).unwrap();
+        let files = layout(Some(spec), Format::Json, &req).project(&req).unwrap();
         assert_eq!(files[0].0, "prod/apps/Deployme/web-v2-b.json");
         assert_eq!(
             String::from_utf8(files[0].1.clone()).unwrap(),
@@ -458,7 +439,7 @@ mod tests {
             mode: LayoutMode::Split,
             ..Default::default()
         };
-        let files = layout(Some(spec.clone()), FileFormat::Json, &req)
+        let files = layout(Some(spec.clone()), Format::Json, &req)
             .project(&req)
             .unwrap();
         let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
@@ -480,7 +461,7 @@ mod tests {
             path_template: Some("{sourceNamespace}/{kind}{extension}".into()),
             ..Default::default()
         };
-        let error = layout(Some(collide), FileFormat::Json, &req)
+        let error = layout(Some(collide), Format::Json, &req)
             .project(&req)
             .unwrap_err();
         assert!(error.message().starts_with("layout collision: "), "{error}");
@@ -495,7 +476,7 @@ mod tests {
             "web",
             json!({"resource": manifest}),
         )]);
-        let resolved = layout(None, FileFormat::Yaml, &req);
+        let resolved = layout(None, Format::Yaml, &req);
         assert_eq!(resolved.mode, LayoutMode::PerResource);
         assert_eq!(resolved.content, LayoutContent::Manifest);
         assert!(resolved.prune);

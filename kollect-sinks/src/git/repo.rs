@@ -162,7 +162,7 @@ impl Remote {
             };
         }
         if let (Some(x509), Some(pem)) = (cert.as_x509(), &self.ca_pem) {
-            return match verify_with_ca(pem, x509.data(), host) {
+            return match crate::tls::verify_with_ca(pem, x509.data(), host) {
                 Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
                 Err(message) => Err(git2::Error::new(
                     git2::ErrorCode::Certificate,
@@ -196,34 +196,6 @@ fn known_host_matches(known_hosts: &str, host: &str, key: &[u8]) -> bool {
                 .decode(encoded)
                 .is_ok_and(|decoded| decoded == key)
     })
-}
-
-/// Verifies a server certificate (DER) for `host` against the CA certificates in `pem`.
-fn verify_with_ca(pem: &str, der: &[u8], host: &str) -> Result<(), String> {
-    use rustls::client::danger::ServerCertVerifier;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        roots
-            .add(certificate.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
-            .build()
-            .map_err(|e| e.to_string())?;
-    let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-    verifier
-        .verify_server_cert(
-            &rustls_pki_types::CertificateDer::from(der.to_vec()),
-            &[],
-            &name,
-            &[],
-            rustls_pki_types::UnixTime::now(),
-        )
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 /// Where mirrors live: `$KOLLECT_GIT_MIRROR_DIR`, else `~/.cache/kollect/git-mirrors`, else the

@@ -1,12 +1,4 @@
-//! The `stdout` sink: one record per exported document, written to standard output (or any
-//! writer) in the formats of the CLI's `--output -` (pipeline.md §4.4):
-//!
-//! `{"context","targetNamespace","targetName","path","envelope":{…}}`, as NDJSON (one compact
-//! record per line), YAML (each record preceded by `---`), or JSON (one array indented by two
-//! spaces, written by [`StdoutSink::finish`]; `[]` when there were no records).
-//!
-//! Removing an inventory writes a record with an empty envelope, so a consumer of the stream
-//! sees the inventory emptied.
+//! The stdout sink: records written to a shared writer.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,38 +10,14 @@ use kollect_core::sink::{
 };
 use serde_json::{Map, Value};
 
-/// How records are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RecordFormat {
-    /// One compact JSON record per line.
-    #[default]
-    Ndjson,
-    /// YAML documents, each preceded by `---`.
-    Yaml,
-    /// One JSON array (written by [`StdoutSink::finish`]).
-    Json,
-}
-
-impl RecordFormat {
-    /// Parses `ndjson`, `yaml` or `json`.
-    pub fn parse(text: &str) -> Result<Self, SinkError> {
-        match text.to_ascii_lowercase().as_str() {
-            "ndjson" => Ok(Self::Ndjson),
-            "yaml" => Ok(Self::Yaml),
-            "json" => Ok(Self::Json),
-            other => Err(SinkError::terminal(format!(
-                "unknown output format \"{other}\" (supported: json, ndjson, yaml)"
-            ))),
-        }
-    }
-}
+use crate::format::Format;
 
 type Writer = Box<dyn Write + Send>;
 
 /// Writes records to a writer.
 #[derive(Clone)]
 pub struct StdoutSink {
-    format: RecordFormat,
+    format: Format,
     out: Arc<Mutex<Writer>>,
     pending: Arc<Mutex<Vec<Value>>>,
 }
@@ -64,12 +32,12 @@ impl std::fmt::Debug for StdoutSink {
 
 impl StdoutSink {
     /// Records to standard output.
-    pub fn stdout(format: RecordFormat) -> Self {
+    pub fn stdout(format: Format) -> Self {
         Self::to_writer(format, std::io::stdout())
     }
 
     /// Records to `writer`.
-    pub fn to_writer(format: RecordFormat, writer: impl Write + Send + 'static) -> Self {
+    pub fn to_writer(format: Format, writer: impl Write + Send + 'static) -> Self {
         Self {
             format,
             out: Arc::new(Mutex::new(Box::new(writer))),
@@ -91,20 +59,20 @@ impl StdoutSink {
 
     fn emit(&self, record: Value) -> Result<u64, SinkError> {
         let bytes = match self.format {
-            RecordFormat::Json => {
+            Format::Json => {
                 self.pending
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(record);
                 return Ok(0);
             }
-            RecordFormat::Ndjson => {
+            Format::Ndjson => {
                 let mut line = serde_json::to_vec(&record)
                     .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
                 line.push(b'\n');
                 line
             }
-            RecordFormat::Yaml => {
+            Format::Yaml => {
                 let yaml = serde_norway::to_string(&record)
                     .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
                 format!("---\n{yaml}").into_bytes()
@@ -120,7 +88,7 @@ impl StdoutSink {
     /// Writes the JSON array of every record (JSON format; a no-op otherwise) and flushes.
     pub fn finish(&self) -> Result<(), SinkError> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.format == RecordFormat::Json {
+        if self.format == Format::Json {
             let records = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
             let mut text = serde_json::to_string_pretty(&Value::Array(records))
                 .map_err(|e| SinkError::terminal(format!("render records: {e}")))?;
@@ -133,19 +101,19 @@ impl StdoutSink {
     }
 
     /// Reads records back from NDJSON or YAML output: `(record fields, envelope)` in order.
-    pub fn parse_records(format: RecordFormat, text: &str) -> Result<Vec<Value>, String> {
+    pub fn parse_records(format: Format, text: &str) -> Result<Vec<Value>, String> {
         match format {
-            RecordFormat::Ndjson => text
+            Format::Ndjson => text
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
                 .collect(),
-            RecordFormat::Yaml => text
+            Format::Yaml => text
                 .split("---\n")
                 .filter(|d| !d.trim().is_empty())
                 .map(|d| serde_norway::from_str(d).map_err(|e| e.to_string()))
                 .collect(),
-            RecordFormat::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+            Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
         }
     }
 }
@@ -153,21 +121,18 @@ impl StdoutSink {
 #[async_trait]
 impl Sink for StdoutSink {
     fn sink_type(&self) -> &str {
-        "stdout"
+        super::TYPE
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::STREAM_EMITTER
+        Capabilities::MESSAGES.with_delta(false)
     }
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
         let path = request.part_path(&request.inventory.default_object_path(".json"));
         let record = Self::record(&request.inventory, path, &request.envelope())?;
         let bytes = self.emit(record)?;
-        Ok(ExportReceipt {
-            bytes,
-            unchanged: false,
-        })
+        Ok(ExportReceipt::written(bytes))
     }
 
     async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
@@ -186,9 +151,9 @@ impl Sink for StdoutSink {
     }
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
-        Ok(ProbeReport {
-            latency: std::time::Duration::ZERO,
-            message: "standard output is always available".into(),
-        })
+        Ok(ProbeReport::new(
+            std::time::Duration::ZERO,
+            "standard output is always available",
+        ))
     }
 }

@@ -1,111 +1,25 @@
-//! The `postgres` sink: one table row per collected object, keyed
-//! `(cluster, inventory_namespace, inventory_name, target_name, source_uid)` (decision S1).
-//!
-//! - Every export runs in one transaction: a delta (upserts and deletes) when the engine gives
-//!   one, otherwise a full reconcile (per-row upserts below 32 rows, `COPY` into a temporary
-//!   table and one merge above), then deleting the rows of this inventory and cluster that are
-//!   not in the snapshot. An empty snapshot deletes the inventory's rows. A failure rolls back,
-//!   leaving the previous rows intact.
-//! - `provisioning.mode: ensure` (default) creates the table and migrates a table created by the
-//!   Go operator (primary key without `cluster`) in a transaction; `existing` never runs DDL and
-//!   fails clearly when the table is missing.
-//! - `spec.options` are applied to each session with `set_config` (`statement_timeout`,
-//!   `lock_timeout`, ...); keys that look like secrets are refused.
-//! - The host is resolved through the SSRF guard and the connection goes to the checked address;
-//!   TLS follows the DSN's `sslmode` (rustls, with `spec.tls` CA material when given).
-//! - DSN and connection errors are replaced with fixed texts: no host, user or password leaks.
+//! The PostgreSQL sink: one transaction per export, a delta when the engine has one.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use kollect_core::api::v1alpha1::{
-    KollectDatabaseSinkSpec, PostgresPreview, ProvisioningMode, SECRET_LIKE_OPTION_WORDS, SinkPreview,
-};
+use kollect_core::api::v1alpha1::{KollectDatabaseSinkSpec, PostgresPreview, ProvisioningMode, SinkPreview};
 use kollect_core::model::{Row, RowKey};
-use kollect_core::netguard::GuardedResolver;
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
 use tokio::sync::Mutex;
-use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Config, GenericClient};
+use tokio_postgres::{Client, GenericClient};
 
-use crate::registry::BuildContext;
+use super::config::PostgresConfig;
+use super::sql::{ddl, quote};
+use super::transport::{self, db_error};
+use crate::context::BuildContext;
 
 /// Rows at or above this count go through `COPY` instead of per-row upserts.
 const BULK_THRESHOLD: usize = 32;
-
-/// Configuration of a [`PostgresSink`].
-#[derive(Clone)]
-pub struct PostgresConfig {
-    /// The connection string (libpq URL or key/value form).
-    pub dsn: String,
-    /// Schema (default `public`).
-    pub schema: String,
-    /// Table.
-    pub table: String,
-    /// Cluster identity written into every row (`spec.cluster`, default empty).
-    pub cluster: String,
-    /// Create and migrate the table (`ensure`) or only use it (`existing`).
-    pub provisioning: ProvisioningMode,
-    /// Session settings.
-    pub options: Vec<(String, String)>,
-    /// Extra CA certificates (PEM) for TLS.
-    pub ca_pem: Option<String>,
-    /// The SSRF guard.
-    pub resolver: GuardedResolver,
-}
-
-impl std::fmt::Debug for PostgresConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresConfig")
-            .field("schema", &self.schema)
-            .field("table", &self.table)
-            .field("cluster", &self.cluster)
-            .field("provisioning", &self.provisioning)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Quotes an identifier (`"` doubled).
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
-}
-
-/// The table DDL.
-pub fn ddl(schema: &str, table: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {}.{} (\n  inventory_namespace TEXT NOT NULL,\n  inventory_name TEXT NOT NULL,\n  target_name TEXT NOT NULL,\n  source_uid TEXT NOT NULL,\n  cluster TEXT NOT NULL DEFAULT '',\n  resource_namespace TEXT NOT NULL DEFAULT '',\n  payload JSONB NOT NULL,\n  exported_at TIMESTAMPTZ NOT NULL,\n  PRIMARY KEY (cluster, inventory_namespace, inventory_name, target_name, source_uid)\n)",
-        quote(schema),
-        quote(table)
-    )
-}
-
-/// Checks `spec.options`: identifiers only, nothing secret-like.
-fn check_options(options: &[(String, String)]) -> Result<(), SinkError> {
-    for (key, _) in options {
-        let lower = key.to_ascii_lowercase();
-        if let Some(word) = SECRET_LIKE_OPTION_WORDS.iter().find(|w| lower.contains(*w)) {
-            return Err(SinkError::terminal(format!(
-                "spec.options.{key}: keys containing \"{word}\" are not allowed (secrets belong in the database Secret)"
-            )));
-        }
-        let valid = !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if !valid {
-            return Err(SinkError::terminal(format!(
-                "spec.options.{key}: not a PostgreSQL setting name"
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// The PostgreSQL sink.
 pub struct PostgresSink {
@@ -125,73 +39,15 @@ impl std::fmt::Debug for PostgresSink {
     }
 }
 
-fn db_error(stage: &str, error: &tokio_postgres::Error) -> SinkError {
-    // The server's message names objects and values, never credentials; the client-side text
-    // of a connection error can name the host, so only the server part is kept.
-    match error.as_db_error() {
-        Some(db) => {
-            let message = format!("{stage}: {} ({})", db.message(), db.code().code());
-            match *db.code() {
-                SqlState::INSUFFICIENT_PRIVILEGE => SinkError::forbidden(message),
-                SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
-                    SinkError::terminal(message)
-                }
-                SqlState::UNDEFINED_TABLE
-                | SqlState::UNDEFINED_COLUMN
-                | SqlState::INVALID_PARAMETER_VALUE
-                | SqlState::UNDEFINED_OBJECT
-                | SqlState::CANT_CHANGE_RUNTIME_PARAM => SinkError::terminal(message),
-                _ => SinkError::transient(message),
-            }
-        }
-        None if error.is_closed() => SinkError::transient(format!("{stage}: connection closed")),
-        None => SinkError::transient(format!("{stage}: connection failed")),
-    }
-}
-
 impl PostgresSink {
     /// Builds the sink from a `KollectDatabaseSink` spec and its resolved database Secret.
     pub fn from_spec(spec: &KollectDatabaseSinkSpec, context: BuildContext) -> Result<Self, SinkError> {
-        let postgres = spec
-            .postgres
-            .as_ref()
-            .ok_or_else(|| SinkError::terminal("spec.postgres is required for type postgres"))?;
-        if postgres.table.trim().is_empty() {
-            return Err(SinkError::terminal("spec.postgres.table is required"));
-        }
-        let dsn = context
-            .database_secret
-            .first_text(&["dsn", "url", "connectionString", "DATABASE_URL"])
-            .ok_or_else(|| {
-                SinkError::terminal(format!(
-                    "the Secret of spec.postgres.databaseRef ({}) has none of the keys dsn, url, connectionString, DATABASE_URL",
-                    postgres.database_ref.name
-                ))
-            })?;
-        Self::new(PostgresConfig {
-            dsn,
-            schema: postgres.schema.clone().unwrap_or_else(|| "public".into()),
-            table: postgres.table.clone(),
-            cluster: spec.common.cluster.clone().unwrap_or_default(),
-            provisioning: spec.common.provisioning_mode(),
-            options: spec
-                .common
-                .options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            ca_pem: context.ca_pem,
-            resolver: GuardedResolver::new(context.net_policy),
-        })
+        PostgresConfig::from_spec(spec, context).and_then(Self::new)
     }
 
     /// Builds the sink; checks the DSN and options without connecting.
     pub fn new(config: PostgresConfig) -> Result<Self, SinkError> {
-        check_options(&config.options)?;
-        config
-            .dsn
-            .parse::<Config>()
-            .map_err(|_| SinkError::terminal("parse postgres DSN: invalid connection string"))?;
+        config.check()?;
         Ok(Self {
             config,
             client: Mutex::new(None),
@@ -212,7 +68,7 @@ impl PostgresSink {
         {
             return Ok(Arc::clone(client));
         }
-        let client = Arc::new(self.connect().await?);
+        let client = Arc::new(transport::connect(&self.config).await?);
         for (key, value) in &self.config.options {
             client
                 .execute("SELECT set_config($1, $2, false)", &[key, value])
@@ -221,100 +77,6 @@ impl PostgresSink {
         }
         *slot = Some(Arc::clone(&client));
         Ok(client)
-    }
-
-    async fn connect(&self) -> Result<Client, SinkError> {
-        let mut config: Config = self
-            .config
-            .dsn
-            .parse()
-            .map_err(|_| SinkError::terminal("parse postgres DSN: invalid connection string"))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(30));
-        }
-        // Resolve every host through the SSRF guard and pin the checked address.
-        let hosts = config.get_hosts().to_vec();
-        let ports = config.get_ports().to_vec();
-        let mut addresses: Vec<IpAddr> = Vec::new();
-        for (i, host) in hosts.iter().enumerate() {
-            let Host::Tcp(name) = host else {
-                return Err(SinkError::terminal(
-                    "connect postgres: Unix-socket hosts are not allowed; use a TCP host",
-                ));
-            };
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            let resolved = self
-                .config
-                .resolver
-                .resolve(name, port)
-                .await
-                .map_err(|e| SinkError::terminal(format!("connect postgres: {e}")))?;
-            let ip = resolved
-                .first()
-                .map(std::net::SocketAddr::ip)
-                .ok_or_else(|| SinkError::transient("connect postgres: the host did not resolve"))?;
-            addresses.push(ip);
-        }
-        if addresses.is_empty() {
-            return Err(SinkError::terminal("connect postgres: the DSN names no host"));
-        }
-        for ip in addresses {
-            config.hostaddr(ip);
-        }
-        let result = match config.get_ssl_mode() {
-            SslMode::Disable => config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map(|(client, connection)| {
-                    tokio::spawn(connection);
-                    client
-                }),
-            _ => {
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
-                config.connect(tls).await.map(|(client, connection)| {
-                    tokio::spawn(connection);
-                    client
-                })
-            }
-        };
-        result.map_err(|error| match error.as_db_error() {
-            Some(db)
-                if matches!(
-                    *db.code(),
-                    SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-                ) =>
-            {
-                SinkError::terminal("connect postgres: authentication failed")
-            }
-            Some(db) if *db.code() == SqlState::INVALID_CATALOG_NAME => {
-                SinkError::terminal("connect postgres: the database does not exist")
-            }
-            _ => SinkError::transient("connect postgres: connection failed"),
-        })
-    }
-
-    fn tls_config(&self) -> Result<rustls::ClientConfig, SinkError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(pem) = &self.config.ca_pem {
-            for certificate in
-                <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_slice_iter(
-                    pem.as_bytes(),
-                )
-            {
-                let certificate =
-                    certificate.map_err(|e| SinkError::terminal(format!("spec.tls CA bundle: {e}")))?;
-                roots
-                    .add(certificate)
-                    .map_err(|e| SinkError::terminal(format!("spec.tls CA bundle: {e}")))?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Ok(rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| SinkError::terminal(format!("TLS setup: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth())
     }
 
     /// Runs the DDL (ensure) or checks the table exists (existing), once per sink.
@@ -508,11 +270,11 @@ fn resource_namespace<'a>(row: &'a Row, inventory_namespace: &'a str) -> &'a str
 #[async_trait]
 impl Sink for PostgresSink {
     fn sink_type(&self) -> &str {
-        "postgres"
+        super::TYPE
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::RELATIONAL_STORE.with_delta(true)
+        Capabilities::ROWS
     }
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
@@ -534,10 +296,7 @@ impl Sink for PostgresSink {
                     .batch_execute("COMMIT")
                     .await
                     .map_err(|e| db_error("commit tx", &e))?;
-                Ok(ExportReceipt {
-                    bytes,
-                    unchanged: false,
-                })
+                Ok(ExportReceipt::written(bytes))
             }
             Err(error) => {
                 let _ = client.batch_execute("ROLLBACK").await;
@@ -562,10 +321,7 @@ impl Sink for PostgresSink {
             .simple_query("SELECT 1")
             .await
             .map_err(|e| db_error("ping", &e))?;
-        Ok(ProbeReport {
-            latency: started.elapsed(),
-            message: "PostgreSQL ping succeeded".into(),
-        })
+        Ok(ProbeReport::new(started.elapsed(), "PostgreSQL ping succeeded"))
     }
 
     fn preview(&self, request: &ExportRequest) -> SinkPreview {
@@ -684,49 +440,5 @@ impl PostgresSink {
             .await
             .map_err(|e| db_error("postgres delete", &e))?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ddl_quotes_identifiers_and_keys_on_cluster() {
-        let ddl = ddl("my\"schema", "items");
-        assert!(
-            ddl.starts_with("CREATE TABLE IF NOT EXISTS \"my\"\"schema\".\"items\""),
-            "{ddl}"
-        );
-        assert!(
-            ddl.contains(
-                "PRIMARY KEY (cluster, inventory_namespace, inventory_name, target_name, source_uid)"
-            )
-        );
-    }
-
-    #[test]
-    fn secret_like_options_are_refused() {
-        let error = check_options(&[("db_password".into(), "x".into())]).unwrap_err();
-        assert!(error.message().contains("\"password\""), "{error}");
-        assert!(!error.message().contains("\"x\""));
-        assert!(check_options(&[("statement_timeout".into(), "5s".into())]).is_ok());
-        assert!(check_options(&[("a;drop".into(), "x".into())]).is_err());
-    }
-
-    #[test]
-    fn an_invalid_dsn_does_not_echo_itself() {
-        let error = PostgresSink::new(PostgresConfig {
-            dsn: "postgres://user:s3cret@host:notaport/db".into(),
-            schema: "public".into(),
-            table: "t".into(),
-            cluster: String::new(),
-            provisioning: ProvisioningMode::Ensure,
-            options: vec![],
-            ca_pem: None,
-            resolver: GuardedResolver::new(kollect_core::netguard::NetPolicy::new(false)),
-        })
-        .unwrap_err();
-        assert_eq!(error.message(), "parse postgres DSN: invalid connection string");
     }
 }

@@ -1,10 +1,4 @@
-//! The `local` sink: inventory documents as files under a directory (the CLI's `--output <dir>`).
-//!
-//! Paths come from a template and must stay inside the directory. Parent directories are created
-//! with mode 0755 and files written with mode 0644, through a temporary file and a rename so a
-//! reader never sees half a document. A file whose bytes are already identical is not rewritten.
-//! After the last part of an export, part files left over from an earlier export with a different
-//! number of parts are removed.
+//! The local sink: documents written atomically under the configured directory.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -15,19 +9,9 @@ use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError,
 };
 
-use crate::format::DocumentFormat;
+use super::config::LocalConfig;
+use crate::format::Format;
 use crate::path;
-
-/// Configuration of a [`LocalSink`].
-#[derive(Debug, Clone)]
-pub struct LocalConfig {
-    /// The output directory (created when missing).
-    pub dir: PathBuf,
-    /// Document format.
-    pub format: DocumentFormat,
-    /// Path template relative to `dir` (default [`path::DEFAULT_TEMPLATE`]).
-    pub path_template: Option<String>,
-}
 
 /// Writes documents under a directory.
 #[derive(Debug, Clone)]
@@ -101,7 +85,7 @@ impl LocalSink {
     }
 
     /// The format documents are written in.
-    pub fn format(&self) -> DocumentFormat {
+    pub fn format(&self) -> Format {
         self.config.format
     }
 
@@ -178,11 +162,11 @@ fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), SinkError> {
 #[async_trait]
 impl Sink for LocalSink {
     fn sink_type(&self) -> &str {
-        "local"
+        super::TYPE
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::SNAPSHOT_STORE
+        Capabilities::DOCUMENTS
     }
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
@@ -212,9 +196,10 @@ impl Sink for LocalSink {
                     std::fs::remove_file(&stale).map_err(|e| io_error("remove stale part", &stale, e))?;
                 }
             }
-            Ok(ExportReceipt {
-                bytes: if unchanged { 0 } else { bytes.len() as u64 },
-                unchanged,
+            Ok(if unchanged {
+                ExportReceipt::unchanged()
+            } else {
+                ExportReceipt::written(bytes.len() as u64)
             })
         })
         .await
@@ -255,10 +240,10 @@ impl Sink for LocalSink {
         })
         .await
         .map_err(|e| SinkError::transient(format!("local sink task: {e}")))??;
-        Ok(ProbeReport {
-            latency: started.elapsed(),
-            message: format!("directory {} is writable", self.config.dir.display()),
-        })
+        Ok(ProbeReport::new(
+            started.elapsed(),
+            format!("directory {} is writable", self.config.dir.display()),
+        ))
     }
 }
 
@@ -277,7 +262,7 @@ mod tests {
     fn templates_escaping_the_directory_are_refused_at_construction() {
         let error = LocalSink::new(LocalConfig {
             dir: "/tmp/out".into(),
-            format: DocumentFormat::Json,
+            format: Format::Json,
             path_template: Some("../{name}.json".into()),
         })
         .unwrap_err();

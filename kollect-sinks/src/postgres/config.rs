@@ -1,0 +1,199 @@
+//! The PostgreSQL sink's configuration: DSN, table, cluster identity, provisioning and
+//! session options, checked without connecting.
+
+use kollect_core::api::v1alpha1::{KollectDatabaseSinkSpec, ProvisioningMode, SECRET_LIKE_OPTION_WORDS};
+use kollect_core::netguard::GuardedResolver;
+use kollect_core::sink::SinkError;
+use tokio_postgres::Config;
+
+use crate::context::BuildContext;
+
+/// Configuration of a [`PostgresSink`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// The connection string (libpq URL or key/value form).
+    pub dsn: String,
+    /// Schema (default `public`).
+    pub schema: String,
+    /// Table.
+    pub table: String,
+    /// Cluster identity written into every row (`spec.cluster`, default empty).
+    pub cluster: String,
+    /// Create and migrate the table (`ensure`) or only use it (`existing`).
+    pub provisioning: ProvisioningMode,
+    /// Session settings.
+    pub options: Vec<(String, String)>,
+    /// Extra CA certificates (PEM) for TLS.
+    pub ca_pem: Option<String>,
+    /// The SSRF guard.
+    pub resolver: GuardedResolver,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("schema", &self.schema)
+            .field("table", &self.table)
+            .field("cluster", &self.cluster)
+            .field("provisioning", &self.provisioning)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresConfig {
+    /// The table `table` in schema `public` of the database `dsn` names, reached through
+    /// `resolver`; `ensure` provisioning, no cluster identity, no session options.
+    pub fn new(dsn: impl Into<String>, table: impl Into<String>, resolver: GuardedResolver) -> Self {
+        Self {
+            dsn: dsn.into(),
+            schema: "public".into(),
+            table: table.into(),
+            cluster: String::new(),
+            provisioning: ProvisioningMode::Ensure,
+            options: Vec::new(),
+            ca_pem: None,
+            resolver,
+        }
+    }
+
+    /// Reads a `KollectDatabaseSink` spec (type `postgres`) with its resolved database Secret,
+    /// checking the DSN and options without connecting.
+    pub fn from_spec(spec: &KollectDatabaseSinkSpec, context: BuildContext) -> Result<Self, SinkError> {
+        let postgres = spec
+            .postgres
+            .as_ref()
+            .ok_or_else(|| SinkError::terminal("spec.postgres is required for type postgres"))?;
+        if postgres.table.trim().is_empty() {
+            return Err(SinkError::terminal("spec.postgres.table is required"));
+        }
+        let dsn = context
+            .database_secret
+            .first_text(&["dsn", "url", "connectionString", "DATABASE_URL"])
+            .ok_or_else(|| {
+                SinkError::terminal(format!(
+                    "the Secret of spec.postgres.databaseRef ({}) has none of the keys dsn, url, connectionString, DATABASE_URL",
+                    postgres.database_ref.name
+                ))
+            })?;
+        let config = PostgresConfig {
+            dsn,
+            schema: postgres.schema.clone().unwrap_or_else(|| "public".into()),
+            table: postgres.table.clone(),
+            cluster: spec.common.cluster.clone().unwrap_or_default(),
+            provisioning: spec.common.provisioning_mode(),
+            options: spec
+                .common
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ca_pem: context.ca_pem,
+            resolver: GuardedResolver::new(context.net_policy),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The same configuration with another connection string.
+    pub fn with_dsn(mut self, dsn: impl Into<String>) -> Self {
+        self.dsn = dsn.into();
+        self
+    }
+
+    /// The same configuration in schema `schema`.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The same configuration writing `cluster` into every row.
+    pub fn with_cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// The same configuration with `provisioning`.
+    pub fn with_provisioning(mut self, provisioning: ProvisioningMode) -> Self {
+        self.provisioning = provisioning;
+        self
+    }
+
+    /// The same configuration applying `options` to each session.
+    pub fn with_options(mut self, options: Vec<(String, String)>) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The same configuration trusting the CA certificates of `ca_pem` as well.
+    pub fn with_ca_pem(mut self, ca_pem: Option<String>) -> Self {
+        self.ca_pem = ca_pem;
+        self
+    }
+
+    /// The same configuration reached through `resolver`.
+    pub fn with_resolver(mut self, resolver: GuardedResolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Checks the DSN and options.
+    pub fn check(&self) -> Result<(), SinkError> {
+        check_options(&self.options)?;
+        self.parsed_dsn().map(|_| ())
+    }
+
+    /// The parsed DSN; the error never echoes it (it may hold a password).
+    pub(super) fn parsed_dsn(&self) -> Result<Config, SinkError> {
+        self.dsn
+            .parse::<Config>()
+            .map_err(|_| SinkError::terminal("parse postgres DSN: invalid connection string"))
+    }
+}
+
+/// Checks `spec.options`: identifiers only, nothing secret-like.
+fn check_options(options: &[(String, String)]) -> Result<(), SinkError> {
+    for (key, _) in options {
+        let lower = key.to_ascii_lowercase();
+        if let Some(word) = SECRET_LIKE_OPTION_WORDS.iter().find(|w| lower.contains(*w)) {
+            return Err(SinkError::terminal(format!(
+                "spec.options.{key}: keys containing \"{word}\" are not allowed (secrets belong in the database Secret)"
+            )));
+        }
+        let valid = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !valid {
+            return Err(SinkError::terminal(format!(
+                "spec.options.{key}: not a PostgreSQL setting name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_like_options_are_refused() {
+        let error = check_options(&[("db_password".into(), "x".into())]).unwrap_err();
+        assert!(error.message().contains("\"password\""), "{error}");
+        assert!(!error.message().contains("\"x\""));
+        assert!(check_options(&[("statement_timeout".into(), "5s".into())]).is_ok());
+        assert!(check_options(&[("a;drop".into(), "x".into())]).is_err());
+    }
+
+    #[test]
+    fn an_invalid_dsn_does_not_echo_itself() {
+        let config = PostgresConfig::new(
+            "postgres://user:s3cret@host:notaport/db",
+            "t",
+            GuardedResolver::new(kollect_core::netguard::NetPolicy::new(false)),
+        );
+        let error = config.check().unwrap_err();
+        assert_eq!(error.message(), "parse postgres DSN: invalid connection string");
+    }
+}

@@ -1,0 +1,76 @@
+//! TLS material shared by every backend that speaks TLS through rustls: CA bundles from
+//! `spec.tls` (inline or from a Secret) as root stores, client configurations, and checking a
+//! certificate a non-rustls transport (libgit2) presents.
+
+use std::sync::Arc;
+
+use kollect_core::sink::SinkError;
+use rustls::RootCertStore;
+use rustls::client::danger::ServerCertVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// The certificates of a PEM bundle as a root store.
+pub(crate) fn roots_from_pem(pem: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots
+            .add(certificate.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(roots)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration trusting the public web roots and, when given, the CA certificates of
+/// `ca_pem` (`spec.tls`).
+pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, SinkError> {
+    let mut roots = match ca_pem {
+        Some(pem) => {
+            roots_from_pem(pem).map_err(|e| SinkError::terminal(format!("spec.tls CA bundle: {e}")))?
+        }
+        None => RootCertStore::empty(),
+    };
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SinkError::terminal(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Verifies a server certificate (DER) for `host` against the CA certificates in `pem`, for
+/// transports that hand the certificate to us instead of using rustls themselves.
+pub(crate) fn verify_with_ca(pem: &str, der: &[u8], host: &str) -> Result<(), String> {
+    let roots = roots_from_pem(pem)?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    verifier
+        .verify_server_cert(
+            &CertificateDer::from(der.to_vec()),
+            &[],
+            &name,
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_bundle_names_the_field() {
+        let pem = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        let error = client_config(Some(pem)).unwrap_err();
+        assert!(error.message().starts_with("spec.tls CA bundle: "), "{error}");
+        assert!(client_config(None).is_ok());
+    }
+}
