@@ -163,7 +163,7 @@ fn exit_codes() {
         ),
         (
             vec!["--output", "-", "--format", "xml"],
-            "unknown output format \"xml\"",
+            "--format: unknown format \"xml\" (supported: json, ndjson, yaml)",
         ),
         (
             vec![],
@@ -473,4 +473,68 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `validate` decodes strictly, checks inventories' sink refs, and treats a sink type this
+/// build has no backend for as invalid (not a warning).
+#[test]
+fn validate_is_strict_about_fields_inventories_and_sink_types() {
+    let example = repo().join("examples/first-inventory");
+    let output = kollect(&["validate", "--config", example.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+
+    let unknown_field = config(&[
+        ("profile.yaml", PROFILE),
+        ("target.yaml", &format!("{TARGET}  suspnd: true\n")),
+    ]);
+    let output = kollect(&["validate", "--config", unknown_field.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "target.yaml (document 1): KollectTarget: strict decoding error: unknown field \"spec.suspnd\""
+        ),
+        "{stderr}"
+    );
+
+    let inventory = r#"apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {name: apps, namespace: kollect-system}
+spec:
+  snapshotSinkRefs: [{name: archive}]
+  databaseSinkRefs: [{name: missing}]
+"#;
+    let s3 = r#"apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {name: archive, namespace: kollect-system}
+spec:
+  type: azureblob
+  endpoint: azblob://inventory
+"#;
+    let dir = config(&[
+        ("profile.yaml", PROFILE),
+        ("target.yaml", TARGET),
+        ("inventory.yaml", inventory),
+        ("sink.yaml", s3),
+    ]);
+    let output = kollect(&["validate", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "invalid: KollectInventory \"apps\" is invalid: spec.databaseSinkRefs: \"missing\" is not a KollectDatabaseSink in "
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "invalid: KollectSnapshotSink \"archive\" is invalid: spec.type: unknown sink type \"azureblob\" (supported: "
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning: KollectSnapshotSink"), "{stderr}");
+    assert!(
+        stderr.ends_with("2 config object(s) failed validation\n"),
+        "{stderr}"
+    );
 }

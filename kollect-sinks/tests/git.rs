@@ -547,3 +547,73 @@ async fn ssh_with_a_private_key_and_known_hosts() {
     assert_eq!(error.class(), ErrorClass::Terminal, "{error}");
     assert!(error.message().contains("not in known_hosts"), "{error}");
 }
+
+/// Two clusters writing the same inventory to one repository: each sink's `spec.cluster` names
+/// its files, so neither overwrites nor prunes the other's; a cluster named by the export
+/// request wins over the spec.
+#[tokio::test]
+async fn clusters_sharing_a_repository_keep_their_own_files() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "fleet");
+    let bare = Bare {
+        path: server.repo_path(&repo),
+    };
+    let per_resource = |cluster: &str| {
+        json!({"cluster": cluster, "layout": {"mode": "perResource", "content": "attributes"},
+               "serialization": {"format": "json"}, "git": {"prune": true}})
+    };
+    let east = sink(server, &repo, per_resource("east"), PASSWORD);
+    let west = sink(server, &repo, per_resource("west"), PASSWORD);
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    east.export(&request(&inventory, &["web"], 1)).await.unwrap();
+    west.export(&request(&inventory, &["api"], 1)).await.unwrap();
+    assert_eq!(
+        paths(&bare),
+        [
+            ".kollect/inventories/east/team-a/apps.paths",
+            ".kollect/inventories/west/team-a/apps.paths",
+            "east/shop/deployment/web.json",
+            "west/shop/deployment/api.json",
+        ]
+    );
+    // Removing east's inventory leaves west's files alone.
+    east.remove(&kollect_core::sink::RemoveRequest {
+        inventory: inventory.clone(),
+        generation: 7,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        paths(&bare),
+        [
+            ".kollect/inventories/west/team-a/apps.paths",
+            "west/shop/deployment/api.json",
+        ]
+    );
+    // The request's cluster identity wins over spec.cluster.
+    let named = InventoryRef::namespaced("team-a", "apps").with_cluster("north");
+    west.export(&request(&named, &["db"], 1)).await.unwrap();
+    assert!(
+        paths(&bare).contains(&"north/shop/deployment/db.json".to_owned()),
+        "{:?}",
+        paths(&bare)
+    );
+}
+
+/// The preview names layout values as the API spells them.
+#[tokio::test]
+async fn the_preview_uses_api_spellings() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "preview");
+    let sink = sink(
+        server,
+        &repo,
+        json!({"layout": {"mode": "perResource", "content": "attributes"}}),
+        PASSWORD,
+    );
+    let inventory = InventoryRef::namespaced("team-a", "api");
+    let preview = sink.preview(&request(&inventory, &["web"], 1));
+    let layout = preview.layout.expect("layout preview");
+    assert_eq!(layout.mode.as_deref(), Some("perResource"));
+    assert_eq!(layout.content.as_deref(), Some("attributes"));
+}

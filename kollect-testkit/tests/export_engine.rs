@@ -448,3 +448,77 @@ async fn deleting_an_inventory_removes_it_from_every_sink() {
     assert!(second.all_removed());
     assert_eq!(db.rows(&inventory()), None);
 }
+
+/// The engine reads what a sink's capabilities say, not which family binds it: a whole-payload
+/// sink gets one request however small the ceiling, a parts sink is split within it.
+#[tokio::test(start_paused = true)]
+async fn the_payload_capability_decides_between_one_request_and_parts() {
+    let names: Vec<String> = (0..40).map(|i| format!("svc-{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let big = snapshot(&names, 1);
+    let whole = MemorySink::new("rows", Capabilities::ROWS);
+    let parts = MemorySink::new("messages", Capabilities::MESSAGES);
+    // Both bound through the event family: the family does not decide anything.
+    let mut a = binding(SinkFamily::Event, "whole", Arc::new(whole.clone()), 30);
+    let mut b = binding(SinkFamily::Event, "parts", Arc::new(parts.clone()), 30);
+    a.ceiling = 4096;
+    b.ceiling = 4096;
+    let report = exporter().export(&big, 1, &[a, b], t0()).await;
+    assert_eq!(outcome_kinds(&report), ["exported", "exported"]);
+    assert_eq!(whole.export_count(), 1);
+    assert!(parts.export_count() >= 3, "{}", parts.export_count());
+}
+
+/// Which checksum coalescing compares follows the capability: a content checksum stays the
+/// same when only the partitioning changes, a parts checksum does not.
+#[tokio::test(start_paused = true)]
+async fn the_checksum_capability_decides_what_coalescing_compares() {
+    let names: Vec<String> = (0..40).map(|i| format!("svc-{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let big = snapshot(&names, 1);
+    let documents = MemorySink::new("documents", Capabilities::DOCUMENTS);
+    let messages = MemorySink::new("messages", Capabilities::MESSAGES);
+    let mut exporter = exporter();
+    let mut bound = [
+        binding(
+            SinkFamily::Snapshot,
+            "documents",
+            Arc::new(documents.clone()),
+            3600,
+        ),
+        binding(SinkFamily::Snapshot, "messages", Arc::new(messages.clone()), 3600),
+    ];
+    exporter.export(&big, 1, &bound, t0()).await;
+    for b in &mut bound {
+        b.ceiling = 4096;
+    }
+    let report = exporter.export(&big, 1, &bound, later(1)).await;
+    assert_eq!(
+        outcome_kinds(&report),
+        ["exported", "debounced"],
+        "documents are rewritten when split differently; messages carry the same content"
+    );
+}
+
+/// A sink that holds nothing of an inventory is not asked to remove it.
+#[tokio::test(start_paused = true)]
+async fn removal_skips_sinks_that_need_none() {
+    let held = MemorySink::default();
+    let streamed = MemorySink::new("stream", Capabilities::MESSAGES.with_removal(false));
+    let bindings = [
+        binding(SinkFamily::Snapshot, "held", Arc::new(held.clone()), 30),
+        binding(SinkFamily::Event, "streamed", Arc::new(streamed.clone()), 30),
+    ];
+    let mut exporter = exporter();
+    exporter.export(&snapshot(&["web"], 1), 1, &bindings, t0()).await;
+    let report = exporter.remove(&bindings, 1).await;
+    assert!(report.all_removed());
+    let removes = |sink: &MemorySink| {
+        sink.requests()
+            .iter()
+            .filter(|r| matches!(r, Recorded::Remove { .. }))
+            .count()
+    };
+    assert_eq!(removes(&held), 1);
+    assert_eq!(removes(&streamed), 0);
+}

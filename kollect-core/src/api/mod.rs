@@ -3,6 +3,7 @@
 //! Annotation and label keys, finalizers, condition types and reasons are part of the wire contract
 //! with the Go operator (decision A1): users script `kubectl wait` and alerts against them.
 
+pub mod strict;
 pub mod v1alpha1;
 
 /// The API group of every Kollect resource.

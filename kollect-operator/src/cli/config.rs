@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Secret;
+use kollect_core::api::strict::unknown_fields;
 use kollect_core::api::v1alpha1::{
     KollectDatabaseSink, KollectEventSink, KollectInventory, KollectProfile, KollectSnapshotSink,
-    KollectTarget, SecretReference,
+    KollectTarget, SecretReference, SinkFamily,
 };
 use kollect_sinks::SecretData;
 use serde_json::Value;
@@ -130,8 +131,20 @@ impl Config {
             .and_then(Value::as_str)
             .ok_or("the document has no kind")?
             .to_owned();
-        fn parse<T: serde::de::DeserializeOwned>(kind: &str, value: Value) -> Result<T, String> {
-            serde_json::from_value(value).map_err(|e| format!("{kind}: {e}"))
+        // Strict, as the API server's `fieldValidation=Strict`: a field the kind does not have
+        // is an error naming its path, never silently dropped.
+        fn parse<T: serde::de::DeserializeOwned + serde::Serialize>(
+            kind: &str,
+            value: Value,
+        ) -> Result<T, String> {
+            let decoded: T = serde_json::from_value(value.clone()).map_err(|e| format!("{kind}: {e}"))?;
+            let unknown = unknown_fields(&value, &decoded);
+            if unknown.is_empty() {
+                Ok(decoded)
+            } else {
+                let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                Err(format!("{kind}: strict decoding error: {}", fields.join(", ")))
+            }
         }
         let kollect = api_version == "kollect.dev/v1alpha1";
         match (kollect, kind.as_str()) {
@@ -163,6 +176,18 @@ impl Config {
             p.metadata.name.as_deref() == Some(target.spec.profile_ref.as_str())
                 && namespace_of(&p.metadata) == namespace
         })
+    }
+
+    /// Whether the directory declares the sink `name` of `family` in `namespace`.
+    pub fn declares_sink(&self, family: SinkFamily, namespace: &str, name: &str) -> bool {
+        let matches = |metadata: &kube::api::ObjectMeta| {
+            metadata.name.as_deref() == Some(name) && namespace_of(metadata) == namespace
+        };
+        match family {
+            SinkFamily::Snapshot => self.snapshot_sinks.iter().any(|s| matches(&s.metadata)),
+            SinkFamily::Database => self.database_sinks.iter().any(|s| matches(&s.metadata)),
+            SinkFamily::Event => self.event_sinks.iter().any(|s| matches(&s.metadata)),
+        }
     }
 
     /// Checks that every target's profile is in the directory.

@@ -7,6 +7,7 @@ use std::path::Path;
 use kollect_collect::extract::ExtractOptions;
 use kollect_collect::extract::validate::validate_profile;
 use kollect_collect::select::{NamespaceDefaults, TargetFilter};
+use kollect_core::api::v1alpha1::{MAX_SINK_REFS, SinkFamily};
 use kollect_core::netguard::NetPolicy;
 use kollect_sinks::registry::CheckError;
 use kollect_sinks::{BuildContext, FamilySink, Registry};
@@ -61,6 +62,27 @@ pub fn run(dir: &Path) -> Exit {
             report(format!("KollectTarget {name:?} is invalid: {error}"));
         }
     }
+    for inventory in &config.inventories {
+        let name = inventory.metadata.name.clone().unwrap_or_default();
+        let namespace = inventory.metadata.namespace.as_deref().unwrap_or("default");
+        if inventory.spec.sinks.len() > MAX_SINK_REFS {
+            report(format!(
+                "KollectInventory {name:?} is invalid: spec: at most {MAX_SINK_REFS} sink refs, found {}",
+                inventory.spec.sinks.len()
+            ));
+        }
+        for (family, reference) in inventory.spec.sinks.iter() {
+            if !config.declares_sink(family, namespace, &reference.name) {
+                report(format!(
+                    "KollectInventory {name:?} is invalid: spec.{}SinkRefs: \"{}\" is not a {} in {} (same namespace)",
+                    family.as_str(),
+                    reference.name,
+                    family_kind(family),
+                    dir.display()
+                ));
+            }
+        }
+    }
     let sinks: Vec<FamilySink> = config
         .snapshot_sinks
         .iter()
@@ -106,4 +128,12 @@ pub fn run(dir: &Path) -> Exit {
         sinks.len()
     );
     Exit::Ok
+}
+
+fn family_kind(family: SinkFamily) -> &'static str {
+    match family {
+        SinkFamily::Snapshot => "KollectSnapshotSink",
+        SinkFamily::Database => "KollectDatabaseSink",
+        SinkFamily::Event => "KollectEventSink",
+    }
 }
