@@ -1349,3 +1349,142 @@ spec: {profileRef: deployments}
     );
     operator.stop().await;
 }
+
+/// A sink type the CRDs admit but this build has no backend for fails with one terminal
+/// reason everywhere (the sink, a connection test, the inventory binding), is never reported as
+/// a missing Secret, and does not keep the inventory's deletion waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unsupported_sink_type_fails_clearly_and_never_blocks_deletion() {
+    use k8s_openapi::api::events::v1::Event;
+    use kollect_core::api::v1alpha1::KollectConnectionTest;
+
+    let _serial = SERIAL.lock().await;
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let ns = plane.create_namespace("unsupported").await.unwrap();
+    plane
+        .apply_yaml(
+            "apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: blue}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: configmaps}
+spec:
+  targetGVK: {group: '', version: v1, kind: ConfigMap}
+  attributes: [{name: mode, path: '$.data.mode'}]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {name: configmaps}
+spec: {profileRef: configmaps}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {name: archive}
+spec:
+  type: azureblob
+  endpoint: azblob://inventory
+  secretRef: {name: does-not-exist}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectConnectionTest
+metadata: {name: check-archive}
+spec:
+  sinkRef: {snapshotSinkRef: archive}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {name: archived}
+spec:
+  snapshotSinkRefs: [{name: archive}]
+",
+            &ns,
+        )
+        .await
+        .unwrap();
+    let client = plane.client().await.unwrap();
+    let operator = Running::start(client.clone(), test_options()).await;
+    let expected = "snapshot sink {ns}/archive: unknown sink type \"azureblob\" (supported: ";
+    let expected = expected.replace("{ns}", &ns);
+
+    let sinks: Api<KollectSnapshotSink> = Api::namespaced(client.clone(), &ns);
+    let (verified, degraded) = eventually("the sink reports its type as unsupported", || async {
+        let status = sinks.get("archive").await.ok()?.status?;
+        Some((
+            condition(&status.conditions, "ConnectionVerified")?,
+            condition(&status.conditions, "Degraded")?,
+        ))
+    })
+    .await;
+    for ((status, reason, message), expected_status) in [(verified, "False"), (degraded, "True")] {
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            (expected_status, "SinkTypeUnsupported"),
+            "{message}"
+        );
+        assert!(message.starts_with(&expected), "{message}");
+    }
+
+    let tests: Api<KollectConnectionTest> = Api::namespaced(client.clone(), &ns);
+    let tested = eventually("the connection test names the same reason", || async {
+        let status = tests.get("check-archive").await.ok()?.status?;
+        condition(&status.conditions, "ConnectionVerified")
+    })
+    .await;
+    assert_eq!(
+        (tested.0.as_str(), tested.1.as_str()),
+        ("False", "SinkTypeUnsupported")
+    );
+
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let (degraded, binding) = eventually("the inventory names the unsupported binding", || async {
+        let status = inventories.get("archived").await.ok()?.status?;
+        let binding = condition(&status.sink_exports.first()?.conditions, "Synced")?;
+        Some((condition(&status.conditions, "Degraded")?, binding))
+    })
+    .await;
+    assert_eq!(degraded.1, "SinkTypeUnsupported", "{degraded:?}");
+    assert!(degraded.2.starts_with(&expected), "{degraded:?}");
+    assert_eq!(binding.0, "False", "{binding:?}");
+    assert!(
+        binding.2.contains("unknown sink type \"azureblob\""),
+        "{binding:?}"
+    );
+
+    inventories
+        .delete("archived", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the inventory's deletion finishes", || async {
+        inventories
+            .get_opt("archived")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    eventually(
+        "a Warning event says nothing was removed from the sink",
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("SinkTypeUnsupported")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("without removing anything"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    operator.stop().await;
+}
