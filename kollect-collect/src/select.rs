@@ -3,7 +3,7 @@
 //! synchronous, so the watch runtime, the one-shot CLI and file-based collection apply exactly the
 //! same rules (decision O3).
 //!
-//! Precedence (api-model §7.4): scope deny → target include (∩ selector) → target exclude →
+//! Precedence: scope deny → target include (∩ selector) → target exclude →
 //! scope allow → resourceRules OR (label selectors, then `matchPolicy`) or the legacy profile
 //! GVK + `names` + `labelSelector` → watch labels (resource `kollect.dev/watch: disabled` >
 //! resource `enabled` > namespace label/annotation `disabled` > `OptIn` requires `enabled` >

@@ -42,7 +42,7 @@ impl ErrorClass {
         }
     }
 
-    /// Classifies an error text by well-known phrases (the reference's string classifier, §5.8):
+    /// Classifies an error text by well-known phrases (the Go operator's string classifier):
     /// authentication failures and rejected pushes are terminal, transport hiccups transient.
     /// Returns `None` when nothing is recognised.
     pub fn from_message(message: &str) -> Option<ErrorClass> {

@@ -1,4 +1,4 @@
-//! The SSRF policy: which addresses a sink may connect to (reference `sinks.md` §3, decision S6).
+//! The SSRF policy: which addresses a sink may connect to (decision S6).
 //!
 //! Endpoints are checked twice with the same rules:
 //!

@@ -1,4 +1,4 @@
-//! The CEL rules embedded in the generated CRDs: they compile, accept the reference sample
+//! The CEL rules embedded in the generated CRDs: they compile, accept the sample
 //! pipelines, and reject the invalid objects they are meant to reject.
 //!
 //! This evaluates the rules in-process with the Kubernetes CEL library; the same CRDs are applied

@@ -603,7 +603,7 @@ async fn first_inventory_pipeline_to_git_and_postgres() {
         condition(&target.conditions, "SinkReachable").map(|c| (c.0, c.1)),
         Some(("False".to_owned(), "SinkUnreachable".to_owned()))
     );
-    // The metrics of pipeline.md §6 moved with what happened so far.
+    // The documented metric series moved with what happened so far.
     let text = operator.metrics().await;
     for (series, what) in [
         ("kollect_collect_items_total", "rows in the store"),

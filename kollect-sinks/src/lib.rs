@@ -1,7 +1,7 @@
 //! # kollect-sinks
 //!
 //! Sink backends, one cargo feature and one folder each, described by a
-//! [`Backend`](backend::Backend) descriptor and built through the [`registry`]:
+//! [`Backend`] descriptor and built through the [`registry`]:
 //!
 //! | Feature | Type | Family |
 //! |---|---|---|
@@ -14,7 +14,7 @@
 //! `kollect-testkit` against the real service. Backends never read Kubernetes Secrets: the
 //! caller resolves the references a descriptor names into a [`BuildContext`].
 //!
-//! Shared pieces every backend uses: [`format`] (the one format enum), [`path`] (path
+//! Shared pieces every backend uses: [`mod@format`] (the one format enum), [`path`] (path
 //! templates), [`secret`] (resolved Secret data), and, inside the crate, TLS material and
 //! guarded DNS.
 #![forbid(unsafe_code)]

@@ -3,7 +3,7 @@
 //! [`Sink`](kollect_core::sink::Sink).
 //!
 //! Adding a backend is one folder (`src/<backend>/`, which declares a `BACKEND` descriptor) and
-//! one line in [`BUILTIN`]. Everything else (supported types, the CLI's `validate`, the
+//! one line in the list of built-in backends at the top of this module. Everything else (supported types, the CLI's `validate`, the
 //! operator's Secret reads and endpoint checks) asks the registry.
 //!
 //! ```
@@ -180,6 +180,67 @@ mod tests {
                 supported_types().join(", ")
             )
         );
+    }
+
+    /// A backend added the way a new one is: a descriptor and one registration. Everything
+    /// the operator and the CLI ask about it comes from that descriptor.
+    #[test]
+    fn a_registered_descriptor_is_supported_built_and_checked_everywhere() {
+        use kollect_core::api::v1alpha1::{KollectSnapshotSink, SecretReference, SinkFamily};
+        use kollect_core::netguard::EndpointKind;
+        use kollect_core::sink::Capabilities;
+
+        use crate::backend::{BackendFamily, EndpointField};
+
+        fn build(_: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkError> {
+            Ok(Box::new(crate::local::LocalSink::new(
+                crate::local::LocalConfig::new(
+                    std::env::temp_dir().join(context.name),
+                    crate::format::Format::Json,
+                ),
+            )?))
+        }
+        fn secrets(sink: &FamilySink) -> SecretRefs {
+            SecretRefs::common(sink).with_database(Some(SecretReference {
+                name: "acme-db".into(),
+                namespace: None,
+            }))
+        }
+        // Registered under a type the CRDs admit, so the spec below decodes.
+        const ACME: Backend = Backend::new(
+            "gitlab",
+            BackendFamily::Crd(SinkFamily::Snapshot),
+            Capabilities::DOCUMENTS,
+            build,
+        )
+        .with_endpoints(&[EndpointField::new("spec.endpoint", EndpointKind::GitRemote)])
+        .with_secrets(secrets);
+        let registry = Registry::builtin().clone().with(ACME);
+        assert!(registry.supported_types().contains(&"gitlab"));
+
+        let sink: KollectSnapshotSink = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectSnapshotSink",
+            "metadata": {"name": "acme", "namespace": "team-a"},
+            "spec": {"type": "gitlab", "endpoint": "https://127.0.0.1/repo.git", "secretRef": {"name": "token"}}
+        }))
+        .unwrap();
+        let sink = FamilySink::from(sink);
+        let refs = registry.secret_refs(&sink).unwrap();
+        assert_eq!(refs.credentials.map(|r| r.name).as_deref(), Some("token"));
+        assert_eq!(refs.database.map(|r| r.name).as_deref(), Some("acme-db"));
+        let refused = registry
+            .check_endpoints(&sink.config(), &NetPolicy::new(false))
+            .unwrap_err();
+        assert!(refused.to_string().starts_with("spec.endpoint: "), "{refused}");
+        let built = registry
+            .build(
+                &sink.config(),
+                BuildContext::new("acme-test", NetPolicy::new(false)),
+            )
+            .unwrap();
+        assert_eq!(built.sink_type(), "local");
+        // The built-in registry is untouched.
+        assert!(Registry::builtin().backend("gitlab").is_err());
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub struct CelProgram {
     nodes: u64,
 }
 
-/// A CEL failure, with the reference's prefixes (`compile CEL: …`, `eval CEL: …`).
+/// A CEL failure, with the Go operator's prefixes (`compile CEL: …`, `eval CEL: …`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CelError {
     /// The expression is empty.

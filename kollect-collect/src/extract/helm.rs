@@ -45,7 +45,7 @@ pub struct HelmField {
     path: Vec<String>,
 }
 
-/// Helm path and decoding failures, with the reference's texts.
+/// Helm path and decoding failures, with the Go operator's texts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HelmError {
     /// `helm:release.` with nothing after it.

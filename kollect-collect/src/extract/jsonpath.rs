@@ -1,7 +1,7 @@
 //! JSONPath in the kubectl dialect (client-go `util/jsonpath`), as attribute paths use it.
 //!
 //! Why not a JSONPath crate: maintained crates (jsonpath-rust and friends) implement RFC 9535,
-//! whose semantics differ from kubectl's exactly where the reference pins behaviour down: RFC 9535
+//! whose semantics differ from kubectl's exactly where the Go operator pins behaviour down: RFC 9535
 //! yields "no match" for an out-of-range index where kubectl fails with `array index out of
 //! bounds`, it has no `{...}` template text, no `\.`-escaped field names, and compares filter
 //! operands with different typing rules. Bridging those gaps would need a second parser to find

@@ -1,4 +1,4 @@
-//! Domain metrics computed from the rows of one profile (reference §2.12), as a pure function.
+//! Domain metrics computed from the rows of one profile, as a pure function.
 //!
 //! Without `spec.metrics`, every numeric attribute is summed per attribute name. With
 //! `spec.metrics`, an entry without labels sums `attributes[path]`; an entry with labels sums per

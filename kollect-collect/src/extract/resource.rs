@@ -1,8 +1,8 @@
-//! Resource-mode export: a pruned, redacted copy of the whole object (reference §2.11).
+//! Resource-mode export: a pruned, redacted copy of the whole object.
 //!
 //! Applied in order: keep the `include` sections, drop the identity already on the row
 //! (`dedupeIdentity`), remove the default noise (`prune.defaults`), the JSON pointers and the
-//! JSONPath matches, then redact. Two fixes over the reference (decision E7): `prune.jsonPaths`
+//! JSONPath matches, then redact. Two fixes over the Go operator (decision E7): `prune.jsonPaths`
 //! honours wildcards and filters, and a JSON pointer to a list element removes the element
 //! instead of leaving a `null` behind. Secret `data`/`stringData` values are always replaced by
 //! `{"redacted": true, "reason": "secret-data"}` (decision E6).

@@ -102,7 +102,7 @@ fn annotation_is_true(profile: &KollectProfile, key: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
-/// Validates a profile (reference §2.7 and §8.1).
+/// Validates a profile.
 pub fn validate_profile(profile: &KollectProfile, options: &ExtractOptions) -> Validation {
     let mut v = Validation::default();
     let spec = &profile.spec;

@@ -1,4 +1,4 @@
-//! The collect-side metric series of the reference (pipeline.md §6, decision O2), registered in a
+//! The collect-side metric series of the Go operator (decision O2), registered in a
 //! `prometheus-client` registry by whoever serves `/metrics`:
 //!
 //! - `kollect_collect_items_total` (gauge): rows in the store;

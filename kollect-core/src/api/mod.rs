@@ -59,7 +59,7 @@ pub mod condition_types {
     pub const EXPORT_SHARD_WARNING: &str = "ExportShardWarning";
 }
 
-/// Condition reasons (exact spellings of the reference, `api-model.md` §4).
+/// Condition reasons (the Go operator's exact spellings, decision A1).
 pub mod reasons {
     #![allow(missing_docs)]
     pub const COLLECTING: &str = "Collecting";

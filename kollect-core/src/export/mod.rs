@@ -1,7 +1,7 @@
 //! The export engine: between a row store and the sinks of one inventory.
 //!
 //! Free of Kubernetes I/O and of any concrete backend, so the operator and the CLI's watch mode
-//! share it (reference `pipeline.md` §1.8–§1.11, decisions X2–X7, A12):
+//! share it (decisions X2–X7, A12):
 //!
 //! - [`effective_interval`] and [`effective_ceiling`] compute a binding's settings from the ref,
 //!   the sink, the inventory, the scope floor and the global cap;

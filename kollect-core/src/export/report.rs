@@ -1,4 +1,4 @@
-//! Outcomes of an export pass and the conditions they imply (reference §1.11, decision A12), as
+//! Outcomes of an export pass and the conditions they imply (decision A12), as
 //! plain data the operator turns into status.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Effective per-binding settings: the export interval and the size ceiling (reference §8.5).
+//! Effective per-binding settings: the export interval and the size ceiling.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! A per-sink circuit breaker.
 //!
 //! No maintained crate offers a breaker as a tower layer over an arbitrary trait with an
-//! injectable clock and the half-open semantics the reference describes, so this is a small
+//! injectable clock and the half-open semantics the Go operator has, so this is a small
 //! state machine of our own. It reads time through `tokio::time::Instant`, which tests pause and
 //! advance deterministically.
 

@@ -1,6 +1,6 @@
 //! Export metrics, and a layer that records them for every call into a sink.
 //!
-//! Metric names and labels are those of the reference (decision O2), registered in a
+//! Metric names and labels are those of the Go operator (decision O2), registered in a
 //! `prometheus-client` [`Registry`] that the operator serves on `/metrics`:
 //!
 //! - `kollect_export_duration_seconds{sink_type}` (histogram);

@@ -1,4 +1,4 @@
-//! SHA-256 checksums over canonical encodings (reference §3.4).
+//! SHA-256 checksums over canonical encodings.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The versioned export document (`schemaVersion: kollect.dev/v1alpha1`), reference §3.5.
+//! The versioned export document (`schemaVersion: kollect.dev/v1alpha1`).
 
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};

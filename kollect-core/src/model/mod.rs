@@ -1,7 +1,7 @@
 //! The row and export model: rows, snapshots, deltas, envelopes, checksums and partitioning.
 //!
 //! Everything here is pure and deterministic; the encodings are byte-compatible with the Go
-//! operator (reference `pipeline.md` §3, decision X1).
+//! operator (decision X1).
 
 pub mod canonical;
 mod checksum;

@@ -1,4 +1,4 @@
-//! Multipart partitioning of an export within a byte ceiling (reference §3.6).
+//! Multipart partitioning of an export within a byte ceiling.
 
 use k8s_openapi::jiff::Timestamp;
 

@@ -124,7 +124,7 @@ pub type Item = Row;
 
 /// The identity of a row within one inventory: (targetNamespace, targetName, uid).
 ///
-/// This is the store key of the reference (§3.2); two rows with the same key are the same row
+/// This is the store key; two rows with the same key are the same row
 /// in two versions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RowKey {

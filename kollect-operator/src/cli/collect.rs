@@ -26,7 +26,7 @@ use kollect_sinks::{BuildContext, FamilySink, Registry, SecretData};
 
 use super::config::Config;
 
-/// Exit codes (pipeline.md §4.5).
+/// Exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     /// Everything collected and exported.

@@ -1,4 +1,4 @@
-//! `kollect validate --config <dir>`: the admission checks, without a cluster (pipeline.md §4.6).
+//! `kollect validate --config <dir>`: the admission checks, without a cluster.
 //! Success prints `<dir>: valid (N profile(s), M target(s), K sink(s))` on stdout; every invalid
 //! object prints `invalid: …` on stderr and the command exits 2; warnings print `warning: …`.
 

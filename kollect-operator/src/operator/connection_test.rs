@@ -1,6 +1,6 @@
 //! The `KollectConnectionTest` controller: one probe of one family sink per generation, an owner
 //! reference to the sink (unless `ownerSink: false`), and deletion `ttlSecondsAfterFinished`
-//! after completion (reference api-model.md §3.6, §4).
+//! after completion.
 
 use std::sync::Arc;
 use std::time::Duration;

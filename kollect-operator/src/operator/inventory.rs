@@ -1,7 +1,6 @@
 //! The `KollectInventory` controller: every row collected by the targets of the inventory's
 //! namespace, exported to every bound sink through the export engine (coalescing, partitioning,
-//! deltas, retries, breakers), with status per reference api-model.md §3.3/§4 and pipeline.md
-//! §1.7–§1.11, decisions A11, A12, X3 and X7.
+//! deltas, retries, breakers), with status as docs/src/operator.md describes it (decisions A11, A12, X3 and X7).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Flags of `kollect run` (reference pipeline.md §5) and the options they produce.
+//! Flags of `kollect run` and the options they produce.
 
 use std::net::SocketAddr;
 use std::time::Duration;

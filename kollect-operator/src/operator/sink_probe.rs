@@ -1,6 +1,6 @@
 //! The family-sink controllers: connection probes (`ConnectionVerified`, `Degraded`),
-//! `TLSInsecure`, and `status.preview` while `kollect.dev/preview: "true"` is set (reference
-//! api-model.md §3.4, §4). Sinks have no finalizer.
+//! `TLSInsecure`, and `status.preview` while `kollect.dev/preview: "true"` is set (see
+//! docs/src/operator.md). Sinks have no finalizer.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,5 @@
 //! The `KollectTarget` controller: resolves the profile and the scope, registers the target with
-//! the collection runtime, and reports what it collects (reference api-model.md §3.2, §4, §5;
-//! pipeline.md §1.2, §1.13).
+//! the collection runtime, and reports what it collects .
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Commit messages (sinks.md §5.4): subject, body and trailer templates with placeholders.
+//! Commit messages: subject, body and trailer templates with placeholders.
 
 use kollect_core::sink::ExportRequest;
 

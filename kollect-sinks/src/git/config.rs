@@ -12,7 +12,7 @@ use super::repo::{self, Auth, Remote};
 use crate::context::BuildContext;
 use crate::format::Format;
 
-/// Configuration of a [`GitSink`].
+/// Configuration of a [`GitSink`](super::GitSink).
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct GitConfig {

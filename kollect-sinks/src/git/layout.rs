@@ -1,4 +1,4 @@
-//! How an inventory becomes files in a repository (sinks.md §5.3): one document, one file per
+//! How an inventory becomes files in a repository: one document, one file per
 //! resource, or both (`split`, with an index), with the content, filename and format rules of the
 //! Go operator.
 

@@ -1,4 +1,4 @@
-//! The `git` sink (sinks.md §5): inventory files committed to a branch and pushed, over HTTPS
+//! The `git` sink: inventory files committed to a branch and pushed, over HTTPS
 //! (token or basic auth) or SSH (private key and `known_hosts`).
 //!
 //! Each export fetches the branch into a persistent bare mirror, builds the new tree from the

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::format::Format;
 
-/// Configuration of a [`LocalSink`].
+/// Configuration of a [`LocalSink`](super::LocalSink).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LocalConfig {

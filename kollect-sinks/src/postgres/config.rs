@@ -8,7 +8,7 @@ use tokio_postgres::Config;
 
 use crate::context::BuildContext;
 
-/// Configuration of a [`PostgresSink`].
+/// Configuration of a [`PostgresSink`](super::PostgresSink).
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct PostgresConfig {

@@ -1,5 +1,4 @@
-//! Cluster-scoped kinds: `KollectClusterTarget` and `KollectClusterInventory` (reference §3.7,
-//! §3.8).
+//! Cluster-scoped kinds: `KollectClusterTarget` and `KollectClusterInventory` .
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::CustomResource;

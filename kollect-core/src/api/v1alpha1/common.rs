@@ -1,4 +1,4 @@
-//! Building blocks shared by several kinds (reference `api-model.md` §2).
+//! Building blocks shared by several kinds.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

@@ -1,4 +1,4 @@
-//! `KollectConnectionTest`: a one-shot probe of one family sink (reference §3.6).
+//! `KollectConnectionTest`: a one-shot probe of one family sink.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;

@@ -1,7 +1,7 @@
 //! `kollect.dev/v1alpha1`: the eleven custom resources, wire-compatible with the Go operator.
 //!
 //! Field names, enum spellings, defaults, short names, scopes, status subresources and printer
-//! columns follow the reference (`api-model.md` §1–§5, §10) and decisions A1–A4. The CRD schemas
+//! columns follow the Go operator (decisions A1–A4). The CRD schemas
 //! also carry CEL `x-kubernetes-validations` for every rule that can be checked without operator
 //! configuration, so a plain API server rejects malformed objects before any webhook runs.
 //!

@@ -1,4 +1,4 @@
-//! `KollectProfile`: what to extract from objects of one kind (reference §3.1).
+//! `KollectProfile`: what to extract from objects of one kind.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;

@@ -1,4 +1,4 @@
-//! `KollectScope` and `KollectClusterScope`: tenant policy ceilings (reference §3.5).
+//! `KollectScope` and `KollectClusterScope`: tenant policy ceilings.
 
 use kube::CustomResource;
 use schemars::JsonSchema;

@@ -1,4 +1,4 @@
-//! `KollectTarget`: where to collect (reference §3.2) and the collection filter it shares with
+//! `KollectTarget`: where to collect and the collection filter it shares with
 //! `KollectClusterTarget`.
 
 use std::collections::BTreeMap;
