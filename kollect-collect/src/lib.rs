@@ -5,6 +5,8 @@
 //!   webhook and `kollect validate`;
 //! - [`select`]: which objects a target collects (namespace, resource and watch-label gates),
 //!   shared by every way of collecting;
+//! - [`target`]: a registered target (compiled profile and filters) and how it builds a row,
+//!   shared by the runtime and the offline source;
 //! - [`offline`]: the same collection over manifest files and `kubectl get -o json` dumps;
 //! - [`runtime`]: shared watches per GVK, target registration, access checks and the
 //!   [`runtime::RowStore`] of rows, against a live API server.
@@ -14,3 +16,4 @@ pub mod extract;
 pub mod offline;
 pub mod runtime;
 pub mod select;
+pub mod target;

@@ -13,34 +13,8 @@ use kollect_core::collect::RowOwner;
 use kollect_core::model::Row;
 use serde_json::Value;
 
-use crate::extract::ExtractError;
-use crate::runtime::TargetRegistration;
-use crate::runtime::store::owner_key;
 use crate::select::NamespaceMeta;
-
-/// The row of `object` for `target` (after its gates passed): extraction, redaction, and the
-/// identity fields (group, version and kind come from the profile's `targetGVK`).
-pub fn build_row(
-    target: &TargetRegistration,
-    object: &Value,
-    namespace: &str,
-    name: &str,
-    uid: &str,
-) -> Result<Row, ExtractError> {
-    let attributes = target.profile.extract(object)?;
-    let key = owner_key(&target.owner, uid);
-    Ok(Row {
-        target_namespace: key.target_namespace,
-        target_name: key.target_name,
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        group: target.gvk.group.clone(),
-        version: target.gvk.version.clone(),
-        kind: target.gvk.kind.clone(),
-        uid: uid.to_owned(),
-        attributes: Some(attributes),
-    })
-}
+use crate::target::{TargetRegistration, build_row};
 
 /// Why a source could not be read. Each names the file (and document) at fault.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! The Kollect operator and the `kollect` command-line tool.
 //!
+//! - [`args`]: the command-line definitions of every subcommand;
 //! - [`crds`]: CRD generation (`kollect crds`);
 //! - [`cli`]: the pipeline CLI (`kollect collect`, `kollect validate`, `kollect init`) over the
 //!   library crates.
@@ -7,6 +8,7 @@
 //! - [`operator`]: the operator (`kollect run`), kube-runtime controllers over the same crates.
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod cli;
 pub mod crds;
 pub mod operator;

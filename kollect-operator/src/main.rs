@@ -1,101 +1,10 @@
 //! The `kollect` binary.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-/// Kollect turns Kubernetes state into durable inventory.
-#[derive(Debug, Parser)]
-#[command(name = "kollect", version, about, propagate_version = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the operator: reconcile profiles, targets, inventories and sinks in the cluster of
-    /// the in-cluster service account (or $KUBECONFIG) until SIGTERM or Ctrl-C.
-    Run(Box<kollect_operator::operator::options::RunArgs>),
-    /// Collect targets from a cluster (or from files with --source) and export one document per
-    /// target: to standard output (--output -), a directory (--output DIR), or the one sink
-    /// manifest in --config. Exit codes: 0 all collected, 1 some targets skipped or failed but
-    /// at least one exported, 2 nothing usable (bad flags, configuration, kubeconfig or sink).
-    Collect(CollectArgs),
-    /// Check a configuration directory offline with the admission rules; exit 2 when an object
-    /// is invalid.
-    Validate {
-        /// Directory of Kollect YAML files (non-recursive; multi-document files allowed).
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Ask which kind to collect and where, preview one object if you agree, and write a
-    /// starting profile.yaml and target.yaml. Needs a terminal; exit 2 when cancelled.
-    Init {
-        /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// Context to use (default: the current context).
-        #[arg(long)]
-        context: Option<String>,
-        /// Directory to write profile.yaml and target.yaml into.
-        #[arg(long, default_value = "./collect-config")]
-        output_dir: PathBuf,
-    },
-    /// Print a shell completion script.
-    Completion {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
-    /// Write the CustomResourceDefinitions, one file per CRD (kollect.dev_PLURAL.yaml).
-    Crds {
-        /// Directory to write into.
-        #[arg(long, default_value = "charts/kollect/crds")]
-        output_dir: PathBuf,
-        /// Do not write; exit 1 when the files in --output-dir differ from the generated ones.
-        #[arg(long)]
-        check: bool,
-    },
-}
-
-/// Flags of `kollect collect`.
-#[derive(Debug, clap::Args)]
-struct CollectArgs {
-    /// Directory of KollectProfile, KollectTarget, sink and Secret YAML files (non-recursive).
-    #[arg(long)]
-    config: PathBuf,
-    /// Collect from manifest files or `kubectl get -o json` dumps (a file or directory) instead
-    /// of a cluster.
-    #[arg(long, value_name = "PATH")]
-    source: Option<PathBuf>,
-    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// Context to collect from; repeatable, comma-separated, globs allowed (default: the
-    /// current context).
-    #[arg(long = "context", value_name = "NAME")]
-    contexts: Vec<String>,
-    /// Collect only this namespace (overrides every target's includedNamespaces).
-    #[arg(long)]
-    namespace: Option<String>,
-    /// `-` for records on standard output, or a directory to write documents into.
-    #[arg(long)]
-    output: Option<String>,
-    /// Output format: ndjson, yaml or json (records with --output -; documents with a directory).
-    #[arg(long)]
-    format: Option<String>,
-    /// Collect and report what would be written; write nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Keep running and export changes as they happen, until interrupted (Ctrl-C).
-    #[arg(long)]
-    watch: bool,
-    /// Log level: debug, info, warn or error.
-    #[arg(long, default_value = "warn")]
-    log_level: String,
-}
+use clap::Parser;
+use kollect_operator::args::{Cli, CollectArgs, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -53,9 +53,9 @@ pub use self::access::Access;
 pub use self::metrics::CollectMetrics;
 pub use self::namespaces::NamespaceCache;
 pub use self::store::{Partition, RowStore, StoreChange, View};
+pub use crate::target::TargetRegistration;
+
 use self::watch::WatchScope;
-use crate::extract::CompiledProfile;
-use crate::select::TargetFilter;
 
 /// Tuning of the runtime. The defaults suit an operator watching a large cluster.
 #[derive(Debug, Clone)]
@@ -93,25 +93,6 @@ impl Default for RuntimeConfig {
             resync_period: Some(Duration::from_secs(12 * 3600)),
         }
     }
-}
-
-/// A target as registered with the runtime.
-#[derive(Debug, Clone)]
-pub struct TargetRegistration {
-    /// Who collects (namespaced or cluster target, kept apart: decision A7).
-    pub owner: RowOwner,
-    /// The profile's name (the `profile` label of `kollect_collected_objects`).
-    pub profile_name: String,
-    /// The kind collected (the profile's `targetGVK`); rows carry it.
-    pub gvk: GroupVersionKind,
-    /// The compiled profile.
-    pub profile: Arc<CompiledProfile>,
-    /// The compiled filters.
-    pub filter: TargetFilter,
-    /// Identifies the registration's content (for example target and profile generations and
-    /// the effective namespaces): registering the same owner with the same fingerprint again is
-    /// free; a different fingerprint relists the GVK.
-    pub fingerprint: String,
 }
 
 /// A registered target (the registration, shared with the workers).

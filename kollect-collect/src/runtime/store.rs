@@ -11,8 +11,10 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{PoisonError, RwLock};
 
 use kollect_core::collect::RowOwner;
-use kollect_core::model::{Delta, Row, RowKey, Snapshot};
+use kollect_core::model::{Delta, Row, Snapshot};
 use tokio::sync::broadcast;
+
+pub use crate::target::owner_key;
 
 /// A group of rows exported together.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -308,19 +310,6 @@ impl RowStore {
     /// `RecvError::Lagged` and should re-read every partition it cares about.
     pub fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
         self.changes.subscribe()
-    }
-}
-
-/// The key a row of `owner` with `uid` has (cluster targets have an empty target namespace).
-pub fn owner_key(owner: &RowOwner, uid: &str) -> RowKey {
-    let (target_namespace, target_name) = match owner {
-        RowOwner::Target { namespace, name } => (namespace.clone(), name.clone()),
-        RowOwner::ClusterTarget { name } => (String::new(), name.clone()),
-    };
-    RowKey {
-        target_namespace,
-        target_name,
-        uid: uid.to_owned(),
     }
 }
 

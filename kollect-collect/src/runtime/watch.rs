@@ -246,7 +246,7 @@ async fn apply(shared: &Shared, context: &WatchContext, object: DynamicObject) {
                 });
             }
         }
-        match crate::offline::build_row(target, &value, &namespace, &name, &uid) {
+        match crate::target::build_row(target, &value, &namespace, &name, &uid) {
             Ok(row) => {
                 if shared.store.upsert(&target.owner, row) {
                     shared.after_change(target);

@@ -5,96 +5,14 @@ use std::time::Duration;
 
 use kollect_collect::extract::ExtractOptions;
 use kollect_collect::runtime::RuntimeConfig;
-use kollect_core::GoDuration;
 use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
 use kollect_core::netguard::NetPolicy;
 
 use super::leader::LeaseTimings;
+pub use crate::args::RunArgs;
 
 /// The Lease name the Go operator uses, so that the two never lead at once during a switch.
 pub const LEADER_ELECTION_ID: &str = "3274ac8a.kollect.dev";
-
-/// Flags of `kollect run`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
-    /// Address of /metrics, e.g. `:8443` or `127.0.0.1:9090`; `0` disables it.
-    #[arg(long, default_value = "0")]
-    pub metrics_bind_address: String,
-    /// Address of /healthz and /readyz; `0` disables them.
-    #[arg(long, default_value = ":8081")]
-    pub health_probe_bind_address: String,
-    /// Run only while holding the Lease `3274ac8a.kollect.dev` (needed with more than one replica).
-    #[arg(long)]
-    pub leader_elect: bool,
-    /// How long a lease stays valid after its last renewal.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before it steps down (it keeps running and
-    /// competes again).
-    #[arg(long, default_value = "40s", value_parser = parse_duration)]
-    pub leader_elect_renew_deadline: Duration,
-    /// Pause between attempts to acquire or renew the lease.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub leader_elect_retry_period: Duration,
-    /// Namespace of the Lease (default: $POD_NAMESPACE, else kollect-system).
-    #[arg(long)]
-    pub leader_election_namespace: Option<String>,
-    /// Allow sink endpoints in private ranges (RFC 1918, ULA). Loopback, link-local, cloud
-    /// metadata and file:// stay denied.
-    #[arg(long)]
-    pub allow_private_sinks: bool,
-    /// Allow family sinks to reference Secrets in other namespaces.
-    #[arg(long)]
-    pub allow_cross_namespace_secret_refs: bool,
-    /// Largest export part in bytes (inventories and sink refs may set lower ceilings).
-    #[arg(long, default_value_t = DEFAULT_MAX_EXPORT_BYTES)]
-    pub max_export_bytes: u64,
-    /// Targets reconciled at once.
-    #[arg(long, default_value_t = 5)]
-    pub max_concurrent_reconciles_target: u16,
-    /// Inventories reconciled (exported) at once.
-    #[arg(long, default_value_t = 3)]
-    pub max_concurrent_reconciles_inventory: u16,
-    /// Namespaces whose Kollect objects this operator manages, comma-separated (default: all).
-    /// Collection follows the targets, wherever their objects are.
-    #[arg(long, value_delimiter = ',')]
-    pub watch_namespaces: Vec<String>,
-    /// Namespaces collected by targets that list no includedNamespaces, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub default_included_namespaces: Vec<String>,
-    /// Namespaces never collected, added to every target's excludedNamespaces.
-    #[arg(long, value_delimiter = ',')]
-    pub default_excluded_namespaces: Vec<String>,
-    /// Extra keys redacted from every extracted value, comma-separated (case-insensitive).
-    #[arg(long, value_delimiter = ',')]
-    pub scrub_keys: Vec<String>,
-    /// Workers turning watch events into rows.
-    #[arg(long, default_value_t = 4)]
-    pub collect_dispatch_workers: usize,
-    /// Queue capacity per worker; a full queue makes the watch wait.
-    #[arg(long, default_value_t = 512)]
-    pub collect_dispatch_queue_size: usize,
-    /// How often every watch lists everything again, evaluating each object anew and sweeping
-    /// rows of objects that are gone; `0` never does.
-    #[arg(long, default_value = "12h", value_parser = parse_duration)]
-    pub informer_resync_period: Duration,
-    /// How often a healthy target's status (collectedCount) is refreshed at the latest.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub target_count_resync: Duration,
-    /// Log level: trace, debug, info, warn or error.
-    #[arg(long, default_value = "info")]
-    pub log_level: String,
-    /// Log format: text or json.
-    #[arg(long, default_value = "text")]
-    pub log_format: String,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let parsed: GoDuration = text.parse().map_err(|e| format!("{e}"))?;
-    parsed
-        .as_std()
-        .ok_or_else(|| format!("{text}: must not be negative"))
-}
 
 /// Parses a Go-style listen address: `:8081` (all interfaces), `host:port`, or `0` (disabled).
 pub fn parse_address(flag: &str, text: &str) -> Result<Option<SocketAddr>, String> {
