@@ -8,7 +8,7 @@
 //!   multipart partitioning;
 //! - [`sink`]: the [`Sink`](sink::Sink) trait that every backend implements, its request and
 //!   response types and the error taxonomy;
-//! - [`collect`]: the [`Collector`](collect::Collector) trait, a source of row changes;
+//! - [`collect`]: who collected a row ([`RowOwner`](collect::RowOwner));
 //! - [`middleware`]: tower layers over any sink (retry, circuit breaker, timeout, concurrency
 //!   limit, metrics) and the export coalescing rule;
 //! - [`export`]: the export engine between a row store and the sinks of one inventory;
