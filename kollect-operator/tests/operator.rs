@@ -1114,10 +1114,16 @@ spec:
         sinks.get("inventory-git").await.ok()?.status?.preview
     })
     .await;
-    assert_eq!(
-        preview.object_path.as_deref(),
-        Some(format!("inventory/{ns}/example-inventory.yaml").as_str())
-    );
+    // The synthetic sample: inventory team-a/api with four Deployments.
+    assert_eq!(preview.object_path.as_deref(), Some("inventory/team-a/api.yaml"));
+    let subject = preview
+        .git
+        .as_ref()
+        .and_then(|g| g.sample_commit_subject.clone())
+        .unwrap_or_default();
+    assert!(subject.contains("team-a/api"), "{subject}");
+    let layout = preview.layout.clone().expect("layout preview");
+    assert_eq!(layout.mode.as_deref(), Some("document"), "{layout:?}");
     assert!(preview.rendered_at.is_some());
     let remove = json!({"metadata": {"annotations": {"kollect.dev/preview": null}}});
     sinks
@@ -1292,15 +1298,16 @@ spec: {}
     );
     assert!(sample(&operator.metrics().await, "kollect_export_shard_warn_total") >= 1.0);
 
-    // Scope ceilings on targets: a kind outside allowedGVKs, and a denied namespace that stays
-    // matched but not effective.
+    // Scope ceilings on targets: a kind outside allowedGVKs, a kind inside it spelt in another
+    // case (GVKs compare case-insensitively), and a denied namespace that stays matched but not
+    // effective.
     plane
         .apply_yaml(
             "apiVersion: kollect.dev/v1alpha1
 kind: KollectScope
 metadata: {name: ceiling}
 spec:
-  allowedGVKs: [{version: v1, kind: ConfigMap}]
+  allowedGVKs: [{group: core, version: V1, kind: configmap}]
   deniedNamespaces: [kube-system]
 ---
 apiVersion: kollect.dev/v1alpha1

@@ -31,6 +31,7 @@ mod net;
 pub mod path;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod preview;
 pub mod registry;
 pub mod secret;
 #[cfg(feature = "stdout")]

@@ -12,8 +12,6 @@ use kollect_core::api::v1alpha1::{
     FamilySinkStatus, KollectDatabaseSink, KollectEventSink, KollectSnapshotSink, SinkPreview,
 };
 use kollect_core::api::{condition_types as types, reasons};
-use kollect_core::model::Snapshot;
-use kollect_core::sink::{ExportRequest, InventoryRef};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -163,7 +161,7 @@ async fn reconcile<K: SinkKind>(object: Arc<K>, context: Arc<Context>) -> Result
     }
 
     next.preview = match (&stack, preview) {
-        (Ok(stack), true) => Some(render_preview(&sink, stack.as_ref(), current.as_ref())),
+        (Ok(stack), true) => Some(render_preview(stack.as_ref(), current.as_ref())),
         _ => None,
     };
     status::patch_if_changed(&api, &*object, current.as_ref(), &next, &context.written).await?;
@@ -191,18 +189,8 @@ fn unverified(next: &mut FamilySinkStatus, reason: &str, message: &str, generati
 
 /// What an export would produce, from a synthetic one-row inventory. `renderedAt` is kept while
 /// the rest is unchanged, so a kept annotation does not rewrite the status.
-fn render_preview(
-    sink: &FamilySink,
-    stack: &dyn kollect_core::sink::Sink,
-    current: Option<&FamilySinkStatus>,
-) -> SinkPreview {
-    let namespace = sink.metadata().namespace.clone().unwrap_or_default();
-    let request = ExportRequest::full(
-        InventoryRef::namespaced(&namespace, "example-inventory"),
-        1,
-        Timestamp::now(),
-        Snapshot::new(Vec::new()),
-    );
+fn render_preview(stack: &dyn kollect_core::sink::Sink, current: Option<&FamilySinkStatus>) -> SinkPreview {
+    let request = kollect_sinks::preview::sample_request(Timestamp::now());
     let mut preview = stack.preview(&request);
     let previous = current.and_then(|s| s.preview.as_ref());
     let unchanged = previous.is_some_and(|p| {

@@ -231,12 +231,8 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
     })?;
     let gvk = &profile.spec.target_gvk;
     if let Some(scope) = &scope {
-        let allowed = &scope.spec.ceiling.allowed_gvks;
-        if !allowed.is_empty()
-            && !allowed
-                .iter()
-                .any(|a| a.group == gvk.group && a.version == gvk.version && a.kind == gvk.kind)
-        {
+        // Case-insensitive, `core` naming the core group, as the Go operator compares.
+        if !scope.spec.ceiling.allows_gvk(gvk) {
             return Err(degrade(
                 reasons::SCOPE_GVK_DENIED,
                 format!(

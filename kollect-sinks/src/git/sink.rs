@@ -457,7 +457,7 @@ impl Sink for GitSink {
                 mode: Some(crate::family::api_spelling(&layout.mode)),
                 content: Some(crate::family::api_spelling(&layout.content)),
                 prune: Some(layout.prune),
-                sample_paths: files.into_iter().take(5).map(|(p, _)| p).collect(),
+                sample_paths: files.into_iter().take(3).map(|(p, _)| p).collect(),
             }),
             ..SinkPreview::default()
         }
