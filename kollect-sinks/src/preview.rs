@@ -16,7 +16,8 @@ pub const SAMPLE_NAME: &str = "api";
 pub fn sample_request(now: Timestamp) -> ExportRequest {
     let rows = ["api", "web", "worker", "cache"]
         .iter()
-        .map(|name| Row {
+        .enumerate()
+        .map(|(index, name)| Row {
             target_namespace: SAMPLE_NAMESPACE.into(),
             target_name: "deployments".into(),
             namespace: SAMPLE_NAMESPACE.into(),
@@ -24,7 +25,7 @@ pub fn sample_request(now: Timestamp) -> ExportRequest {
             group: "apps".into(),
             version: "v1".into(),
             kind: "Deployment".into(),
-            uid: format!("00000000-0000-4000-8000-{:012}", name.len()),
+            uid: format!("00000000-0000-4000-8000-{:012}", index + 1),
             attributes: json!({"image": format!("registry.example.com/{SAMPLE_NAMESPACE}/{name}:1.0.0"), "replicas": 2})
                 .as_object()
                 .cloned(),

@@ -79,7 +79,7 @@ impl KollectInventorySpec {
 }
 
 /// The rule bounding the number of sink refs of one inventory.
-pub(crate) const MAX_SINK_REFS_RULE: &str = "(has(self.snapshotSinkRefs) ? size(self.snapshotSinkRefs): 0) + (has(self.databaseSinkRefs) ? size(self.databaseSinkRefs) : 0) + (has(self.eventSinkRefs) ? size(self.eventSinkRefs) : 0) <= 20";
+pub(crate) const MAX_SINK_REFS_RULE: &str = "(has(self.snapshotSinkRefs) ? size(self.snapshotSinkRefs) : 0) + (has(self.databaseSinkRefs) ? size(self.databaseSinkRefs) : 0) + (has(self.eventSinkRefs) ? size(self.eventSinkRefs) : 0) <= 20";
 /// Message of [`MAX_SINK_REFS_RULE`].
 pub(crate) const MAX_SINK_REFS_MESSAGE: &str =
     "an inventory may bind at most 20 sinks across snapshotSinkRefs, databaseSinkRefs and eventSinkRefs";

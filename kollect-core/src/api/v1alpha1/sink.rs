@@ -437,7 +437,7 @@ pub enum SnapshotSinkType {
     {"rule": "!has(self.http)", "message": "spec.http is reserved: snapshot type http is not supported"},
     {"rule": "!has(self.layout) || self.type in ['git', 'gitlab']", "message": "spec.layout is only allowed for types git and gitlab"},
     {
-        "rule": "!has(self.serialization) || !has(self.serialization.format) || (self.type in ['git', 'gitlab'] ? self.serialization.format in ['json', 'yaml', 'ndjson']: true)",
+        "rule": "!has(self.serialization) || !has(self.serialization.format) || (self.type in ['git', 'gitlab'] ? self.serialization.format in ['json', 'yaml', 'ndjson'] : true)",
         "message": "git and gitlab sinks support serialization.format json, yaml or ndjson",
     },
 ]))]
