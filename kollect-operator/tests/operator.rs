@@ -1495,3 +1495,135 @@ spec:
     .await;
     operator.stop().await;
 }
+
+/// A target whose list the operator may not make holds no rows; the inventory of its namespace
+/// does not wait for it for ever: it exports the other targets' rows and names the target and
+/// why in `Degraded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forbidden_target_does_not_hold_the_inventory_back() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+
+    let _serial = SERIAL.lock().await;
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let Some(git) = kollect_testkit::backends::start_for_test(|| GitServer::start("bot", "hunter2-token"))
+    else {
+        return;
+    };
+    let ns = plane.create_namespace("forbidden").await.unwrap();
+    let repo_url = git.create_repo("inventory").unwrap();
+    plane
+        .apply_yaml(&deployment("web", "web", "nginx:1.27"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(&pipeline(&git, &repo_url, None), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: secrets}
+spec:
+  targetGVK: {version: v1, kind: Secret}
+  attributes: [{name: type, path: '$.type'}]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {name: secrets}
+spec: {profileRef: secrets}
+",
+            &ns,
+        )
+        .await
+        .unwrap();
+
+    // The operator runs as a user that may read Secrets one by one (sink credentials) but not
+    // list or watch them.
+    let admin = plane.client().await.unwrap();
+    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(groups.iter().map(|s| (*s).to_owned()).collect()),
+        resources: Some(resources.iter().map(|s| (*s).to_owned()).collect()),
+        verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
+        ..PolicyRule::default()
+    };
+    let role = ClusterRole {
+        metadata: kube::api::ObjectMeta {
+            name: Some("kollect-no-secret-list".into()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            rule(&["kollect.dev"], &["*"], &["*"]),
+            rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
+            rule(&[""], &["namespaces"], &["get", "list", "watch"]),
+            rule(&[""], &["secrets"], &["get"]),
+            rule(&["", "events.k8s.io"], &["events"], &["*"]),
+            rule(&["coordination.k8s.io"], &["leases"], &["*"]),
+            rule(
+                &["authorization.k8s.io"],
+                &["selfsubjectaccessreviews"],
+                &["create"],
+            ),
+        ]),
+        ..ClusterRole::default()
+    };
+    let pp = kube::api::PostParams::default();
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    let binding = ClusterRoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some("kollect-no-secret-list".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: "kollect-no-secret-list".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: "kollect-limited".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Subject::default()
+        }]),
+    };
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(plane.kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info.impersonate = Some("kollect-limited".into());
+    let limited = Client::try_from(config).unwrap();
+
+    let mut options = test_options();
+    options.watch_namespaces = vec![ns.clone()];
+    let operator = Running::start(limited, options).await;
+    let inventories: Api<KollectInventory> = Api::namespaced(admin.clone(), &ns);
+    let degraded = eventually("the inventory names the forbidden target", || async {
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        condition(&status.conditions, "Degraded").filter(|d| d.1 == "TargetDegraded")
+    })
+    .await;
+    assert_eq!(degraded.0, "True");
+    assert!(
+        degraded.2.starts_with(
+            "KollectTarget \"secrets\" cannot list its objects, so the export holds no rows of it: "
+        ),
+        "{}",
+        degraded.2
+    );
+    let document = format!("inventory/{ns}/first-inventory.yaml");
+    let exported = eventually("the Deployment row reached Git anyway", || async {
+        git_file(&git, "inventory", &document)
+    })
+    .await;
+    assert!(exported.contains("nginx:1.27"), "{exported}");
+    operator.stop().await;
+}

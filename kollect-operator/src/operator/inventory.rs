@@ -328,12 +328,30 @@ async fn apply(
         return Ok(Action::await_change());
     }
 
-    if let Some(waiting) = first_unsynced_target(&namespace, context).await? {
-        // Exporting before the rows are listed would send a partial (after a restart: empty)
-        // inventory and delete what the sinks hold. Nothing is written until the lists finish.
-        tracing::debug!(inventory = %key_of(inventory), target = %waiting, "waiting for the target's first list");
-        return Ok(Action::requeue(UNSYNCED_RETRY));
-    }
+    let failing = match targets_of(&namespace, context).await? {
+        Targets::Waiting(waiting, why) => {
+            // Exporting before the rows are listed would send a partial (after a restart:
+            // empty) inventory and delete what the sinks hold, so nothing is exported until the
+            // lists finish. A first list normally takes moments and is not worth a status
+            // write; one that keeps failing is named, with its error.
+            tracing::debug!(inventory = %key_of(inventory), target = %waiting, "waiting for the target's first list");
+            if let Some(why) = why {
+                status::set_parts(
+                    &mut next.conditions,
+                    types::SYNCED,
+                    false,
+                    reasons::PROGRESSING,
+                    &format!(
+                        "waiting for the first list of KollectTarget \"{waiting}\", which is retried: {why}"
+                    ),
+                    generation,
+                );
+                status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+            }
+            return Ok(Action::requeue(UNSYNCED_RETRY));
+        }
+        Targets::Listed { failing } => failing,
+    };
     // The rows are read after the gate: a target that finished its list meanwhile is complete.
     let view = context.runtime.store().snapshot(&partition);
     let rows = view.snapshot.len();
@@ -398,6 +416,21 @@ async fn apply(
             generation,
         );
     }
+    if let Some((target, why)) = failing.first()
+        && status::find(&next.conditions, types::DEGRADED).is_none()
+    {
+        // The rows of the targets that listed went out; say which target has none and why.
+        status::set_parts(
+            &mut next.conditions,
+            types::DEGRADED,
+            true,
+            reasons::TARGET_DEGRADED,
+            &format!(
+                "KollectTarget \"{target}\" cannot list its objects, so the export holds no rows of it: {why}"
+            ),
+            generation,
+        );
+    }
     record_outcome(context, inventory, &report).await;
     status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
     Ok(report
@@ -405,14 +438,27 @@ async fn apply(
         .map_or_else(Action::await_change, Action::requeue))
 }
 
-/// A target of the namespace whose rows are not listed yet: registered but not synced, or not
-/// registered although its status does not say it cannot collect (the target controller has not
-/// seen it yet in this leadership term). Suspended, deleted and degraded targets hold no rows
-/// and do not block.
-async fn first_unsynced_target(namespace: &str, context: &Context) -> Result<Option<String>, Error> {
+/// Where the targets of a namespace stand before an export.
+enum Targets {
+    /// A target's rows are not listed yet: registered but its first list has not finished (and
+    /// has not failed), or not registered although its status does not say it cannot collect
+    /// (the target controller has not seen it yet in this leadership term); with the error of a
+    /// list that is being retried.
+    Waiting(String, Option<String>),
+    /// Every target has listed or is in a known state; `failing` names the targets whose list
+    /// is forbidden, with why. They hold no rows, so exporting the others loses nothing.
+    Listed {
+        /// `(target, reason)` pairs.
+        failing: Vec<(String, String)>,
+    },
+}
+
+/// Suspended, deleted and degraded targets hold no rows and never make an inventory wait.
+async fn targets_of(namespace: &str, context: &Context) -> Result<Targets, Error> {
     let targets = Api::<KollectTarget>::namespaced(context.client.clone(), namespace)
         .list(&ListParams::default())
         .await?;
+    let mut failing = Vec::new();
     for target in targets.items {
         if target.spec.suspend.unwrap_or(false) || target.meta().deletion_timestamp.is_some() {
             continue;
@@ -420,7 +466,13 @@ async fn first_unsynced_target(namespace: &str, context: &Context) -> Result<Opt
         let name = target.name_any();
         match context.runtime.report(&RowOwner::target(namespace, &name)) {
             Some(report) if report.synced || report.unresolved.is_some() => {}
-            Some(_) => return Ok(Some(name)),
+            // Forbidden is a known state (it needs a change of permissions); a list that fails
+            // otherwise is retried, and exporting before it succeeds could delete rows the
+            // sinks hold for the target.
+            Some(report) => match report.forbidden_namespaces.values().next() {
+                Some(why) => failing.push((name, why.clone())),
+                None => return Ok(Targets::Waiting(name, report.watch_error.clone())),
+            },
             None => {
                 let degraded = target
                     .status
@@ -428,12 +480,12 @@ async fn first_unsynced_target(namespace: &str, context: &Context) -> Result<Opt
                     .and_then(|s| status::find(&s.conditions, types::DEGRADED))
                     .is_some_and(|c| c.status == "True");
                 if !degraded {
-                    return Ok(Some(name));
+                    return Ok(Targets::Waiting(name, None));
                 }
             }
         }
     }
-    Ok(None)
+    Ok(Targets::Listed { failing })
 }
 
 /// Warns (condition, event, metric) when the namespace holds enough rows to warrant splitting.
