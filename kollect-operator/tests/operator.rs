@@ -1627,3 +1627,78 @@ spec: {profileRef: secrets}
     assert!(exported.contains("nginx:1.27"), "{exported}");
     operator.stop().await;
 }
+
+/// A sink that never answers holds only its own inventory: with one inventory reconcile slot,
+/// another inventory still exports while the first one's pass waits on the silent sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_sink_does_not_delay_other_inventories() {
+    let _serial = SERIAL.lock().await;
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let Some(git) = kollect_testkit::backends::start_for_test(|| GitServer::start("bot", "hunter2-token"))
+    else {
+        return;
+    };
+    // Accepts connections and answers nothing; each is closed after 20 s (libgit2 has no
+    // transfer timeout of its own, and its blocking threads would otherwise outlive the test).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/inventory.git", silent.local_addr().unwrap());
+    let dialled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&dialled);
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(20));
+                drop(stream);
+            });
+        }
+    });
+    let slow = plane.create_namespace("slow").await.unwrap();
+    let fast = plane.create_namespace("fast").await.unwrap();
+    let repo_url = git.create_repo("inventory").unwrap();
+    for ns in [&slow, &fast] {
+        plane
+            .apply_yaml(&deployment("web", "web", "nginx:1.27"), ns)
+            .await
+            .unwrap();
+    }
+    plane
+        .apply_yaml(&pipeline(&git, &silent_url, None), &slow)
+        .await
+        .unwrap();
+    let client = plane.client().await.unwrap();
+    let mut options = test_options();
+    options.max_concurrent_reconciles_inventory = 1;
+    let operator = Running::start(client.clone(), options).await;
+    // The slow inventory's pass is under way before the fast inventory exists.
+    let slow_inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &slow);
+    eventually("the slow inventory has its finalizer", || async {
+        let inventory = slow_inventories.get("first-inventory").await.ok()?;
+        (!inventory.metadata.finalizers.unwrap_or_default().is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    plane
+        .apply_yaml(&pipeline(&git, &repo_url, None), &fast)
+        .await
+        .unwrap();
+    let document = format!("inventory/{fast}/first-inventory.yaml");
+    let exported = eventually("the fast inventory exports while the slow sink hangs", || async {
+        git_file(&git, "inventory", &document)
+    })
+    .await;
+    assert!(exported.contains("nginx:1.27"), "{exported}");
+    // The slow inventory's pass is still waiting on the silent sink: the fast one did not wait
+    // for it to end.
+    let slow_status = slow_inventories.get("first-inventory").await.unwrap().status;
+    assert!(
+        slow_status
+            .as_ref()
+            .is_none_or(|s| condition(&s.conditions, "Synced").is_none()),
+        "{slow_status:?}"
+    );
+    assert!(dialled.load(Ordering::SeqCst) > 0, "the slow sink was dialled");
+    operator.stop().await;
+}

@@ -43,6 +43,13 @@ pub const SHARD_WARNING_ROWS: usize = 1800;
 /// How soon an inventory waiting for its targets' first list looks again.
 const UNSYNCED_RETRY: Duration = Duration::from_secs(1);
 
+/// How long a reconcile waits for its export pass before it leaves the pass running and frees
+/// its reconcile slot (a slow sink must not delay other inventories).
+const PASS_BUDGET: Duration = Duration::from_secs(5);
+
+/// How soon a reconcile looks again at a pass left running.
+const PASS_POLL: Duration = Duration::from_secs(1);
+
 /// How soon a pending cleanup is retried.
 const CLEANUP_RETRY: Duration = Duration::from_secs(5);
 
@@ -328,6 +335,14 @@ async fn apply(
         return Ok(Action::await_change());
     }
 
+    let key = key_of(inventory);
+    let finished = match context.passes.take(&key) {
+        Some(pass) if !pass.is_finished() => {
+            context.passes.keep(key, pass);
+            return Ok(Action::requeue(PASS_POLL));
+        }
+        finished => finished,
+    };
     let failing = match targets_of(&namespace, context).await? {
         Targets::Waiting(waiting, why) => {
             // Exporting before the rows are listed would send a partial (after a restart:
@@ -357,53 +372,51 @@ async fn apply(
     let rows = view.snapshot.len();
     next.item_count = Some(i64::try_from(rows).unwrap_or(i64::MAX));
     shard_warning(inventory, &mut next, rows, context).await;
-    let exporter = exporter_of(inventory, context);
-    let mut exporter = exporter.lock().await;
-    let (resolved, unresolved) = match bindings(inventory, scope.as_ref(), &exporter, context).await {
-        Ok(found) => found,
-        Err((reason, message)) => {
-            publish(context, inventory, EventType::Warning, reason, &message).await;
-            set_degraded(&mut next, reason, &message, generation);
-            status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
-            return Ok(Action::await_change());
+    let outcome = match finished {
+        Some(pass) => match pass.await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::warn!(inventory = %key, %error, "export pass ended without a report");
+                return Ok(Action::requeue(PASS_POLL));
+            }
+        },
+        None => {
+            let exporter = exporter_of(inventory, context).lock_owned().await;
+            let (resolved, unresolved) = match bindings(inventory, scope.as_ref(), &exporter, context).await {
+                Ok(found) => found,
+                Err((reason, message)) => {
+                    publish(context, inventory, EventType::Warning, reason, &message).await;
+                    set_degraded(&mut next, reason, &message, generation);
+                    status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written)
+                        .await?;
+                    return Ok(Action::await_change());
+                }
+            };
+            let mut pass = tokio::spawn(run_pass(
+                exporter,
+                inventory.clone(),
+                view.snapshot.clone(),
+                resolved,
+                unresolved,
+            ));
+            match tokio::time::timeout(PASS_BUDGET, &mut pass).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(error)) => {
+                    tracing::warn!(inventory = %key, %error, "export pass ended without a report");
+                    return Ok(Action::requeue(PASS_POLL));
+                }
+                Err(_) => {
+                    // A slow sink: leave the pass running and free this reconcile slot.
+                    tracing::debug!(inventory = %key, "export pass outlasts its budget; left running");
+                    context.passes.keep(key, pass);
+                    return Ok(Action::requeue(PASS_POLL));
+                }
+            }
         }
     };
-    let keys: Vec<BindingKey> = inventory
-        .spec
-        .sinks
-        .iter()
-        .map(|(family, r)| BindingKey::new(family, &r.name))
-        .collect();
-    exporter.retain_bindings(&keys);
-    let (indices, bound): (Vec<usize>, Vec<Binding>) = resolved.into_iter().unzip();
-    tracing::debug!(inventory = %key_of(inventory), rows, sinks = bound.len(), "export pass");
-    let passed = exporter
-        .export(
-            &view.snapshot,
-            generation.unwrap_or_default(),
-            &bound,
-            Timestamp::now(),
-        )
-        .await;
-    drop(exporter);
-    tracing::debug!(
-        inventory = %key_of(inventory),
-        exported = passed.exported(),
-        debounced = passed.debounced(),
-        failed = passed.failed(),
-        "export pass finished"
-    );
-
-    // Reassemble the pass in binding order, unresolved sinks included.
-    let mut ordered: Vec<(usize, SinkReport)> = indices.into_iter().zip(passed.sinks).collect();
-    ordered.extend(unresolved.iter().map(|u| (u.index, u.report.clone())));
-    ordered.sort_by_key(|(index, _)| *index);
-    let report = ExportReport {
-        sinks: ordered.into_iter().map(|(_, r)| r).collect(),
-        item_count: passed.item_count,
-    };
+    let PassOutcome { report, unresolved } = outcome;
     apply_report(&mut next, &report, current.as_ref(), generation);
-    if let Some(first) = unresolved.first()
+    if let Some((reason, message)) = &unresolved
         && report.exported() == 0
         && report.debounced() == 0
     {
@@ -411,8 +424,8 @@ async fn apply(
         status::set_each(
             &mut next.conditions,
             &[(types::DEGRADED, true), (types::SINK_REACHABLE, false)],
-            first.reason,
-            &first.message,
+            reason,
+            message,
             generation,
         );
     }
@@ -436,6 +449,58 @@ async fn apply(
     Ok(report
         .requeue_after()
         .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// What an export pass hands back to the reconcile that applies it.
+#[derive(Debug)]
+pub(crate) struct PassOutcome {
+    /// Every binding's outcome in binding order, unresolved sinks included.
+    report: ExportReport,
+    /// The reason and message of the first sink that could not be resolved.
+    unresolved: Option<(&'static str, String)>,
+}
+
+/// Runs one export pass of `snapshot` to the resolved bindings, holding the inventory's
+/// exporter for the whole pass (passes of one inventory never overlap).
+async fn run_pass(
+    mut exporter: tokio::sync::OwnedMutexGuard<InventoryExporter>,
+    inventory: KollectInventory,
+    snapshot: kollect_core::model::Snapshot,
+    resolved: Vec<(usize, Binding)>,
+    unresolved: Vec<Unresolved>,
+) -> PassOutcome {
+    let keys: Vec<BindingKey> = inventory
+        .spec
+        .sinks
+        .iter()
+        .map(|(family, r)| BindingKey::new(family, &r.name))
+        .collect();
+    exporter.retain_bindings(&keys);
+    let (indices, bound): (Vec<usize>, Vec<Binding>) = resolved.into_iter().unzip();
+    let key = key_of(&inventory);
+    tracing::debug!(inventory = %key, rows = snapshot.len(), sinks = bound.len(), "export pass");
+    let generation = inventory.meta().generation.unwrap_or_default();
+    let passed = exporter
+        .export(&snapshot, generation, &bound, Timestamp::now())
+        .await;
+    tracing::debug!(
+        inventory = %key,
+        exported = passed.exported(),
+        debounced = passed.debounced(),
+        failed = passed.failed(),
+        "export pass finished"
+    );
+    // Reassemble the pass in binding order, unresolved sinks included.
+    let mut ordered: Vec<(usize, SinkReport)> = indices.into_iter().zip(passed.sinks).collect();
+    ordered.extend(unresolved.iter().map(|u| (u.index, u.report.clone())));
+    ordered.sort_by_key(|(index, _)| *index);
+    PassOutcome {
+        report: ExportReport {
+            sinks: ordered.into_iter().map(|(_, r)| r).collect(),
+            item_count: passed.item_count,
+        },
+        unresolved: unresolved.first().map(|u| (u.reason, u.message.clone())),
+    }
 }
 
 /// Where the targets of a namespace stand before an export.
@@ -642,6 +707,8 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     let namespace = inventory.namespace().unwrap_or_default();
     let generation = inventory.meta().generation;
+    // A pass still running would hold the exporter (and write to the sinks) while we remove.
+    context.passes.abort(&key_of(inventory));
     let mut bound = Vec::new();
     let mut pending = Vec::new();
     let mut unsupported = Vec::new();

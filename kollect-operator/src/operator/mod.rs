@@ -17,6 +17,7 @@ pub mod http;
 pub mod inventory;
 pub mod leader;
 pub mod options;
+mod passes;
 pub mod sink_probe;
 pub mod sinks;
 pub mod status;
@@ -101,6 +102,8 @@ pub struct Context {
     /// Statuses written by this process (decision A11).
     pub written: status::Written,
     exporters: Mutex<HashMap<String, Arc<tokio::sync::Mutex<InventoryExporter>>>>,
+    /// Export passes left running by their reconcile.
+    passes: passes::Passes<inventory::PassOutcome>,
 }
 
 impl std::fmt::Debug for Context {
@@ -304,6 +307,7 @@ async fn lead(client: kube::Client, options: OperatorOptions, metrics: Metrics) 
         options,
         written: status::Written::default(),
         exporters: Mutex::new(HashMap::new()),
+        passes: passes::Passes::default(),
     });
     tokio::join!(
         target::run(Arc::clone(&context)),
