@@ -265,6 +265,25 @@ spec:
     yaml
 }
 
+/// A control plane and a Git server, with the Deployment `web` and the first-inventory pipeline
+/// (to the Git repository `inventory`) in a new namespace named after `prefix`; `None` when the
+/// test is skipped.
+async fn git_pipeline(prefix: &str) -> Option<(ControlPlane, GitServer, String, String)> {
+    let plane = ControlPlane::start_for_test().await?;
+    let git = kollect_testkit::backends::start_for_test(|| GitServer::start("bot", "hunter2-token"))?;
+    let ns = plane.create_namespace(prefix).await.unwrap();
+    let repo_url = git.create_repo("inventory").unwrap();
+    plane
+        .apply_yaml(&deployment("web", "web", "nginx:1.27"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(&pipeline(&git, &repo_url, None), &ns)
+        .await
+        .unwrap();
+    Some((plane, git, ns, repo_url))
+}
+
 /// The inventory document in the Git repository, or `None` when the file does not exist.
 fn git_file(git: &GitServer, repo: &str, path: &str) -> Option<String> {
     let output = std::process::Command::new("git")
@@ -878,24 +897,10 @@ async fn conditions_of_targets_sinks_scopes_and_connection_tests() {
     use kollect_core::api::v1alpha1::KollectConnectionTest;
 
     let _serial = SERIAL.lock().await;
-    let Some(plane) = ControlPlane::start_for_test().await else {
+    let Some((plane, _git, ns, repo_url)) = git_pipeline("conditions").await else {
         return;
     };
-    let Some(git) = kollect_testkit::backends::start_for_test(|| GitServer::start("bot", "hunter2-token"))
-    else {
-        return;
-    };
-    let ns = plane.create_namespace("conditions").await.unwrap();
     let elsewhere = plane.create_namespace("elsewhere").await.unwrap();
-    let repo_url = git.create_repo("inventory").unwrap();
-    plane
-        .apply_yaml(&deployment("web", "web", "nginx:1.27"), &ns)
-        .await
-        .unwrap();
-    plane
-        .apply_yaml(&pipeline(&git, &repo_url, None), &ns)
-        .await
-        .unwrap();
     plane
         .apply_yaml(
             &format!(
@@ -1504,23 +1509,9 @@ async fn a_forbidden_target_does_not_hold_the_inventory_back() {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 
     let _serial = SERIAL.lock().await;
-    let Some(plane) = ControlPlane::start_for_test().await else {
+    let Some((plane, git, ns, _)) = git_pipeline("forbidden").await else {
         return;
     };
-    let Some(git) = kollect_testkit::backends::start_for_test(|| GitServer::start("bot", "hunter2-token"))
-    else {
-        return;
-    };
-    let ns = plane.create_namespace("forbidden").await.unwrap();
-    let repo_url = git.create_repo("inventory").unwrap();
-    plane
-        .apply_yaml(&deployment("web", "web", "nginx:1.27"), &ns)
-        .await
-        .unwrap();
-    plane
-        .apply_yaml(&pipeline(&git, &repo_url, None), &ns)
-        .await
-        .unwrap();
     plane
         .apply_yaml(
             "apiVersion: kollect.dev/v1alpha1
