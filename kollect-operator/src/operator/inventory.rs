@@ -349,7 +349,7 @@ async fn apply(
             // empty) inventory and delete what the sinks hold, so nothing is exported until the
             // lists finish. A first list normally takes moments and is not worth a status
             // write; one that keeps failing is named, with its error.
-            tracing::debug!(inventory = %key_of(inventory), target = %waiting, "waiting for the target's first list");
+            tracing::debug!(inventory = %key, target = %waiting, "waiting for the target's first list");
             if let Some(why) = why {
                 status::set_parts(
                     &mut next.conditions,
@@ -372,14 +372,8 @@ async fn apply(
     let rows = view.snapshot.len();
     next.item_count = Some(i64::try_from(rows).unwrap_or(i64::MAX));
     shard_warning(inventory, &mut next, rows, context).await;
-    let outcome = match finished {
-        Some(pass) => match pass.await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                tracing::warn!(inventory = %key, %error, "export pass ended without a report");
-                return Ok(Action::requeue(PASS_POLL));
-            }
-        },
+    let joined = match finished {
+        Some(pass) => pass.await,
         None => {
             let exporter = exporter_of(inventory, context).lock_owned().await;
             let (resolved, unresolved) = match bindings(inventory, scope.as_ref(), &exporter, context).await {
@@ -400,11 +394,7 @@ async fn apply(
                 unresolved,
             ));
             match tokio::time::timeout(PASS_BUDGET, &mut pass).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(error)) => {
-                    tracing::warn!(inventory = %key, %error, "export pass ended without a report");
-                    return Ok(Action::requeue(PASS_POLL));
-                }
+                Ok(joined) => joined,
                 Err(_) => {
                     // A slow sink: leave the pass running and free this reconcile slot.
                     tracing::debug!(inventory = %key, "export pass outlasts its budget; left running");
@@ -414,7 +404,13 @@ async fn apply(
             }
         }
     };
-    let PassOutcome { report, unresolved } = outcome;
+    let PassOutcome { report, unresolved } = match joined {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            tracing::warn!(inventory = %key, %error, "export pass ended without a report");
+            return Ok(Action::requeue(PASS_POLL));
+        }
+    };
     apply_report(&mut next, &report, current.as_ref(), generation);
     if let Some((reason, message)) = &unresolved
         && report.exported() == 0
