@@ -33,28 +33,77 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PATIENCE: Duration = Duration::from_secs(180);
 
 // ---------------------------------------------------------------------------------------------
-// A client that counts status writes.
+// A client that records every request it sends.
 
-#[derive(Clone)]
-struct CountStatusWrites(Arc<AtomicUsize>);
+/// One request: method and path with query.
+#[derive(Debug, Clone)]
+struct Sent {
+    method: http::Method,
+    path: String,
+    query: String,
+}
 
-impl<S> tower::Layer<S> for CountStatusWrites {
-    type Service = Counted<S>;
-    fn layer(&self, inner: S) -> Counted<S> {
-        Counted {
+impl Sent {
+    fn is_watch(&self) -> bool {
+        self.query.split('&').any(|pair| pair == "watch=true")
+    }
+
+    fn is_status_write(&self) -> bool {
+        matches!(self.method, http::Method::PATCH | http::Method::PUT) && self.path.ends_with("/status")
+    }
+
+    fn is_lease(&self) -> bool {
+        self.path.starts_with("/apis/coordination.k8s.io/")
+    }
+}
+
+impl std::fmt::Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}?{}", self.method, self.path, self.query)
+    }
+}
+
+/// What a recording client has sent so far.
+#[derive(Clone, Default)]
+struct Requests(Arc<std::sync::Mutex<Vec<Sent>>>);
+
+impl Requests {
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Requests sent after the first `from`.
+    fn since(&self, from: usize) -> Vec<Sent> {
+        self.0.lock().unwrap()[from..].to_vec()
+    }
+
+    fn status_writes(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.is_status_write())
+            .count()
+    }
+}
+
+impl<S> tower::Layer<S> for Requests {
+    type Service = Recorded<S>;
+    fn layer(&self, inner: S) -> Recorded<S> {
+        Recorded {
             inner,
-            count: Arc::clone(&self.0),
+            requests: self.clone(),
         }
     }
 }
 
 #[derive(Clone)]
-struct Counted<S> {
+struct Recorded<S> {
     inner: S,
-    count: Arc<AtomicUsize>,
+    requests: Requests,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+impl<S, B> tower::Service<http::Request<B>> for Recorded<S>
 where
     S: tower::Service<http::Request<B>>,
 {
@@ -67,25 +116,26 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let write = matches!(*request.method(), http::Method::PATCH | http::Method::PUT);
-        if write && request.uri().path().ends_with("/status") {
-            self.count.fetch_add(1, Ordering::SeqCst);
-        }
+        self.requests.0.lock().unwrap().push(Sent {
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or_default().to_owned(),
+        });
         self.inner.call(request)
     }
 }
 
-async fn counting_client(plane: &ControlPlane) -> (Client, Arc<AtomicUsize>) {
+async fn recording_client(plane: &ControlPlane) -> (Client, Requests) {
     let kubeconfig = kube::config::Kubeconfig::read_from(plane.kubeconfig_path()).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
+    let requests = Requests::default();
     let client = kube::client::ClientBuilder::try_from(config)
         .unwrap()
-        .with_layer(&CountStatusWrites(Arc::clone(&count)))
+        .with_layer(&requests)
         .build();
-    (client, count)
+    (client, requests)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,7 +451,7 @@ async fn first_inventory_pipeline_to_git_and_postgres() {
         .await
         .unwrap();
 
-    let (client, status_writes) = counting_client(&plane).await;
+    let (client, status_writes) = recording_client(&plane).await;
     let operator = Running::start(client.clone(), test_options()).await;
     let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
     let targets: Api<KollectTarget> = Api::namespaced(client.clone(), &ns);
@@ -722,7 +772,7 @@ async fn first_inventory_pipeline_to_git_and_postgres() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let writes = status_writes.load(Ordering::SeqCst);
+    let writes = status_writes.status_writes();
     let target_reconciles = |text: &str| {
         sample(
             text,
@@ -744,7 +794,7 @@ async fn first_inventory_pipeline_to_git_and_postgres() {
     })
     .await;
     assert_eq!(
-        status_writes.load(Ordering::SeqCst),
+        status_writes.status_writes(),
         writes,
         "status writes at steady state"
     );
@@ -823,7 +873,7 @@ async fn an_api_server_outage_longer_than_the_lease_does_not_stop_the_operator()
         .await
         .unwrap();
 
-    let (client, _) = counting_client(&plane).await;
+    let (client, _) = recording_client(&plane).await;
     let lease = LeaseTimings {
         lease_duration: Duration::from_secs(4),
         renew_deadline: Duration::from_secs(3),
@@ -976,7 +1026,7 @@ spec:
         .await
         .unwrap();
 
-    let (client, _) = counting_client(&plane).await;
+    let (client, _) = recording_client(&plane).await;
     let operator = Running::start(client.clone(), test_options()).await;
     let targets: Api<KollectTarget> = Api::namespaced(client.clone(), &ns);
     let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
@@ -1691,5 +1741,134 @@ async fn a_hanging_sink_does_not_delay_other_inventories() {
         "{slow_status:?}"
     );
     assert!(dialled.load(Ordering::SeqCst) > 0, "the slow sink was dialled");
+    operator.stop().await;
+}
+
+/// Every request in `sent` that is neither a watch nor a lease request, as text.
+fn beyond_watches_and_leases(sent: &[Sent]) -> Vec<String> {
+    sent.iter()
+        .filter(|r| !r.is_watch() && !r.is_lease())
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// The export time of the Git binding, once it has exported.
+async fn git_export_time(inventories: &Api<KollectInventory>) -> Option<String> {
+    let inventory = inventories.get("first-inventory").await.ok()?;
+    let status = inventory.status?;
+    let export = status
+        .sink_exports
+        .iter()
+        .find(|e| e.name == "snapshot/inventory-git")?;
+    export.last_checksum.as_ref()?;
+    export.last_export_time.as_ref().map(|t| t.0.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_operator_reads_from_its_watches() {
+    let _serial = SERIAL.lock().await;
+    let Some((plane, _git, ns, _)) = git_pipeline("idle").await else {
+        return;
+    };
+    let admin = plane.client().await.unwrap();
+    let inventories: Api<KollectInventory> = Api::namespaced(admin.clone(), &ns);
+    let targets: Api<KollectTarget> = Api::namespaced(admin.clone(), &ns);
+    let sinks: Api<KollectSnapshotSink> = Api::namespaced(admin.clone(), &ns);
+    let interval = |value: &str| json!({"spec": {"exportMinInterval": value}});
+    inventories
+        .patch(
+            "first-inventory",
+            &PatchParams::default(),
+            &Patch::Merge(&interval("0s")),
+        )
+        .await
+        .unwrap();
+
+    let (client, requests) = recording_client(&plane).await;
+    let options = OperatorOptions {
+        leader_elect: true,
+        lease: LeaseTimings {
+            lease_duration: Duration::from_secs(6),
+            renew_deadline: Duration::from_secs(4),
+            retry_period: Duration::from_secs(1),
+        },
+        leader_election_namespace: ns.clone(),
+        identity: "idle-test".into(),
+        ..test_options()
+    };
+    let operator = Running::start(client, options).await;
+
+    // Settled: exported, the sink verified, the target reporting it.
+    eventually("the pipeline settles", || async {
+        git_export_time(&inventories).await?;
+        let sink = sinks.get("inventory-git").await.ok()?;
+        let verified = condition(&sink.status?.conditions, "ConnectionVerified")?;
+        let target = targets.get("web-deployments").await.ok()?;
+        let reachable = condition(&target.status?.conditions, "SinkReachable")?;
+        (verified.0 == "True" && reachable.1 == "ConnectionVerified").then_some(())
+    })
+    .await;
+    // Writes that report the settled state may still be on their way.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Idle with no interval: the window spans several target resyncs (2 s here) and the
+    // inventory's watchdog requeue (30 s), and nothing but watches and the lease is asked.
+    let from = requests.len();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let window = requests.since(from);
+    assert!(
+        window.iter().any(Sent::is_lease),
+        "the lease was renewed in the window: {window:?}"
+    );
+    assert_eq!(
+        beyond_watches_and_leases(&window),
+        Vec::<String>::new(),
+        "an idle operator asks nothing beyond its watches and lease renewals"
+    );
+
+    // With an interval the unchanged inventory is sent again; the only reads are the Secret of
+    // the sink it re-sends to, and the only writes report those sends.
+    let before = git_export_time(&inventories).await.unwrap();
+    inventories
+        .patch(
+            "first-inventory",
+            &PatchParams::default(),
+            &Patch::Merge(&interval("3s")),
+        )
+        .await
+        .unwrap();
+    eventually("the unchanged inventory is sent again", || async {
+        git_export_time(&inventories).await.filter(|t| *t != before)
+    })
+    .await;
+    let from = requests.len();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let window = requests.since(from);
+    let secret = format!("/api/v1/namespaces/{ns}/secrets/git-credentials");
+    let status =
+        format!("/apis/kollect.dev/v1alpha1/namespaces/{ns}/kollectinventories/first-inventory/status");
+    let events = format!("/apis/events.k8s.io/v1/namespaces/{ns}/events");
+    let mut secret_reads = 0;
+    let mut sends = 0;
+    for request in window.iter().filter(|r| !r.is_watch() && !r.is_lease()) {
+        if request.method == http::Method::GET && request.path == secret {
+            secret_reads += 1;
+        } else if request.path == status {
+            sends += 1;
+        } else {
+            assert!(
+                request.path.starts_with(&events),
+                "with an interval, only the re-sent sink's Secret is read and only the sends are reported: {request}"
+            );
+        }
+    }
+    assert!(
+        secret_reads > 0,
+        "the re-sends read the sink's Secret: {window:?}"
+    );
+    assert!(
+        secret_reads <= sends + 1,
+        "one Secret read per re-send ({secret_reads} reads, {sends} status writes)"
+    );
     operator.stop().await;
 }

@@ -14,7 +14,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use super::target::{api_for, manages};
+use super::target::manages;
+use super::watches::api_for;
 use super::{Context, Error, status};
 use kollect_sinks::FamilySink;
 
@@ -23,7 +24,9 @@ const CONTROLLER: &str = "kollectconnectiontest";
 /// Runs the controller until the term ends.
 pub async fn run(context: Arc<Context>) {
     let api = api_for::<KollectConnectionTest>(&context.client, &context.options.watch_namespaces);
-    let results = Controller::new(api, watcher::Config::default()).run(reconcile, error_policy, context);
+    let results = Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(context.term.ended())
+        .run(reconcile, error_policy, Arc::clone(&context));
     super::triggers::drive(results, CONTROLLER).await;
 }
 
@@ -115,7 +118,7 @@ async fn probe(
             "exactly one of sinkRef.snapshotSinkRef, sinkRef.databaseSinkRef and sinkRef.eventSinkRef must be set".into(),
         )));
     };
-    let Some(sink) = super::sinks::fetch_sink(&context.client, family, &namespace, name).await? else {
+    let Some(sink) = context.watches.sink(family, &namespace, name) else {
         return Ok(Err((
             reasons::SINK_NOT_FOUND,
             format!(

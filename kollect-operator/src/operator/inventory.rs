@@ -9,8 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kollect_collect::runtime::Partition;
 use kollect_core::api::v1alpha1::{
-    KollectDatabaseSink, KollectEventSink, KollectInventory, KollectInventoryStatus, KollectScope,
-    KollectSnapshotSink, KollectTarget, SinkExportStatus, SinkFamily,
+    KollectInventory, KollectInventoryStatus, KollectScope, SinkExportStatus, SinkFamily,
 };
 use kollect_core::api::{condition_types as types, finalizers, reasons};
 use kollect_core::collect::RowOwner;
@@ -21,16 +20,15 @@ use kollect_core::export::{
 };
 use kollect_core::model::Checksum;
 use kollect_core::sink::InventoryRef;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::sinks::ResolveError;
-use super::target::{api_for, manages, scope_of};
+use super::target::manages;
 use super::triggers::{drive, in_namespace};
 use super::{Context, Error, publish, status};
 
@@ -55,43 +53,36 @@ const CLEANUP_RETRY: Duration = Duration::from_secs(5);
 
 /// Runs the controller until the term ends.
 pub async fn run(context: Arc<Context>) {
-    let client = context.client.clone();
-    let watched = &context.options.watch_namespaces;
-    let controller = Controller::new(
-        api_for::<KollectInventory>(&client, watched),
-        watcher::Config::default(),
-    )
-    .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_inventory));
-    let store = controller.store();
+    let watches = &context.watches;
+    let store = watches.inventories.store().clone();
     let rows = super::triggers::on_row_changes(
         context.runtime.store(),
         store.clone(),
         context.options.row_change_debounce,
     );
-    let (snapshot, database, event, scope) = (store.clone(), store.clone(), store.clone(), store.clone());
-    let results = controller
-        .watches(
-            api_for::<KollectSnapshotSink>(&client, watched),
-            watcher::Config::default(),
-            move |s| bound_to(&snapshot, SinkFamily::Snapshot, &s),
-        )
-        .watches(
-            api_for::<KollectDatabaseSink>(&client, watched),
-            watcher::Config::default(),
-            move |s| bound_to(&database, SinkFamily::Database, &s),
-        )
-        .watches(
-            api_for::<KollectEventSink>(&client, watched),
-            watcher::Config::default(),
-            move |s| bound_to(&event, SinkFamily::Event, &s),
-        )
-        .watches(
-            api_for::<KollectScope>(&client, watched),
-            watcher::Config::default(),
-            move |s: KollectScope| in_namespace(&scope, s.metadata.namespace.as_deref()),
-        )
+    let (snapshot, database, event) = (store.clone(), store.clone(), store.clone());
+    let (by_scope, by_target) = (store.clone(), store.clone());
+    let results = Controller::for_shared_stream(watches.inventories.touched(), store)
+        .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_inventory))
+        .watches_shared_stream(watches.snapshot_sinks.touched(), move |s| {
+            bound_to(&snapshot, SinkFamily::Snapshot, &*s)
+        })
+        .watches_shared_stream(watches.database_sinks.touched(), move |s| {
+            bound_to(&database, SinkFamily::Database, &*s)
+        })
+        .watches_shared_stream(watches.event_sinks.touched(), move |s| {
+            bound_to(&event, SinkFamily::Event, &*s)
+        })
+        .watches_shared_stream(watches.scopes.touched(), move |s| {
+            in_namespace(&by_scope, s.namespace().as_deref())
+        })
+        // A target that lists, fails or goes away changes what the inventory may export.
+        .watches_shared_stream(watches.targets.touched(), move |t| {
+            in_namespace(&by_target, t.namespace().as_deref())
+        })
         .reconcile_on(rows)
-        .run(reconcile, error_policy, context);
+        .graceful_shutdown_on(context.term.ended())
+        .run(reconcile, error_policy, Arc::clone(&context));
     drive(results, CONTROLLER).await;
 }
 
@@ -239,7 +230,7 @@ async fn bindings(
                 floor,
             )
         };
-        match context.sinks.resolve(family, &namespace, &reference.name).await {
+        match context.resolve_sink(family, &namespace, &reference.name).await {
             Ok(resolved_sink) => resolved.push((
                 index,
                 Binding {
@@ -301,19 +292,7 @@ async fn apply(
         status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
         return Ok(Action::await_change());
     }
-    let scope = match scope_of(&context.client, &namespace).await {
-        Ok(scope) => scope,
-        Err(error) => {
-            set_degraded(
-                &mut next,
-                reasons::SCOPE_LOOKUP_FAILED,
-                &format!("list KollectScopes: {error}"),
-                generation,
-            );
-            status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
-        }
-    };
+    let scope = context.watches.scope_of(&namespace);
     if inventory.spec.sinks.is_empty() {
         shard_warning(inventory, &mut next, rows, context).await;
         status::set(
@@ -343,7 +322,7 @@ async fn apply(
         }
         finished => finished,
     };
-    let failing = match targets_of(&namespace, context).await? {
+    let failing = match targets_of(&namespace, context) {
         Targets::Waiting(waiting, why) => {
             // Exporting before the rows are listed would send a partial (after a restart:
             // empty) inventory and delete what the sinks hold, so nothing is exported until the
@@ -376,7 +355,8 @@ async fn apply(
         Some(pass) => pass.await,
         None => {
             let exporter = exporter_of(inventory, context).lock_owned().await;
-            let (resolved, unresolved) = match bindings(inventory, scope.as_ref(), &exporter, context).await {
+            let (resolved, unresolved) = match bindings(inventory, scope.as_deref(), &exporter, context).await
+            {
                 Ok(found) => found,
                 Err((reason, message)) => {
                     publish(context, inventory, EventType::Warning, reason, &message).await;
@@ -515,12 +495,9 @@ enum Targets {
 }
 
 /// Suspended, deleted and degraded targets hold no rows and never make an inventory wait.
-async fn targets_of(namespace: &str, context: &Context) -> Result<Targets, Error> {
-    let targets = Api::<KollectTarget>::namespaced(context.client.clone(), namespace)
-        .list(&ListParams::default())
-        .await?;
+fn targets_of(namespace: &str, context: &Context) -> Targets {
     let mut failing = Vec::new();
-    for target in targets.items {
+    for target in context.watches.targets.in_namespace(namespace) {
         if target.spec.suspend.unwrap_or(false) || target.meta().deletion_timestamp.is_some() {
             continue;
         }
@@ -532,7 +509,7 @@ async fn targets_of(namespace: &str, context: &Context) -> Result<Targets, Error
             // sinks hold for the target.
             Some(report) => match report.forbidden_namespaces.values().next() {
                 Some(why) => failing.push((name, why.clone())),
-                None => return Ok(Targets::Waiting(name, report.watch_error.clone())),
+                None => return Targets::Waiting(name, report.watch_error.clone()),
             },
             None => {
                 let degraded = target
@@ -541,12 +518,12 @@ async fn targets_of(namespace: &str, context: &Context) -> Result<Targets, Error
                     .and_then(|s| status::find(&s.conditions, types::DEGRADED))
                     .is_some_and(|c| c.status == "True");
                 if !degraded {
-                    return Ok(Targets::Waiting(name, None));
+                    return Targets::Waiting(name, None);
                 }
             }
         }
     }
-    Ok(Targets::Listed { failing })
+    Targets::Listed { failing }
 }
 
 /// Warns (condition, event, metric) when the namespace holds enough rows to warrant splitting.
@@ -709,7 +686,7 @@ async fn cleanup(
     let mut pending = Vec::new();
     let mut unsupported = Vec::new();
     for (family, reference) in inventory.spec.sinks.iter() {
-        match context.sinks.resolve(family, &namespace, &reference.name).await {
+        match context.resolve_sink(family, &namespace, &reference.name).await {
             Ok(resolved) => bound.push(Binding {
                 key: BindingKey::new(family, &reference.name),
                 sink: resolved.sink,

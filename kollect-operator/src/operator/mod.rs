@@ -23,6 +23,7 @@ pub mod sinks;
 pub mod status;
 pub mod target;
 mod triggers;
+mod watches;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,6 +105,10 @@ pub struct Context {
     exporters: Mutex<HashMap<String, Arc<tokio::sync::Mutex<InventoryExporter>>>>,
     /// Export passes left running by their reconcile.
     passes: passes::Passes<inventory::PassOutcome>,
+    /// The term's watches: what reconciles read instead of asking the API server.
+    watches: watches::Watches,
+    /// The end of the leadership term, on which every controller drains.
+    term: TermEnd,
 }
 
 impl std::fmt::Debug for Context {
@@ -127,6 +132,25 @@ impl Context {
                 .entry(key.to_owned())
                 .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(create()))),
         )
+    }
+
+    /// The sink `namespace/name` of `family` from the term's watch, with its stack.
+    async fn resolve_sink(
+        &self,
+        family: kollect_core::api::v1alpha1::SinkFamily,
+        namespace: &str,
+        name: &str,
+    ) -> Result<sinks::Resolved, sinks::ResolveError> {
+        let cr = self
+            .watches
+            .sink(family, namespace, name)
+            .ok_or_else(|| sinks::ResolveError::NotFound {
+                family: family.as_str(),
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })?;
+        let sink = self.sinks.stack_for(&cr).await?;
+        Ok(sinks::Resolved { cr, sink })
     }
 
     fn forget_exporter(&self, key: &str) {
@@ -229,23 +253,39 @@ pub async fn run(
         }
         tracing::info!("leading: starting collection and controllers");
         metrics.controllers.set_leader(true);
-        let term = tokio::spawn(lead(client.clone(), options.clone(), metrics.clone()));
-        let abort = term.abort_handle();
+        let (end_term, term_end) = watch::channel(false);
+        let mut term = tokio::spawn(lead(
+            client.clone(),
+            options.clone(),
+            metrics.clone(),
+            TermEnd(term_end),
+        ));
+        let mut restart = false;
         tokio::select! {
             _ = async { while *leading.borrow_and_update() { if leading.changed().await.is_err() { break; } } } => {
                 tracing::warn!("leadership lost: stopping collection and exports; this process keeps running");
             }
             _ = stopped(&mut shutdown) => {}
-            result = term => {
+            result = &mut term => {
                 match result {
                     Ok(Ok(())) => tracing::error!("the controllers stopped; starting them again"),
                     Ok(Err(message)) => return Err(message),
                     Err(error) => tracing::error!(%error, "the controllers failed; starting them again"),
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                restart = true;
             }
         }
-        abort.abort();
+        if restart {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } else {
+            // Reconciles in flight finish (each writes at most its status); nothing new starts.
+            end_term.send_replace(true);
+            let budget = drain_budget(&options);
+            if tokio::time::timeout(budget, &mut term).await.is_err() {
+                tracing::warn!(?budget, "the controllers did not stop in time; aborting them");
+                term.abort();
+            }
+        }
         metrics.controllers.set_leader(false);
         if is_stopping(&shutdown) {
             break;
@@ -256,6 +296,37 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(10), election).await;
     }
     Ok(())
+}
+
+/// How long a term's controllers may take to finish the reconciles in flight. With election,
+/// the time between stepping down (the renew deadline) and the lease expiring for the other
+/// candidates: a drained term never overlaps the next leader's.
+fn drain_budget(options: &OperatorOptions) -> Duration {
+    if options.leader_elect {
+        options
+            .lease
+            .lease_duration
+            .saturating_sub(options.lease.renew_deadline)
+    } else {
+        UNELECTED_DRAIN
+    }
+}
+
+/// The drain budget of a process that leads without election (it only drains on shutdown).
+const UNELECTED_DRAIN: Duration = Duration::from_secs(10);
+
+/// The end of a leadership term, as a signal every controller can drain on.
+#[derive(Clone)]
+struct TermEnd(watch::Receiver<bool>);
+
+impl TermEnd {
+    /// Resolves once the term ends (or whoever could end it is gone).
+    fn ended(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        let mut ended = self.0.clone();
+        async move {
+            let _ = ended.wait_for(|ended| *ended).await;
+        }
+    }
 }
 
 /// Whether shutdown was requested (or whoever could request it is gone).
@@ -272,11 +343,26 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// One leadership term: the runtime and every controller, until aborted.
-async fn lead(client: kube::Client, options: OperatorOptions, metrics: Metrics) -> Result<(), String> {
+/// One leadership term: the runtime, the watches and every controller, until `term` ends and
+/// the controllers have drained.
+async fn lead(
+    client: kube::Client,
+    options: OperatorOptions,
+    metrics: Metrics,
+    term: TermEnd,
+) -> Result<(), String> {
     let runtime =
         Runtime::start_with_metrics(client.clone(), options.runtime_config(), metrics.collect.clone());
     runtime.namespaces().wait_ready().await;
+    let sinks = SinkResolver::new(
+        client.clone(),
+        options.allow_cross_namespace_secret_refs,
+        options.net_policy,
+        StackConfig::default(),
+        metrics.export.clone(),
+    );
+    let watches = watches::Watches::start(&client, &options.watch_namespaces, sinks.forgetter());
+    watches.wait_ready().await;
     let extract = options.extract_options();
     let context = Arc::new(Context {
         client: client.clone(),
@@ -287,13 +373,7 @@ async fn lead(client: kube::Client, options: OperatorOptions, metrics: Metrics) 
             included: options.default_included_namespaces.clone(),
             excluded: options.default_excluded_namespaces.clone(),
         },
-        sinks: SinkResolver::new(
-            client.clone(),
-            options.allow_cross_namespace_secret_refs,
-            options.net_policy,
-            StackConfig::default(),
-            metrics.export.clone(),
-        ),
+        sinks,
         export_metrics: metrics.export.clone(),
         collect_metrics: metrics.collect.clone(),
         metrics: metrics.controllers.clone(),
@@ -308,6 +388,8 @@ async fn lead(client: kube::Client, options: OperatorOptions, metrics: Metrics) 
         written: status::Written::default(),
         exporters: Mutex::new(HashMap::new()),
         passes: passes::Passes::default(),
+        watches,
+        term,
     });
     tokio::join!(
         target::run(Arc::clone(&context)),
@@ -315,5 +397,6 @@ async fn lead(client: kube::Client, options: OperatorOptions, metrics: Metrics) 
         sink_probe::run(Arc::clone(&context)),
         connection_test::run(Arc::clone(&context)),
     );
+    tracing::info!("the controllers stopped");
     Ok(())
 }

@@ -14,12 +14,12 @@ use kollect_core::api::v1alpha1::{
 use kollect_core::api::{condition_types as types, reasons};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::target::{api_for, manages};
+use super::target::manages;
+use super::watches::{Shared, Watches};
 use super::{Context, Error, status};
 use kollect_sinks::FamilySink;
 
@@ -40,14 +40,18 @@ trait SinkKind:
     + 'static
 {
     const CONTROLLER: &'static str;
+    fn watch(watches: &Watches) -> &Shared<Self>;
     fn family(self) -> FamilySink;
     fn sink_status(&self) -> Option<&FamilySinkStatus>;
 }
 
 macro_rules! sink_kind {
-    ($ty:ty, $variant:ident, $controller:literal) => {
+    ($ty:ty, $variant:ident, $watch:ident, $controller:literal) => {
         impl SinkKind for $ty {
             const CONTROLLER: &'static str = $controller;
+            fn watch(watches: &Watches) -> &Shared<Self> {
+                &watches.$watch
+            }
             fn family(self) -> FamilySink {
                 FamilySink::$variant(self)
             }
@@ -58,9 +62,19 @@ macro_rules! sink_kind {
     };
 }
 
-sink_kind!(KollectSnapshotSink, Snapshot, "kollectsnapshotsink");
-sink_kind!(KollectDatabaseSink, Database, "kollectdatabasesink");
-sink_kind!(KollectEventSink, Event, "kollecteventsink");
+sink_kind!(
+    KollectSnapshotSink,
+    Snapshot,
+    snapshot_sinks,
+    "kollectsnapshotsink"
+);
+sink_kind!(
+    KollectDatabaseSink,
+    Database,
+    database_sinks,
+    "kollectdatabasesink"
+);
+sink_kind!(KollectEventSink, Event, event_sinks, "kollecteventsink");
 
 /// Runs the three controllers until the term ends.
 pub async fn run(context: Arc<Context>) {
@@ -72,9 +86,10 @@ pub async fn run(context: Arc<Context>) {
 }
 
 async fn run_kind<K: SinkKind>(context: Arc<Context>) {
-    let api = api_for::<K>(&context.client, &context.options.watch_namespaces);
-    let results =
-        Controller::new(api, watcher::Config::default()).run(reconcile::<K>, error_policy::<K>, context);
+    let watch = K::watch(&context.watches);
+    let results = Controller::for_shared_stream(watch.touched(), watch.store().clone())
+        .graceful_shutdown_on(context.term.ended())
+        .run(reconcile::<K>, error_policy::<K>, Arc::clone(&context));
     super::triggers::drive(results, K::CONTROLLER).await;
 }
 

@@ -1,44 +1,24 @@
-//! Family sinks as the operator sees them: reading the CR and its Secrets (direct GETs, same
-//! namespace unless allowed: decision A10), building the backend through the registry, wrapping
-//! it in the middleware stack, and caching the stack while nothing it was built from changes
-//! (so circuit breakers and connections survive between passes).
+//! Family sinks as the operator sees them: the CR (from the term's watch), its Secrets (direct
+//! GETs, same namespace unless allowed: decision A10), the backend built through the registry
+//! and wrapped in the middleware stack. The stack is cached per CR generation, so circuit
+//! breakers and connections survive between passes, and a pass that sends nothing makes no
+//! request. The Secrets are read again right before each send ([`FreshSecrets`]), so rotated
+//! credentials are used from the next send on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
-use kollect_core::api::v1alpha1::{
-    KollectDatabaseSink, KollectEventSink, KollectSnapshotSink, SecretReference, SinkFamily,
-};
+use kollect_core::api::v1alpha1::{SecretReference, SinkFamily, SinkPreview};
 use kollect_core::export::{StackConfig, build_stack};
 use kollect_core::middleware::ExportMetrics;
 use kollect_core::netguard::NetPolicy;
-use kollect_core::sink::Sink;
+use kollect_core::sink::{
+    Capabilities, ExportReceipt, ExportRequest, ProbeReport, RemoveRequest, Sink, SinkError,
+};
 use kollect_sinks::{BuildContext, FamilySink, Registry, SecretData};
 use kube::api::Api;
-
-/// Reads the sink `namespace/name` of `family`; `None` when it does not exist.
-pub async fn fetch_sink(
-    client: &kube::Client,
-    family: SinkFamily,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<FamilySink>, kube::Error> {
-    Ok(match family {
-        SinkFamily::Snapshot => Api::<KollectSnapshotSink>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await?
-            .map(FamilySink::from),
-        SinkFamily::Database => Api::<KollectDatabaseSink>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await?
-            .map(FamilySink::from),
-        SinkFamily::Event => Api::<KollectEventSink>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await?
-            .map(FamilySink::from),
-    })
-}
 
 /// Why a sink could not be made ready for export. The messages name the object and never carry
 /// Secret values.
@@ -104,160 +84,54 @@ impl ResolveError {
     }
 }
 
-fn api_error(what: String, error: kube::Error) -> ResolveError {
-    match &error {
-        kube::Error::Api(status) if status.code == 403 => {
-            ResolveError::Forbidden(format!("{what}: forbidden"))
-        }
-        _ => ResolveError::Lookup(format!("{what}: {error}")),
+impl ResolveError {
+    /// The same failure as a send error, for a Secret that went wrong between sends.
+    fn into_sink_error(self) -> SinkError {
+        SinkError::new(self.class(), self.to_string())
     }
 }
 
-struct Cached {
-    fingerprint: String,
-    sink: Arc<dyn Sink>,
+/// The Secrets a sink CR references, as read for one build.
+struct Material {
+    credentials: Option<Secret>,
+    database: Option<Secret>,
+    ca: Option<Secret>,
 }
 
-/// Builds and caches sink stacks.
-pub struct SinkResolver {
+impl Material {
+    /// The resource versions of the Secrets: the backend is rebuilt when they change.
+    fn versions(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            version(&self.credentials),
+            version(&self.database),
+            version(&self.ca)
+        )
+    }
+}
+
+/// Reads the Secrets of sink CRs with direct GETs (Secrets are never listed or watched).
+struct SecretReader {
     client: kube::Client,
     allow_cross_namespace_secrets: bool,
     net_policy: NetPolicy,
-    stack: StackConfig,
-    metrics: ExportMetrics,
-    cache: Mutex<HashMap<(SinkFamily, String), Cached>>,
 }
 
-impl std::fmt::Debug for SinkResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SinkResolver")
-            .field(
-                "allow_cross_namespace_secrets",
-                &self.allow_cross_namespace_secrets,
-            )
-            .field("net_policy", &self.net_policy)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A resolved sink: its CR and the stack to export through.
-pub struct Resolved {
-    /// The custom resource.
-    pub cr: FamilySink,
-    /// The backend behind metrics, retry, breaker and timeout.
-    pub sink: Arc<dyn Sink>,
-}
-
-impl SinkResolver {
-    /// A resolver reading through `client`.
-    pub fn new(
-        client: kube::Client,
-        allow_cross_namespace_secrets: bool,
-        net_policy: NetPolicy,
-        stack: StackConfig,
-        metrics: ExportMetrics,
-    ) -> Self {
-        Self {
-            client,
-            allow_cross_namespace_secrets,
-            net_policy,
-            stack,
-            metrics,
-            cache: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Reads the sink, its Secrets, and returns the (cached) stack.
-    pub async fn resolve(
-        &self,
-        family: SinkFamily,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Resolved, ResolveError> {
-        let what = format!("{} sink {namespace}/{name}", family.as_str());
-        let cr = fetch_sink(&self.client, family, namespace, name)
-            .await
-            .map_err(|e| api_error(what.clone(), e))?
-            .ok_or_else(|| ResolveError::NotFound {
-                family: family.as_str(),
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            })?;
-        let sink = self.stack_for(&cr).await?;
-        Ok(Resolved { cr, sink })
-    }
-
-    /// Builds (or reuses) the stack of `cr`.
-    pub async fn stack_for(&self, cr: &FamilySink) -> Result<Arc<dyn Sink>, ResolveError> {
+impl SecretReader {
+    async fn material(&self, cr: &FamilySink) -> Result<Material, ResolveError> {
         // An unsupported type is reported as such before any Secret is read: a missing Secret
         // would otherwise hide that no backend could use it.
         let refs = Registry::builtin().secret_refs(cr).map_err(|e| {
             ResolveError::Unsupported(format!("{} sink {}: {e}", cr.family().as_str(), cr.key()))
         })?;
-        let credentials = self.read_secret(cr, refs.credentials).await?;
-        let database = self.read_secret(cr, refs.database).await?;
-        let tls = cr.common().tls.as_ref();
-        let ca_secret = self.read_secret(cr, refs.ca).await?;
-        let meta = cr.metadata();
-        let fingerprint = format!(
-            "{:?}/{:?}/{}/{}/{}",
-            meta.uid,
-            meta.generation,
-            version(&credentials),
-            version(&database),
-            version(&ca_secret)
-        );
-        let key = (cr.family(), cr.key());
-        if let Some(cached) = self
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            && cached.fingerprint == fingerprint
-        {
-            return Ok(Arc::clone(&cached.sink));
-        }
-        let ca_pem = match tls.and_then(|t| t.ca_bundle.as_ref()) {
-            Some(bundle) => Some(String::from_utf8_lossy(&bundle.0).into_owned()),
-            None => data(&ca_secret).first_text(&["ca.crt", "tls.crt", "ca.pem"]),
-        };
-        let context = BuildContext::new(cr.key(), self.net_policy)
-            .with_secret(data(&credentials))
-            .with_database_secret(data(&database))
-            .with_ca_pem(ca_pem);
-        let backend = Registry::builtin().build(&cr.config(), context).map_err(|e| {
-            ResolveError::Build(format!(
-                "{} sink {}: {}",
-                cr.family().as_str(),
-                cr.key(),
-                e.message()
-            ))
-        })?;
-        let sink = build_stack(
-            &cr.key(),
-            Arc::<dyn Sink>::from(backend),
-            &self.stack,
-            &self.metrics,
-        );
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(
-            key,
-            Cached {
-                fingerprint,
-                sink: Arc::clone(&sink),
-            },
-        );
-        Ok(sink)
+        Ok(Material {
+            credentials: self.read(cr, refs.credentials).await?,
+            database: self.read(cr, refs.database).await?,
+            ca: self.read(cr, refs.ca).await?,
+        })
     }
 
-    /// Drops the cached stack of a deleted sink.
-    pub fn forget(&self, family: SinkFamily, namespace: &str, name: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(family, format!("{namespace}/{name}")));
-    }
-
-    async fn read_secret(
+    async fn read(
         &self,
         cr: &FamilySink,
         reference: Option<SecretReference>,
@@ -297,6 +171,200 @@ impl SinkResolver {
                 cr.key(),
                 reference.name
             ))),
+        }
+    }
+
+    /// Builds the backend of `cr` from `material` through the registry.
+    fn build(&self, cr: &FamilySink, material: &Material) -> Result<Arc<dyn Sink>, ResolveError> {
+        let ca_pem = match cr.common().tls.as_ref().and_then(|t| t.ca_bundle.as_ref()) {
+            Some(bundle) => Some(String::from_utf8_lossy(&bundle.0).into_owned()),
+            None => data(&material.ca).first_text(&["ca.crt", "tls.crt", "ca.pem"]),
+        };
+        let context = BuildContext::new(cr.key(), self.net_policy)
+            .with_secret(data(&material.credentials))
+            .with_database_secret(data(&material.database))
+            .with_ca_pem(ca_pem);
+        let backend = Registry::builtin().build(&cr.config(), context).map_err(|e| {
+            ResolveError::Build(format!(
+                "{} sink {}: {}",
+                cr.family().as_str(),
+                cr.key(),
+                e.message()
+            ))
+        })?;
+        Ok(Arc::<dyn Sink>::from(backend))
+    }
+}
+
+/// The backend of one sink CR, rebuilt when one of its Secrets changed. Every export, removal
+/// and probe reads the Secrets again first, so a sink that sends nothing reads nothing and a
+/// sink that sends uses the credentials of now. It sits under the middleware stack, whose
+/// breaker and retry state therefore survive a rotation.
+struct FreshSecrets {
+    cr: FamilySink,
+    reader: Arc<SecretReader>,
+    sink_type: String,
+    capabilities: Capabilities,
+    /// The Secret versions the backend was built from, and the backend.
+    current: Mutex<(String, Arc<dyn Sink>)>,
+}
+
+impl FreshSecrets {
+    fn current(&self) -> Arc<dyn Sink> {
+        Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner).1)
+    }
+
+    async fn backend(&self) -> Result<Arc<dyn Sink>, SinkError> {
+        let material = self
+            .reader
+            .material(&self.cr)
+            .await
+            .map_err(ResolveError::into_sink_error)?;
+        let versions = material.versions();
+        {
+            let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if current.0 == versions {
+                return Ok(Arc::clone(&current.1));
+            }
+        }
+        tracing::info!(sink = %self.cr.key(), "a Secret of the sink changed; rebuilding its backend");
+        let backend = self
+            .reader
+            .build(&self.cr, &material)
+            .map_err(ResolveError::into_sink_error)?;
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = (versions, Arc::clone(&backend));
+        Ok(backend)
+    }
+}
+
+#[async_trait]
+impl Sink for FreshSecrets {
+    fn sink_type(&self) -> &str {
+        &self.sink_type
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+        self.backend().await?.export(request).await
+    }
+
+    async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
+        self.backend().await?.remove(request).await
+    }
+
+    async fn probe(&self) -> Result<ProbeReport, SinkError> {
+        self.backend().await?.probe().await
+    }
+
+    fn preview(&self, request: &ExportRequest) -> SinkPreview {
+        self.current().preview(request)
+    }
+}
+
+struct Cached {
+    /// The CR the stack was built for: uid and generation.
+    built_for: String,
+    sink: Arc<dyn Sink>,
+}
+
+type Cache = Arc<Mutex<HashMap<(SinkFamily, String), Cached>>>;
+
+/// Builds and caches sink stacks.
+pub struct SinkResolver {
+    reader: Arc<SecretReader>,
+    stack: StackConfig,
+    metrics: ExportMetrics,
+    cache: Cache,
+}
+
+impl std::fmt::Debug for SinkResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkResolver")
+            .field(
+                "allow_cross_namespace_secrets",
+                &self.reader.allow_cross_namespace_secrets,
+            )
+            .field("net_policy", &self.reader.net_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A resolved sink: its CR and the stack to export through.
+pub struct Resolved {
+    /// The custom resource.
+    pub cr: FamilySink,
+    /// The backend behind metrics, retry, breaker and timeout.
+    pub sink: Arc<dyn Sink>,
+}
+
+impl SinkResolver {
+    /// A resolver reading Secrets through `client`.
+    pub fn new(
+        client: kube::Client,
+        allow_cross_namespace_secrets: bool,
+        net_policy: NetPolicy,
+        stack: StackConfig,
+        metrics: ExportMetrics,
+    ) -> Self {
+        Self {
+            reader: Arc::new(SecretReader {
+                client,
+                allow_cross_namespace_secrets,
+                net_policy,
+            }),
+            stack,
+            metrics,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The stack of `cr`. The first call for a generation of the CR reads its Secrets and
+    /// builds the backend, so that a missing Secret or a rejected configuration is reported
+    /// before anything is sent; later calls return the cached stack without any request.
+    pub async fn stack_for(&self, cr: &FamilySink) -> Result<Arc<dyn Sink>, ResolveError> {
+        let meta = cr.metadata();
+        let built_for = format!("{:?}/{:?}", meta.uid, meta.generation);
+        let key = (cr.family(), cr.key());
+        if let Some(cached) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            && cached.built_for == built_for
+        {
+            return Ok(Arc::clone(&cached.sink));
+        }
+        let material = self.reader.material(cr).await?;
+        let backend = self.reader.build(cr, &material)?;
+        let fresh = FreshSecrets {
+            cr: cr.clone(),
+            reader: Arc::clone(&self.reader),
+            sink_type: backend.sink_type().to_owned(),
+            capabilities: backend.capabilities(),
+            current: Mutex::new((material.versions(), backend)),
+        };
+        let sink = build_stack(&cr.key(), Arc::new(fresh), &self.stack, &self.metrics);
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(
+            key,
+            Cached {
+                built_for,
+                sink: Arc::clone(&sink),
+            },
+        );
+        Ok(sink)
+    }
+
+    /// A handle that drops the cached stack of a deleted sink (and with it its connections).
+    pub fn forgetter(&self) -> impl Fn(SinkFamily, &str, &str) + Clone + Send + 'static {
+        let cache = Arc::clone(&self.cache);
+        move |family, namespace, name| {
+            cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&(family, format!("{namespace}/{name}")));
         }
     }
 }

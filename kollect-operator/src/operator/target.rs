@@ -8,17 +8,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kollect_collect::runtime::{TargetRegistration, TargetReport};
 use kollect_collect::select::TargetFilter;
-use kollect_core::api::v1alpha1::{
-    KollectInventory, KollectProfile, KollectScope, KollectTarget, KollectTargetStatus, SinkFamily,
-};
+use kollect_core::api::v1alpha1::{KollectProfile, KollectTarget, KollectTargetStatus, SinkFamily};
 use kollect_core::api::{condition_types as types, finalizers, reasons};
 use kollect_core::collect::RowOwner;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::status;
@@ -32,52 +29,47 @@ const UNSYNCED_REQUEUE: Duration = Duration::from_secs(2);
 
 /// Runs the controller until the term ends.
 pub async fn run(context: Arc<Context>) {
-    let client = context.client.clone();
-    let targets: Api<KollectTarget> = api_for(&client, &context.options.watch_namespaces);
-    let controller = Controller::new(targets, watcher::Config::default())
-        .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_target));
-    let store = controller.store();
-    let by_profile = store.clone();
-    let by_scope = store.clone();
+    let watches = &context.watches;
+    let store = watches.targets.store().clone();
+    let (by_profile, by_scope, by_inventory) = (store.clone(), store.clone(), store.clone());
+    let (by_snapshot, by_database, by_event) = (store.clone(), store.clone(), store.clone());
     let rows = super::triggers::on_row_changes(
         context.runtime.store(),
         store.clone(),
         context.options.row_change_debounce,
     );
-    let results = controller
-        .watches(
-            api_for::<KollectProfile>(&client, &context.options.watch_namespaces),
-            watcher::Config::default(),
-            move |profile: KollectProfile| {
-                let namespace = profile.namespace();
-                let name = profile.name_any();
-                by_profile
-                    .state()
-                    .into_iter()
-                    .filter(|t| t.namespace() == namespace && t.spec.profile_ref == name)
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            api_for::<KollectScope>(&client, &context.options.watch_namespaces),
-            watcher::Config::default(),
-            move |scope: KollectScope| in_namespace(&by_scope, scope.metadata.namespace.as_deref()),
-        )
+    let results = Controller::for_shared_stream(watches.targets.touched(), store)
+        .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_target))
+        .watches_shared_stream(watches.profiles.touched(), move |profile: Arc<KollectProfile>| {
+            let namespace = profile.namespace();
+            let name = profile.name_any();
+            by_profile
+                .state()
+                .into_iter()
+                .filter(|t| t.namespace() == namespace && t.spec.profile_ref == name)
+                .map(|t| ObjectRef::from_obj(&*t))
+                .collect::<Vec<_>>()
+        })
+        // A target reports whether the sinks of its namespace's inventories exist and answer.
+        .watches_shared_stream(watches.scopes.touched(), move |o| {
+            in_namespace(&by_scope, o.namespace().as_deref())
+        })
+        .watches_shared_stream(watches.inventories.touched(), move |o| {
+            in_namespace(&by_inventory, o.namespace().as_deref())
+        })
+        .watches_shared_stream(watches.snapshot_sinks.touched(), move |o| {
+            in_namespace(&by_snapshot, o.namespace().as_deref())
+        })
+        .watches_shared_stream(watches.database_sinks.touched(), move |o| {
+            in_namespace(&by_database, o.namespace().as_deref())
+        })
+        .watches_shared_stream(watches.event_sinks.touched(), move |o| {
+            in_namespace(&by_event, o.namespace().as_deref())
+        })
         .reconcile_on(rows)
-        .run(reconcile, error_policy, context);
+        .graceful_shutdown_on(context.term.ended())
+        .run(reconcile, error_policy, Arc::clone(&context));
     drive(results, CONTROLLER).await;
-}
-
-/// An API over all namespaces, or the single watched one.
-pub(super) fn api_for<K>(client: &kube::Client, watch_namespaces: &[String]) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match watch_namespaces {
-        [one] => Api::namespaced(client.clone(), one),
-        _ => Api::all(client.clone()),
-    }
 }
 
 /// Whether this operator manages objects in `namespace` (`--watch-namespaces`).
@@ -164,7 +156,7 @@ async fn apply(target: &KollectTarget, api: &Api<KollectTarget>, context: &Conte
             fill_collecting(&mut next, &collecting, context);
             let verdict = match health(&collecting.report) {
                 Some(problem) => Err(problem),
-                None => sink_path(&namespace, context).await,
+                None => sink_path(&namespace, context),
             };
             match verdict {
                 Err(Degrade { reason, message }) => set_degraded(&mut next, reason, &message, generation),
@@ -207,28 +199,13 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
     if profile_name.is_empty() {
         return Err(degrade(reasons::MISSING_PROFILE_REF, "spec.profileRef is empty"));
     }
-    let profiles: Api<KollectProfile> = Api::namespaced(context.client.clone(), &namespace);
-    let profile = match profiles.get_opt(profile_name).await {
-        Ok(Some(profile)) => profile,
-        Ok(None) => {
-            return Err(degrade(
-                reasons::PROFILE_NOT_FOUND,
-                format!("KollectProfile \"{profile_name}\" not found in namespace {namespace}"),
-            ));
-        }
-        Err(error) => {
-            return Err(degrade(
-                reasons::PROFILE_NOT_FOUND,
-                format!("read KollectProfile \"{profile_name}\": {error}"),
-            ));
-        }
+    let Some(profile) = context.watches.profiles.get(&namespace, profile_name) else {
+        return Err(degrade(
+            reasons::PROFILE_NOT_FOUND,
+            format!("KollectProfile \"{profile_name}\" not found in namespace {namespace}"),
+        ));
     };
-    let scope = scope_of(&context.client, &namespace).await.map_err(|e| {
-        degrade(
-            reasons::SCOPE_LOOKUP_FAILED,
-            format!("list KollectScopes in {namespace}: {e}"),
-        )
-    })?;
+    let scope = context.watches.scope_of(&namespace);
     let gvk = &profile.spec.target_gvk;
     if let Some(scope) = &scope {
         // Case-insensitive, `core` naming the core group, as the Go operator compares.
@@ -275,17 +252,6 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
     })
 }
 
-/// The scope of a namespace: the KollectScope with the smallest name, if any.
-pub(super) async fn scope_of(
-    client: &kube::Client,
-    namespace: &str,
-) -> Result<Option<KollectScope>, kube::Error> {
-    let scopes = Api::<KollectScope>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default())
-        .await?;
-    Ok(scopes.items.into_iter().min_by_key(ResourceExt::name_any))
-}
-
 /// Collection problems the runtime reports.
 fn health(report: &TargetReport) -> Option<Degrade> {
     if let Some(error) = &report.transient_error {
@@ -312,30 +278,13 @@ fn health(report: &TargetReport) -> Option<Degrade> {
 
 /// Whether every sink the namespace's inventories bind exists and is not known to be
 /// unreachable: `Ok(reason)` for `SinkReachable=True`, `Err` to degrade.
-async fn sink_path(namespace: &str, context: &Context) -> Result<&'static str, Degrade> {
-    let inventories = Api::<KollectInventory>::namespaced(context.client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| {
-            degrade(
-                reasons::INVENTORY_LIST_FAILED,
-                format!("list KollectInventories: {e}"),
-            )
-        })?;
+fn sink_path(namespace: &str, context: &Context) -> Result<&'static str, Degrade> {
     let mut any = false;
     let mut all_verified = true;
-    for inventory in &inventories.items {
+    for inventory in context.watches.inventories.in_namespace(namespace) {
         for (family, reference) in inventory.spec.sinks.iter() {
             any = true;
-            let sink = super::sinks::fetch_sink(&context.client, family, namespace, &reference.name)
-                .await
-                .map_err(|e| {
-                    degrade(
-                        reasons::SINK_LOOKUP_FAILED,
-                        format!("read {} sink \"{}\": {e}", family.as_str(), reference.name),
-                    )
-                })?;
-            let Some(sink) = sink else {
+            let Some(sink) = context.watches.sink(family, namespace, &reference.name) else {
                 return Err(degrade(
                     reasons::SINK_NOT_FOUND,
                     format!(
