@@ -327,18 +327,20 @@ impl TargetFilter {
         true
     }
 
+    /// Whether the scope ceiling lets the target into `namespace` (not denied, and allowed
+    /// when the scope has an allow list).
+    pub fn scope_allows(&self, namespace: &str) -> bool {
+        !self.scope_denied.contains(namespace)
+            && self
+                .scope_allowed
+                .as_ref()
+                .is_none_or(|allowed| allowed.contains(namespace))
+    }
+
     /// The full namespace gate: matched and inside the scope ceiling
     /// (`status.effectiveNamespaces`).
     pub fn namespace_effective(&self, namespace: &str, meta: Option<&NamespaceMeta>) -> bool {
-        if self.scope_denied.contains(namespace) {
-            return false;
-        }
-        if let Some(allowed) = &self.scope_allowed
-            && !allowed.contains(namespace)
-        {
-            return false;
-        }
-        self.namespace_matched(namespace, meta)
+        self.scope_allows(namespace) && self.namespace_matched(namespace, meta)
     }
 
     /// Whether `object` (of kind `gvk`) is collected. `namespace` is the object's namespace
@@ -507,6 +509,7 @@ mod tests {
         assert!(!filter.namespace_effective("team-a-dev", Some(&team)), "excluded");
         assert!(filter.namespace_matched("other", Some(&team)));
         assert!(!filter.namespace_effective("other", Some(&team)), "scope deny");
+        assert!(!filter.scope_allows("other") && filter.scope_allows("elsewhere"));
         assert!(!filter.namespace_effective("team-a", Some(&ns(&[]))), "selector");
         assert!(!filter.namespace_effective("team-a", None), "unknown namespace");
         assert!(

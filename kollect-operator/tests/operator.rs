@@ -1354,8 +1354,8 @@ spec: {}
     assert!(sample(&operator.metrics().await, "kollect_export_shard_warn_total") >= 1.0);
 
     // Scope ceilings on targets: a kind outside allowedGVKs, a kind inside it spelt in another
-    // case (GVKs compare case-insensitively), and a denied namespace that stays matched but not
-    // effective.
+    // case (GVKs compare case-insensitively), a target that matches a denied namespace (it does
+    // not collect and says why), and the same target narrowed to the scope.
     plane
         .apply_yaml(
             "apiVersion: kollect.dev/v1alpha1
@@ -1395,19 +1395,49 @@ spec: {profileRef: deployments}
             "KollectScope \"ceiling\" does not allow apps/v1/Deployment".into()
         )
     );
-    let namespaces = eventually("the ConfigMap target applies the denied namespace", || async {
+    let refused = eventually("the ConfigMap target matches a denied namespace", || async {
         let status = big_targets.get("configmaps").await.ok()?.status?;
-        status
-            .matched_namespaces
-            .contains(&"kube-system".to_owned())
-            .then_some(status)
-            .filter(|s| !s.effective_namespaces.contains(&"kube-system".to_owned()))
+        condition(&status.conditions, "Degraded").filter(|c| c.1 == "ScopeNamespaceDenied")
+    })
+    .await;
+    assert_eq!(
+        refused,
+        cond(
+            "True",
+            "ScopeNamespaceDenied",
+            "KollectScope \"ceiling\" does not allow namespace(s) kube-system that the target matches; \
+             narrow the target (includedNamespaces, excludedNamespaces, namespaceSelector) to the scope"
+        )
+        .unwrap()
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &big);
+    eventually("a Warning event names the refused namespace", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("ScopeNamespaceDenied") && e.type_.as_deref() == Some("Warning")
+        })
+    })
+    .await;
+    big_targets
+        .patch(
+            "configmaps",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"excludedNamespaces": ["kube-system"]}})),
+        )
+        .await
+        .unwrap();
+    let namespaces = eventually("the narrowed ConfigMap target collects again", || async {
+        let status = big_targets.get("configmaps").await.ok()?.status?;
+        condition(&status.conditions, "Ready")
+            .filter(|c| c.0 == "True")
+            .map(|_| status)
     })
     .await;
     assert!(
-        namespaces.effective_namespaces.contains(&big),
+        namespaces.effective_namespaces.contains(&big)
+            && !namespaces.matched_namespaces.contains(&"kube-system".to_owned()),
         "{:?}",
-        namespaces.effective_namespaces
+        namespaces
     );
     operator.stop().await;
 }

@@ -659,7 +659,7 @@ fn set_degraded(
         message,
         generation,
     );
-    if reason != reasons::SUSPENDED && reason != reasons::SCOPE_LOOKUP_FAILED {
+    if reason != reasons::SUSPENDED {
         status::set_parts(
             &mut next.conditions,
             types::SINK_REACHABLE,

@@ -37,12 +37,6 @@ pub enum ResolveError {
     /// A referenced Secret could not be read or is not allowed.
     #[error("{0}")]
     Secret(String),
-    /// The operator may not read the sink.
-    #[error("{0}")]
-    Forbidden(String),
-    /// The API server could not be asked.
-    #[error("{0}")]
-    Lookup(String),
     /// The backend rejected the configuration.
     #[error("{0}")]
     Build(String),
@@ -57,9 +51,8 @@ impl ResolveError {
         use kollect_core::api::reasons;
         match self {
             Self::NotFound { .. } => reasons::SINK_NOT_FOUND,
-            Self::Forbidden(_) => reasons::SINK_FORBIDDEN,
             Self::Unsupported(_) => reasons::SINK_TYPE_UNSUPPORTED,
-            Self::Secret(_) | Self::Lookup(_) | Self::Build(_) => reasons::SINK_LOOKUP_FAILED,
+            Self::Secret(_) | Self::Build(_) => reasons::SINK_LOOKUP_FAILED,
         }
     }
 
@@ -78,7 +71,6 @@ impl ResolveError {
         use kollect_core::error::ErrorClass;
         match self {
             Self::Build(_) | Self::Unsupported(_) => ErrorClass::Terminal,
-            Self::Forbidden(_) => ErrorClass::Forbidden,
             _ => ErrorClass::Transient,
         }
     }

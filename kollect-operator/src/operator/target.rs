@@ -8,7 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kollect_collect::runtime::{TargetRegistration, TargetReport};
 use kollect_collect::select::TargetFilter;
-use kollect_core::api::v1alpha1::{KollectProfile, KollectTarget, KollectTargetStatus, SinkFamily};
+use kollect_core::api::v1alpha1::{
+    KollectProfile, KollectScope, KollectTarget, KollectTargetStatus, SinkFamily,
+};
 use kollect_core::api::{condition_types as types, finalizers, reasons};
 use kollect_core::collect::RowOwner;
 use kube::api::Api;
@@ -145,6 +147,14 @@ async fn apply(target: &KollectTarget, api: &Api<KollectTarget>, context: &Conte
     match register(target, context).await {
         Err(Degrade { reason, message }) => {
             context.runtime.unregister(&owner);
+            let scope_denial =
+                reason == reasons::SCOPE_GVK_DENIED || reason == reasons::SCOPE_NAMESPACE_DENIED;
+            let was = current
+                .as_ref()
+                .and_then(|s| status::find(&s.conditions, types::DEGRADED));
+            if scope_denial && was.is_none_or(|c| c.reason != reason || c.message != message) {
+                publish(context, target, EventType::Warning, reason, &message).await;
+            }
             set_degraded(&mut next, reason, &message, generation);
             next.matched_namespaces.clear();
             next.effective_namespaces.clear();
@@ -229,6 +239,9 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
         &context.extract.cel,
     )
     .map_err(|e| degrade(reasons::INFORMER_REGISTRATION_FAILED, e.to_string()))?;
+    if let Some(scope) = &scope {
+        scope_namespaces(&filter, scope, &namespace, context)?;
+    }
     let fingerprint = format!(
         "{:?}/{:?}/{:?}",
         target.meta().generation,
@@ -250,6 +263,39 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
         filter,
         profile: profile_name.to_owned(),
     })
+}
+
+/// A target asks for the namespaces it matches (its own namespace when it matches none); when
+/// the scope refuses any of them the target does not collect at all, rather than collecting a
+/// part of what it asked for without saying so.
+fn scope_namespaces(
+    filter: &TargetFilter,
+    scope: &KollectScope,
+    namespace: &str,
+    context: &Context,
+) -> Result<(), Degrade> {
+    let namespaces = context.runtime.namespaces().all();
+    let mut intent: Vec<&str> = namespaces
+        .iter()
+        .filter(|(ns, meta)| filter.namespace_matched(ns, Some(meta)))
+        .map(|(ns, _)| ns.as_str())
+        .collect();
+    if intent.is_empty() {
+        intent.push(namespace);
+    }
+    let refused: Vec<&str> = intent.into_iter().filter(|ns| !filter.scope_allows(ns)).collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(degrade(
+        reasons::SCOPE_NAMESPACE_DENIED,
+        format!(
+            "KollectScope \"{}\" does not allow namespace(s) {} that the target matches; narrow the \
+             target (includedNamespaces, excludedNamespaces, namespaceSelector) to the scope",
+            scope.name_any(),
+            refused.join(", ")
+        ),
+    ))
 }
 
 /// Collection problems the runtime reports.
