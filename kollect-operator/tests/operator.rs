@@ -1804,15 +1804,17 @@ async fn an_idle_operator_reads_from_its_watches() {
     let inventories: Api<KollectInventory> = Api::namespaced(admin.clone(), &ns);
     let targets: Api<KollectTarget> = Api::namespaced(admin.clone(), &ns);
     let sinks: Api<KollectSnapshotSink> = Api::namespaced(admin.clone(), &ns);
-    let interval = |value: &str| json!({"spec": {"exportMinInterval": value}});
-    inventories
-        .patch(
-            "first-inventory",
-            &PatchParams::default(),
-            &Patch::Merge(&interval("0s")),
-        )
-        .await
-        .unwrap();
+    let set_interval = |value: &'static str| {
+        let inventories = inventories.clone();
+        async move {
+            let patch = json!({"spec": {"exportMinInterval": value}});
+            inventories
+                .patch("first-inventory", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    set_interval("0s").await;
 
     let (client, requests) = recording_client(&plane).await;
     let options = OperatorOptions {
@@ -1859,14 +1861,7 @@ async fn an_idle_operator_reads_from_its_watches() {
     // With an interval the unchanged inventory is sent again; the only reads are the Secret of
     // the sink it re-sends to, and the only writes report those sends.
     let before = git_export_time(&inventories).await.unwrap();
-    inventories
-        .patch(
-            "first-inventory",
-            &PatchParams::default(),
-            &Patch::Merge(&interval("3s")),
-        )
-        .await
-        .unwrap();
+    set_interval("3s").await;
     eventually("the unchanged inventory is sent again", || async {
         git_export_time(&inventories).await.filter(|t| *t != before)
     })

@@ -33,36 +33,22 @@ const BROADCAST_BUFFER: usize = 1024;
 /// How often the start of a term logs which kind it still waits for.
 const WAITING_LOG: Duration = Duration::from_secs(10);
 
-/// A kind the operator watches.
-pub(super) trait Watched:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + Debug
-    + Send
-    + Sync
-    + 'static
-{
+/// The store of one kind and the broadcast of every object it touches.
+pub(super) struct Shared<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    touched: broadcast::Sender<Arc<K>>,
 }
 
-impl<K> Watched for K where
+impl<K> Shared<K>
+where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + DeserializeOwned
         + Debug
         + Send
         + Sync
-        + 'static
+        + 'static,
 {
-}
-
-/// The store of one kind and the broadcast of every object it touches.
-pub(super) struct Shared<K: Watched> {
-    store: Store<K>,
-    touched: broadcast::Sender<Arc<K>>,
-}
-
-impl<K: Watched> Shared<K> {
     /// Starts the watch of `api` on `tasks`; `on_delete` sees every deleted object.
     fn start(api: Api<K>, tasks: &mut JoinSet<()>, on_delete: impl Fn(&K) + Send + 'static) -> Self {
         let (store, mut writer) = reflector::store();
@@ -100,6 +86,14 @@ impl<K: Watched> Shared<K> {
             }
         });
         Self { store, touched }
+    }
+
+    /// Resolves once the store holds its first complete list.
+    fn ready(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // The writer lives as long as the term's watch task; if it is gone the term is ending.
+            let _ = self.store.wait_until_ready().await;
+        })
     }
 
     /// The store (read it only after [`Watches::wait_ready`]).
@@ -214,13 +208,13 @@ impl Watches {
     /// see a namespace without targets and export an empty inventory.
     pub(super) async fn wait_ready(&self) {
         let kinds: [(&str, futures::future::BoxFuture<'_, ()>); 7] = [
-            ("KollectTarget", ready(self.targets.store())),
-            ("KollectProfile", ready(self.profiles.store())),
-            ("KollectScope", ready(self.scopes.store())),
-            ("KollectInventory", ready(self.inventories.store())),
-            ("KollectSnapshotSink", ready(self.snapshot_sinks.store())),
-            ("KollectDatabaseSink", ready(self.database_sinks.store())),
-            ("KollectEventSink", ready(self.event_sinks.store())),
+            ("KollectTarget", self.targets.ready()),
+            ("KollectProfile", self.profiles.ready()),
+            ("KollectScope", self.scopes.ready()),
+            ("KollectInventory", self.inventories.ready()),
+            ("KollectSnapshotSink", self.snapshot_sinks.ready()),
+            ("KollectDatabaseSink", self.database_sinks.ready()),
+            ("KollectEventSink", self.event_sinks.ready()),
         ];
         for (kind, mut listed) in kinds {
             loop {
@@ -262,15 +256,11 @@ impl Watches {
 /// For kinds whose deletions need no cleanup here.
 fn ignore<K>(_: &K) {}
 
-fn ready<K: Watched>(store: &Store<K>) -> futures::future::BoxFuture<'_, ()> {
-    Box::pin(async move {
-        // The writer lives as long as the term's watch task; if it is gone the term is ending.
-        let _ = store.wait_until_ready().await;
-    })
-}
-
 /// An API over all namespaces, or the single watched one.
-pub(super) fn api_for<K: Watched>(client: &kube::Client, watch_namespaces: &[String]) -> Api<K> {
+pub(super) fn api_for<K>(client: &kube::Client, watch_namespaces: &[String]) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
     match watch_namespaces {
         [one] => Api::namespaced(client.clone(), one),
         _ => Api::all(client.clone()),
