@@ -2,7 +2,7 @@
 //! GETs, same namespace unless allowed: decision A10), the backend built through the registry
 //! and wrapped in the middleware stack. The stack is cached per CR generation, so circuit
 //! breakers and connections survive between passes, and a pass that sends nothing makes no
-//! request. The Secrets are read again right before each send ([`FreshSecrets`]), so rotated
+//! request. The Secrets are read again right before each send (`FreshSecrets`), so rotated
 //! credentials are used from the next send on.
 
 use std::collections::HashMap;
