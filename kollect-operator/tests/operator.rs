@@ -1897,3 +1897,87 @@ async fn an_idle_operator_reads_from_its_watches() {
     );
     operator.stop().await;
 }
+
+/// Without the admission webhook, a profile that reads Secret data without the opt-in
+/// annotation is still refused, at reconcile, naming the annotation; nothing of the Secret is
+/// collected until the annotation is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secret_data_is_never_extracted_without_the_opt_in() {
+    let _serial = SERIAL.lock().await;
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let ns = plane.create_namespace("secret-guard").await.unwrap();
+    plane
+        .apply_yaml(
+            "apiVersion: v1
+kind: Secret
+metadata: {name: db}
+stringData: {password: hunter2}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: secrets}
+spec:
+  targetGVK: {version: v1, kind: Secret}
+  attributes: [{name: password, path: '$.data.password'}]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {name: secrets}
+spec: {profileRef: secrets, includedNamespaces: [NAMESPACE]}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {name: secrets}
+spec: {}
+"
+            .replace("NAMESPACE", &ns)
+            .as_str(),
+            &ns,
+        )
+        .await
+        .unwrap();
+    let (client, _) = recording_client(&plane).await;
+    let operator = Running::start(client.clone(), test_options()).await;
+    let targets: Api<KollectTarget> = Api::namespaced(client.clone(), &ns);
+    let refused = eventually("the target refuses the profile", || async {
+        let status = targets.get("secrets").await.ok()?.status?;
+        condition(&status.conditions, "Degraded")
+    })
+    .await;
+    assert_eq!(
+        refused,
+        cond(
+            "True",
+            "ProfileInvalid",
+            "KollectProfile \"secrets\" is invalid: spec.attributes[0].path: Forbidden: reading Secret data \
+             requires the annotation kollect.dev/allow-secret-extraction: \"true\""
+        )
+        .unwrap()
+    );
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let inventory = inventories.get("secrets").await.unwrap();
+    assert_eq!(
+        inventory.status.and_then(|s| s.item_count).unwrap_or_default(),
+        0,
+        "nothing of the Secret is collected"
+    );
+
+    let profiles: Api<kollect_core::api::v1alpha1::KollectProfile> = Api::namespaced(client.clone(), &ns);
+    annotate(
+        &profiles,
+        "secrets",
+        "kollect.dev/allow-secret-extraction",
+        "true",
+    )
+    .await;
+    let collected = eventually("the opted-in profile collects", || async {
+        let status = targets.get("secrets").await.ok()?.status?;
+        let ready = condition(&status.conditions, "Ready")?;
+        (ready.0 == "True").then_some(status.collected_count?)
+    })
+    .await;
+    assert_eq!(collected, 1);
+    operator.stop().await;
+}

@@ -72,6 +72,7 @@ pub mod reasons {
     pub const MISSING_PROFILE_REF: &str = "MissingProfileRef";
     pub const PROFILE_NOT_FOUND: &str = "ProfileNotFound";
     pub const PROFILE_FORBIDDEN: &str = "ProfileForbidden";
+    pub const PROFILE_INVALID: &str = "ProfileInvalid";
     pub const SCOPE_LOOKUP_FAILED: &str = "ScopeLookupFailed";
     pub const SCOPE_GVK_DENIED: &str = "ScopeGVKDenied";
     pub const SCOPE_NAMESPACE_DENIED: &str = "ScopeNamespaceDenied";

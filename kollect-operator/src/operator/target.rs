@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kollect_collect::extract::validate::validate_profile;
 use kollect_collect::runtime::{TargetRegistration, TargetReport};
 use kollect_collect::select::TargetFilter;
 use kollect_core::api::v1alpha1::{
@@ -215,6 +216,12 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
             format!("KollectProfile \"{profile_name}\" not found in namespace {namespace}"),
         ));
     };
+    // The admission webhook refuses invalid profiles; a cluster without it (or a profile
+    // admitted before it ran) is refused here, above all Secret data without the opt-in.
+    let validation = validate_profile(&profile, &context.extract);
+    if let Some(message) = validation.message("KollectProfile", profile_name) {
+        return Err(degrade(reasons::PROFILE_INVALID, message));
+    }
     let scope = context.watches.scope_of(&namespace);
     let gvk = &profile.spec.target_gvk;
     if let Some(scope) = &scope {
