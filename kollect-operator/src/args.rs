@@ -169,6 +169,25 @@ pub struct RunArgs {
     /// How often a healthy target's status (collectedCount) is refreshed at the latest.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub target_count_resync: Duration,
+    /// Serve the validating admission webhooks (every replica serves them, leading or not).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub validating_webhooks_enabled: bool,
+    /// Address of the webhook server.
+    #[arg(long, default_value = ":9443")]
+    pub webhook_bind_address: String,
+    /// Directory holding the webhook's certificate and key (reloaded when they change).
+    #[arg(long, default_value = "/tmp/k8s-webhook-server/serving-certs")]
+    pub webhook_cert_path: PathBuf,
+    /// File name of the webhook certificate in --webhook-cert-path.
+    #[arg(long, default_value = "tls.crt")]
+    pub webhook_cert_name: String,
+    /// File name of the webhook key in --webhook-cert-path.
+    #[arg(long, default_value = "tls.key")]
+    pub webhook_cert_key: String,
+    /// Manage namespaced kinds only (in --watch-namespaces); the webhooks refuse the cluster
+    /// kinds.
+    #[arg(long)]
+    pub tenant_mode: bool,
     /// Log level: trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
     pub log_level: String,

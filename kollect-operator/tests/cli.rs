@@ -528,7 +528,7 @@ spec:
     );
     assert!(
         stderr.contains(
-            "invalid: KollectSnapshotSink \"archive\" is invalid: spec.type: unknown sink type \"azureblob\" (supported: "
+            "invalid: KollectSnapshotSink \"archive\" is invalid: spec.type: Unsupported value: unknown sink type \"azureblob\" (supported: "
         ),
         "{stderr}"
     );

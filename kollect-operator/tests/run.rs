@@ -51,7 +51,13 @@ spec: {profileRef: configmaps}
         .unwrap();
     let port = kollect_testkit::control_plane::free_port().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kollect"))
-        .args(["run", "--log-format", "json", "--health-probe-bind-address"])
+        .args([
+            "run",
+            "--validating-webhooks-enabled=false",
+            "--log-format",
+            "json",
+        ])
+        .arg("--health-probe-bind-address")
         .arg(format!("127.0.0.1:{port}"))
         .env("KUBECONFIG", plane.kubeconfig_path())
         .stdout(Stdio::null())

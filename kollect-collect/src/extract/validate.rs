@@ -58,7 +58,8 @@ impl Validation {
         Some(format!("{kind} {name:?} is invalid: {}", errors.join("; ")))
     }
 
-    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    /// Adds an error on `field` (`spec.attributes[2].path`).
+    pub fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             field: field.into(),
             message: message.into(),
@@ -74,7 +75,8 @@ impl Validation {
         }
     }
 
-    fn warn(&mut self, field: &str, message: &str) {
+    /// Adds a warning on `field`.
+    pub fn warn(&mut self, field: &str, message: &str) {
         self.warnings.push(format!("{field}: {message}"));
     }
 }

@@ -8,9 +8,11 @@ use kollect_collect::extract::ExtractOptions;
 use kollect_collect::extract::validate::validate_profile;
 use kollect_collect::select::{NamespaceDefaults, TargetFilter};
 use kollect_core::api::v1alpha1::{MAX_SINK_REFS, SinkFamily};
+use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
 use kollect_core::netguard::NetPolicy;
-use kollect_sinks::registry::CheckError;
-use kollect_sinks::{BuildContext, FamilySink, Registry};
+use kollect_sinks::FamilySink;
+
+use crate::admission::{Settings, rules};
 
 use super::collect::Exit;
 use super::config::Config;
@@ -91,29 +93,19 @@ pub fn run(dir: &Path) -> Exit {
         .chain(config.database_sinks.iter().cloned().map(FamilySink::from))
         .chain(config.event_sinks.iter().cloned().map(FamilySink::from))
         .collect();
-    let registry = Registry::builtin();
+    // The sink rules admission runs, without a scope (a directory has none) and with the
+    // operator's default endpoint policy.
+    let settings = Settings {
+        extract: options.clone(),
+        net_policy: NetPolicy::new(false),
+        max_export_bytes: DEFAULT_MAX_EXPORT_BYTES,
+        tenant_mode: false,
+    };
     for sink in &sinks {
         let name = sink.metadata().name.clone().unwrap_or_default();
-        let kind = sink.kind();
-        let sink_config = sink.config();
-        // Endpoints first (the SSRF literal checks), then the backend's own configuration.
-        // Secrets are not needed for either; a type this build has no backend for is invalid.
-        if let Err(error) = registry.check_endpoints(&sink_config, &NetPolicy::new(false)) {
-            let field = match &error {
-                CheckError::Unsupported(_) => "spec.type: ",
-                CheckError::Endpoint(_) => "",
-            };
-            report(format!("{kind} {name:?} is invalid: {field}{error}"));
-            continue;
-        }
-        if let Err(error) = registry.build(
-            &sink_config,
-            BuildContext::new(name.clone(), NetPolicy::new(false)),
-        ) {
-            let message = error.message();
-            if !message.contains("Secret") && !message.contains("secret") {
-                report(format!("{kind} {name:?} is invalid: {message}"));
-            }
+        let validation = rules::sink(sink, None, &settings);
+        if let Some(message) = validation.message(sink.kind(), &name) {
+            report(message);
         }
     }
     if invalid > 0 {

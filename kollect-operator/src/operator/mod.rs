@@ -225,6 +225,17 @@ pub async fn run(
     if let Some(address) = health_addr {
         tracing::info!(%address, "serving /healthz and /readyz");
     }
+    // Every replica answers admission, leading or not.
+    let _webhook = match &options.webhook {
+        Some(webhook) => Some(
+            crate::admission::server::serve(
+                crate::admission::Admission::new(client.clone(), options.admission_settings()),
+                webhook,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     ready.store(true, Ordering::Relaxed);
 
     // Without election this process always leads; the sender lives as long as `run`.

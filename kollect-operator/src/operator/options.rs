@@ -9,6 +9,7 @@ use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
 use kollect_core::netguard::NetPolicy;
 
 use super::leader::LeaseTimings;
+pub use crate::admission::server::WebhookOptions;
 pub use crate::args::RunArgs;
 
 /// The Lease name the Go operator uses, so that the two never lead at once during a switch.
@@ -75,6 +76,10 @@ pub struct OperatorOptions {
     pub target_count_resync: Duration,
     /// Quiet period after row changes before inventories export (trailing debounce).
     pub row_change_debounce: Duration,
+    /// The admission webhook server; `None` serves none.
+    pub webhook: Option<WebhookOptions>,
+    /// `--tenant-mode`: namespaced kinds only.
+    pub tenant_mode: bool,
 }
 
 impl Default for OperatorOptions {
@@ -101,6 +106,8 @@ impl Default for OperatorOptions {
             informer_resync_period: Some(Duration::from_secs(12 * 3600)),
             target_count_resync: Duration::from_secs(60),
             row_change_debounce: Duration::from_millis(100),
+            webhook: None,
+            tenant_mode: false,
         }
     }
 }
@@ -133,6 +140,22 @@ impl RunArgs {
         if self.max_concurrent_reconciles_target == 0 || self.max_concurrent_reconciles_inventory == 0 {
             return Err("--max-concurrent-reconciles-* must be greater than 0".into());
         }
+        if self.tenant_mode && self.watch_namespaces.iter().all(|n| n.trim().is_empty()) {
+            return Err("--tenant-mode needs --watch-namespaces: a tenant operator manages the namespaces it is given".into());
+        }
+        let webhook = if self.validating_webhooks_enabled {
+            let bind_address = parse_address("webhook-bind-address", &self.webhook_bind_address)?.ok_or(
+                "--webhook-bind-address 0: to serve no webhooks, set --validating-webhooks-enabled=false",
+            )?;
+            Some(WebhookOptions {
+                bind_address,
+                cert_dir: self.webhook_cert_path,
+                cert_name: self.webhook_cert_name,
+                key_name: self.webhook_cert_key,
+            })
+        } else {
+            None
+        };
         let clean = |list: Vec<String>| -> Vec<String> {
             list.into_iter()
                 .map(|s| s.trim().to_owned())
@@ -164,6 +187,8 @@ impl RunArgs {
             collect_dispatch_queue_size: self.collect_dispatch_queue_size,
             informer_resync_period: Some(self.informer_resync_period).filter(|p| !p.is_zero()),
             target_count_resync: self.target_count_resync,
+            webhook,
+            tenant_mode: self.tenant_mode,
             ..OperatorOptions::default()
         })
     }
@@ -177,6 +202,16 @@ impl OperatorOptions {
             queue_capacity: self.collect_dispatch_queue_size,
             resync_period: self.informer_resync_period,
             ..RuntimeConfig::default()
+        }
+    }
+
+    /// What the admission rules need.
+    pub fn admission_settings(&self) -> crate::admission::Settings {
+        crate::admission::Settings {
+            extract: self.extract_options(),
+            net_policy: self.net_policy,
+            max_export_bytes: self.max_export_bytes,
+            tenant_mode: self.tenant_mode,
         }
     }
 
@@ -231,6 +266,15 @@ mod tests {
             o.runtime_config().resync_period,
             Some(Duration::from_secs(12 * 3600))
         );
+        let webhook = o.webhook.as_ref().expect("webhooks are served by default");
+        assert_eq!(webhook.bind_address, "0.0.0.0:9443".parse().expect("addr"));
+        assert_eq!(
+            webhook.cert_dir,
+            std::path::Path::new("/tmp/k8s-webhook-server/serving-certs")
+        );
+        assert!(!o.tenant_mode);
+        let off = options(&["--validating-webhooks-enabled=false"]).expect("off");
+        assert_eq!(off.webhook, None);
         let never = options(&["--informer-resync-period", "0s"]).expect("0s");
         assert_eq!(never.runtime_config().resync_period, None);
     }
@@ -251,6 +295,10 @@ mod tests {
         ])
         .expect("ok");
         assert_eq!(o.scrub_keys, ["token", "apiKey"]);
+        let e = options(&["--tenant-mode"]).expect_err("tenant without namespaces");
+        assert!(e.contains("--tenant-mode needs --watch-namespaces"), "{e}");
+        let e = options(&["--webhook-bind-address", "0"]).expect_err("no webhook address");
+        assert!(e.contains("--validating-webhooks-enabled=false"), "{e}");
         assert!(o.metrics_bind_address.is_some());
     }
 }

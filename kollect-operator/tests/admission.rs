@@ -1,0 +1,398 @@
+//! The validating webhooks end to end: the operator serves them over TLS, a real
+//! ValidatingWebhookConfiguration points the local control plane's API server at them, and
+//! every request below goes through the API server as `kubectl apply` would send it.
+
+// Test helpers may panic on broken fixtures: that is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{ValidatingWebhookConfiguration, WebhookClientConfig};
+use kollect_core::api::v1alpha1::KollectInventory;
+use kollect_core::netguard::NetPolicy;
+use kollect_operator::admission;
+use kollect_operator::admission::server::WebhookOptions;
+use kollect_operator::operator::{self, OperatorOptions};
+use kollect_testkit::ControlPlane;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::sync::watch;
+
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// `Warning` headers the API server sent back, as a client would print them.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Records the `Warning` headers of every response (the body type is the client's own).
+fn recording<B>(seen: Warnings) -> impl Fn(http::Response<B>) -> http::Response<B> + Clone {
+    move |response| {
+        for value in response.headers().get_all("warning") {
+            seen.0
+                .lock()
+                .unwrap()
+                .push(value.to_str().unwrap_or_default().to_owned());
+        }
+        response
+    }
+}
+
+async fn client_seeing_warnings(plane: &ControlPlane) -> (Client, Warnings) {
+    let kubeconfig = kube::config::Kubeconfig::read_from(plane.kubeconfig_path()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let warnings = Warnings::default();
+    let seen = warnings.clone();
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&tower::util::MapResponseLayer::new(recording(seen)))
+        .build();
+    (client, warnings)
+}
+
+/// The operator with its webhook server, and the configuration that routes admission to it.
+struct Webhooked {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+    _certs: tempfile::TempDir,
+}
+
+impl Webhooked {
+    async fn start(plane: &ControlPlane, client: Client) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let pki = kollect_testkit::pki::serving_pki("kollect-webhook").unwrap();
+        let certs = tempfile::tempdir().unwrap();
+        std::fs::write(certs.path().join("tls.crt"), &pki.cert_pem).unwrap();
+        std::fs::write(certs.path().join("tls.key"), &pki.key_pem).unwrap();
+        let port = kollect_testkit::control_plane::free_port().unwrap();
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let options = OperatorOptions {
+            net_policy: NetPolicy::new(false),
+            max_export_bytes: 1_000_000,
+            webhook: Some(WebhookOptions {
+                bind_address: address,
+                cert_dir: certs.path().to_owned(),
+                cert_name: "tls.crt".into(),
+                key_name: "tls.key".into(),
+            }),
+            ..OperatorOptions::default()
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(operator::run(client, options, shutdown));
+        let configuration = admission::configuration("kollect-test", "Fail", |path| WebhookClientConfig {
+            url: Some(format!("https://{address}{path}")),
+            ca_bundle: Some(ByteString(pki.ca_pem.clone().into_bytes())),
+            service: None,
+        });
+        let admin = plane.client().await.unwrap();
+        Api::<ValidatingWebhookConfiguration>::all(admin)
+            .create(&PostParams::default(), &configuration)
+            .await
+            .unwrap();
+        Self {
+            stop,
+            task,
+            _certs: certs,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        let result = tokio::time::timeout(PATIENCE, self.task).await.unwrap().unwrap();
+        assert_eq!(result, Ok(()));
+    }
+}
+
+/// Applies `yaml` (one object) in `namespace` through the API server: `Ok` when admitted,
+/// `Err(message)` with the API server's message when refused.
+async fn apply(client: &Client, namespace: &str, yaml: &str) -> Result<(), String> {
+    let value: serde_json::Value = serde_norway::from_str(yaml).unwrap();
+    let object: kube::api::DynamicObject = serde_json::from_value(value).unwrap();
+    let kind = object.types.as_ref().unwrap().kind.clone();
+    let resource = kube::discovery::ApiResource {
+        group: "kollect.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "kollect.dev/v1alpha1".into(),
+        kind: kind.clone(),
+        plural: format!("{}s", kind.to_ascii_lowercase()).replace("ys", "ies"),
+    };
+    let api: Api<kube::api::DynamicObject> = if kind.starts_with("KollectCluster") {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    };
+    let name = object.metadata.name.clone().unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply("admission-test").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|error| match error {
+        kube::Error::Api(status) => status.message,
+        other => other.to_string(),
+    })
+}
+
+/// Retries `apply` until the API server reaches the webhook (the server starts with the
+/// operator), then returns the first answer that is not a connection failure.
+async fn first_answer(client: &Client, namespace: &str, yaml: &str) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answer = apply(client, namespace, yaml).await;
+        let unreachable = answer
+            .as_ref()
+            .is_err_and(|m| m.contains("failed calling webhook"));
+        if !unreachable || tokio::time::Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the registry says of a sink type this build has no backend for.
+fn unsupported(type_name: &str) -> String {
+    format!(
+        "unknown sink type \"{type_name}\" (supported: {})",
+        kollect_sinks::registry::supported_types().join(", ")
+    )
+}
+
+fn denied(kind: &str, message: &str) -> String {
+    format!(
+        "admission webhook \"{}\" denied the request: {message}",
+        admission::name_of(kind)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_webhooks_refuse_what_the_operator_cannot_do_and_admit_the_rest() {
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let ns = plane.create_namespace("admission").await.unwrap();
+    let (client, warnings) = client_seeing_warnings(&plane).await;
+    let webhook = Webhooked::start(&plane, client.clone()).await;
+
+    // Profiles: Secret data needs the opt-in; with it the profile is admitted.
+    let leaky = "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: leaky}
+spec:
+  targetGVK: {version: v1, kind: Secret}
+  attributes: [{name: password, path: '$.data.password'}]
+";
+    assert_eq!(
+        first_answer(&client, &ns, leaky).await,
+        Err(denied(
+            "KollectProfile",
+            "KollectProfile \"leaky\" is invalid: spec.attributes[0].path: Forbidden: reading Secret data \
+             requires the annotation kollect.dev/allow-secret-extraction: \"true\""
+        ))
+    );
+    let opted_in = leaky.replace(
+        "metadata: {name: leaky}",
+        "metadata: {name: leaky, annotations: {kollect.dev/allow-secret-extraction: \"true\"}}",
+    );
+    assert_eq!(apply(&client, &ns, &opted_in).await, Ok(()));
+
+    // A JSONPath that does not parse names the field; a filter expression is admitted with a
+    // warning the client sees.
+    let broken = "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: broken}
+spec:
+  targetGVK: {group: apps, version: v1, kind: Deployment}
+  attributes: [{name: image, path: '$.spec.template.spec.containers[0'}]
+";
+    let refused = apply(&client, &ns, broken).await.unwrap_err();
+    assert!(
+        refused.starts_with(&denied(
+            "KollectProfile",
+            "KollectProfile \"broken\" is invalid: spec.attributes[0].path: Invalid value: \"$.spec.template.spec.containers[0\""
+        )),
+        "{refused}"
+    );
+    warnings.take();
+    let filtered = broken.replace("containers[0'", "containers[?(@.name==\"main\")].image'");
+    assert_eq!(apply(&client, &ns, &filtered).await, Ok(()));
+    let seen = warnings.take();
+    assert!(
+        seen.iter()
+            .any(|w| w.contains("spec.attributes[0].path: JSONPath filter expressions")),
+        "{seen:?}"
+    );
+
+    // Sinks: a type this build has no backend for, and an endpoint the SSRF policy denies.
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {name: bucket}
+spec: {type: gcs, endpoint: 'gs://inventory'}
+"
+        )
+        .await,
+        Err(denied(
+            "KollectSnapshotSink",
+            &format!(
+                "KollectSnapshotSink \"bucket\" is invalid: spec.type: Unsupported value: {}",
+                unsupported("gcs")
+            )
+        ))
+    );
+    let metadata = apply(
+        &client,
+        &ns,
+        "apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {name: metadata}
+spec: {type: git, endpoint: 'http://169.254.169.254/repo.git', git: {branch: main}}
+",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        metadata.starts_with(&denied(
+            "KollectSnapshotSink",
+            "KollectSnapshotSink \"metadata\" is invalid: spec: Forbidden: "
+        )) && metadata.contains("169.254.169.254"),
+        "{metadata}"
+    );
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {name: git}
+spec: {type: git, endpoint: 'https://git.example.com/inventory.git', git: {branch: main}}
+"
+        )
+        .await,
+        Ok(())
+    );
+
+    // Inventories: no ceiling above --max-export-bytes; the scope's sink allowlist and floor.
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {name: huge}
+spec: {maxExportBytes: 2000000, snapshotSinkRefs: [{name: git}]}
+"
+        )
+        .await,
+        Err(denied(
+            "KollectInventory",
+            "KollectInventory \"huge\" is invalid: spec.maxExportBytes: Invalid value: 2000000: must not exceed \
+             the operator's --max-export-bytes (1000000)"
+        ))
+    );
+    let bound = "apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {name: bound, finalizers: [kollect.dev/test-hold]}
+spec: {exportMinInterval: 1m, snapshotSinkRefs: [{name: git}]}
+";
+    assert_eq!(apply(&client, &ns, bound).await, Ok(()));
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectScope
+metadata: {name: ceiling}
+spec:
+  allowedGVKs: [{group: apps, version: v1, kind: Deployment}]
+  snapshotSinkRefs: [audit]
+  minExportInterval: 5m
+"
+        )
+        .await,
+        Ok(())
+    );
+    assert_eq!(
+        apply(&client, &ns, bound).await,
+        Err(denied(
+            "KollectInventory",
+            "KollectInventory \"bound\" is invalid: spec.snapshotSinkRefs[0].name: Forbidden: snapshot sink ref \
+             \"git\" is not in KollectScope \"ceiling\" snapshotSinkRefs; spec.exportMinInterval: Invalid value: \
+             \"1m0s\": must be at least the minExportInterval 5m0s of KollectScope \"ceiling\""
+        ))
+    );
+
+    // Targets: the scope decides which kinds a target may collect.
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {name: secrets}
+spec: {profileRef: leaky}
+"
+        )
+        .await,
+        Err(denied(
+            "KollectTarget",
+            "KollectTarget \"secrets\" is invalid: spec.profileRef: Forbidden: KollectScope \"ceiling\" does not \
+             allow /v1/Secret"
+        ))
+    );
+
+    // A deletion is never blocked: the inventory the scope now refuses can still lose its
+    // finalizer.
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    inventories
+        .delete("bound", &DeleteParams::default())
+        .await
+        .unwrap();
+    inventories
+        .patch(
+            "bound",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert!(inventories.get_opt("bound").await.unwrap().is_none());
+
+    // Cluster kinds this build cannot act on are refused rather than ignored.
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterScope
+metadata: {name: platform}
+spec: {}
+"
+        )
+        .await,
+        Err(denied(
+            "KollectClusterScope",
+            "KollectClusterScope is not supported by this operator build yet; use the namespaced kinds \
+             (KollectTarget, KollectInventory, KollectScope)"
+        ))
+    );
+    webhook.stop().await;
+}
