@@ -65,7 +65,8 @@ async fn client_seeing_warnings(plane: &ControlPlane) -> (Client, Warnings) {
 struct Webhooked {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), String>>,
-    _certs: tempfile::TempDir,
+    certs: tempfile::TempDir,
+    address: SocketAddr,
 }
 
 impl Webhooked {
@@ -93,21 +94,37 @@ impl Webhooked {
         };
         let (stop, shutdown) = watch::channel(false);
         let task = tokio::spawn(operator::run(client, options, shutdown));
-        let configuration = admission::configuration("kollect-test", "Fail", |path| WebhookClientConfig {
-            url: Some(format!("https://{address}{path}")),
-            ca_bundle: Some(ByteString(pki.ca_pem.clone().into_bytes())),
-            service: None,
-        });
         let admin = plane.client().await.unwrap();
         Api::<ValidatingWebhookConfiguration>::all(admin)
-            .create(&PostParams::default(), &configuration)
+            .create(&PostParams::default(), &configuration(address, &pki.ca_pem))
             .await
             .unwrap();
         Self {
             stop,
             task,
-            _certs: certs,
+            certs,
+            address,
         }
+    }
+
+    /// Makes the API server trust only a new CA (while the old certificate is still served),
+    /// and returns the new pair to write.
+    async fn trust_new_ca(&self, plane: &ControlPlane) -> kollect_testkit::pki::ServingPki {
+        let pki = kollect_testkit::pki::serving_pki("kollect-webhook-rotated").unwrap();
+        let admin = plane.client().await.unwrap();
+        let api = Api::<ValidatingWebhookConfiguration>::all(admin);
+        let mut next = configuration(self.address, &pki.ca_pem);
+        next.metadata.resource_version = api.get("kollect-test").await.unwrap().metadata.resource_version;
+        api.replace("kollect-test", &PostParams::default(), &next)
+            .await
+            .unwrap();
+        pki
+    }
+
+    /// Rotates the served files in place, as a mounted Secret update does.
+    fn write(&self, pki: &kollect_testkit::pki::ServingPki) {
+        std::fs::write(self.certs.path().join("tls.crt"), &pki.cert_pem).unwrap();
+        std::fs::write(self.certs.path().join("tls.key"), &pki.key_pem).unwrap();
     }
 
     async fn stop(self) {
@@ -115,6 +132,14 @@ impl Webhooked {
         let result = tokio::time::timeout(PATIENCE, self.task).await.unwrap().unwrap();
         assert_eq!(result, Ok(()));
     }
+}
+
+fn configuration(address: SocketAddr, ca_pem: &str) -> ValidatingWebhookConfiguration {
+    admission::configuration("kollect-test", "Fail", |path| WebhookClientConfig {
+        url: Some(format!("https://{address}{path}")),
+        ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
+        service: None,
+    })
 }
 
 /// Applies `yaml` (one object) in `namespace` through the API server: `Ok` when admitted,
@@ -394,5 +419,28 @@ spec: {}
              (KollectTarget, KollectInventory, KollectScope)"
         ))
     );
+
+    // A rotated certificate is served without a restart. First the API server trusts only a
+    // new CA, so calls fail while the old certificate is served; then the files change, and
+    // admission answers again once the server has reloaded them.
+    let rotated = webhook.trust_new_ca(&plane).await;
+    let probe = opted_in.replace("name: leaky", "name: after-rotation");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answer = apply(&client, &ns, &probe).await;
+        if answer
+            .as_ref()
+            .is_err_and(|m| m.contains("failed calling webhook"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new CA never took effect: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    webhook.write(&rotated);
+    assert_eq!(first_answer(&client, &ns, &probe).await, Ok(()));
     webhook.stop().await;
 }
