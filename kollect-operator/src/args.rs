@@ -108,6 +108,19 @@ pub struct RunArgs {
     /// Address of /metrics, e.g. `:8443` or `127.0.0.1:9090`; `0` disables it.
     #[arg(long, default_value = "0")]
     pub metrics_bind_address: String,
+    /// Serve /metrics over HTTPS to callers RBAC allows to `get` the non-resource URL /metrics
+    /// (bearer tokens checked with TokenReview and SubjectAccessReview).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub metrics_secure: bool,
+    /// Directory holding the metrics certificate and key (default: a self-signed certificate).
+    #[arg(long)]
+    pub metrics_cert_path: Option<PathBuf>,
+    /// File name of the metrics certificate in --metrics-cert-path.
+    #[arg(long, default_value = "tls.crt")]
+    pub metrics_cert_name: String,
+    /// File name of the metrics key in --metrics-cert-path.
+    #[arg(long, default_value = "tls.key")]
+    pub metrics_cert_key: String,
     /// Address of /healthz and /readyz; `0` disables them.
     #[arg(long, default_value = ":8081")]
     pub health_probe_bind_address: String,

@@ -444,3 +444,120 @@ spec: {}
     assert_eq!(first_answer(&client, &ns, &probe).await, Ok(()));
     webhook.stop().await;
 }
+
+/// `--metrics-secure`: `/metrics` over HTTPS answers only bearer tokens RBAC lets `get
+/// /metrics`, checked against the real API server; the probes stay plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secure_metrics_answer_only_callers_rbac_allows() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kollect_operator::operator::options::MetricsTls;
+
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let ns = plane.create_namespace("metrics").await.unwrap();
+    plane
+        .apply_yaml(
+            "apiVersion: v1
+kind: ServiceAccount
+metadata: {name: scraper}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: nobody}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kollect-metrics-reader}
+rules: [{nonResourceURLs: [/metrics], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kollect-metrics-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kollect-metrics-reader}
+subjects: [{kind: ServiceAccount, name: scraper, namespace: NAMESPACE}]
+"
+            .replace("NAMESPACE", &ns)
+            .as_str(),
+            &ns,
+        )
+        .await
+        .unwrap();
+    let admin = plane.client().await.unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    let token_of = |name: &'static str| {
+        let accounts = accounts.clone();
+        async move {
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec::default()),
+                ..Default::default()
+            };
+            accounts
+                .create_token_request(name, &PostParams::default(), &request)
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.token)
+                .unwrap()
+        }
+    };
+    let (scraper, nobody) = (token_of("scraper").await, token_of("nobody").await);
+
+    let metrics_port = kollect_testkit::control_plane::free_port().unwrap();
+    let health_port = kollect_testkit::control_plane::free_port().unwrap();
+    let options = OperatorOptions {
+        metrics_bind_address: Some(format!("127.0.0.1:{metrics_port}").parse().unwrap()),
+        health_probe_bind_address: Some(format!("127.0.0.1:{health_port}").parse().unwrap()),
+        metrics_tls: Some(MetricsTls {
+            cert_dir: None,
+            cert_name: "tls.crt".into(),
+            key_name: "tls.key".into(),
+        }),
+        ..OperatorOptions::default()
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let task = tokio::spawn(operator::run(admin, options, shutdown));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The certificate is self-signed: this test checks who may scrape, not the certificate.
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{metrics_port}/metrics");
+    let scrape = |token: Option<String>| {
+        let request = http.get(&url);
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.ok()?;
+            Some((response.status().as_u16(), response.text().await.ok()?))
+        }
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let anonymous = loop {
+        if let Some(answer) = scrape(None).await {
+            break answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the metrics endpoint never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(anonymous.0, 401, "{anonymous:?}");
+    assert_eq!(scrape(Some("not-a-token".into())).await.unwrap().0, 403);
+    assert_eq!(scrape(Some(nobody)).await.unwrap().0, 403);
+    let (status, body) = scrape(Some(scraper)).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("kollect_leader_is_leader"), "{body}");
+    let health = reqwest::get(format!("http://127.0.0.1:{health_port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    stop.send_replace(true);
+    let result = tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+    assert_eq!(result, Ok(()));
+}

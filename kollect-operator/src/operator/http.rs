@@ -200,14 +200,25 @@ async fn readyz(State(state): State<Endpoints>) -> impl IntoResponse {
     }
 }
 
+/// How `/metrics` is protected (`--metrics-secure`).
+#[derive(Debug, Clone)]
+pub struct Secure {
+    /// The certificate it is served with.
+    pub tls: super::metrics_auth::MetricsTls,
+    /// Who may scrape it.
+    pub auth: super::metrics_auth::MetricsAuth,
+}
+
 /// Binds and serves `/metrics` on `metrics` and the probes on `health` (the same listener when
-/// the addresses are equal). Returns the bound addresses (port 0 picks a free port).
+/// the addresses are equal and `/metrics` is plain HTTP). Returns the bound addresses (port 0
+/// picks a free port).
 pub async fn serve(
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
     metrics_addr: Option<SocketAddr>,
     health_addr: Option<SocketAddr>,
-) -> std::io::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+    secure: Option<Secure>,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), String> {
     let state = Endpoints { registry, ready };
     let metrics_router = Router::new()
         .route("/metrics", get(metrics))
@@ -216,26 +227,70 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state);
-    let mut bound = (None, None);
-    if metrics_addr.is_some() && metrics_addr == health_addr {
-        let router = metrics_router.merge(health_router);
-        let address = spawn(router, metrics_addr).await?;
-        return Ok((address, address));
+    let shared = metrics_addr.is_some() && metrics_addr == health_addr;
+    match secure {
+        None if shared => {
+            let router = metrics_router.merge(health_router);
+            let address = spawn(router, metrics_addr).await?;
+            Ok((address, address))
+        }
+        None => Ok((
+            spawn(metrics_router, metrics_addr).await?,
+            spawn(health_router, health_addr).await?,
+        )),
+        Some(_) if shared => Err(
+            "--metrics-secure serves /metrics over HTTPS, so --metrics-bind-address must differ from \
+             --health-probe-bind-address (the probes stay plain HTTP for the kubelet)"
+                .into(),
+        ),
+        Some(secure) => {
+            let router = metrics_router.layer(axum::middleware::from_fn_with_state(
+                secure.auth.clone(),
+                super::metrics_auth::require_access,
+            ));
+            Ok((
+                spawn_tls(router, metrics_addr, &secure).await?,
+                spawn(health_router, health_addr).await?,
+            ))
+        }
     }
-    bound.0 = spawn(metrics_router, metrics_addr).await?;
-    bound.1 = spawn(health_router, health_addr).await?;
-    Ok(bound)
 }
 
-async fn spawn(router: Router, address: Option<SocketAddr>) -> std::io::Result<Option<SocketAddr>> {
+async fn spawn(router: Router, address: Option<SocketAddr>) -> Result<Option<SocketAddr>, String> {
     let Some(address) = address else {
         return Ok(None);
     };
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let local = listener.local_addr()?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("bind {address}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("bind {address}: {e}"))?;
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, address = %local, "HTTP endpoint stopped");
+        }
+    });
+    Ok(Some(local))
+}
+
+async fn spawn_tls(
+    router: Router,
+    address: Option<SocketAddr>,
+    secure: &Secure,
+) -> Result<Option<SocketAddr>, String> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    let tls = secure.tls.config().await?;
+    let bind = |e: std::io::Error| format!("bind {address}: {e}");
+    let listener = std::net::TcpListener::bind(address).map_err(bind)?;
+    listener.set_nonblocking(true).map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    let server = axum_server::from_tcp_rustls(listener, tls).map_err(bind)?;
+    tokio::spawn(async move {
+        if let Err(error) = server.serve(router.into_make_service()).await {
+            tracing::error!(%error, address = %local, "HTTPS metrics endpoint stopped");
         }
     });
     Ok(Some(local))

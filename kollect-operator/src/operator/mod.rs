@@ -16,6 +16,7 @@ pub mod connection_test;
 pub mod http;
 pub mod inventory;
 pub mod leader;
+pub mod metrics_auth;
 pub mod options;
 mod passes;
 pub mod sink_probe;
@@ -216,9 +217,13 @@ pub async fn run(
         Arc::clone(&ready),
         options.metrics_bind_address,
         options.health_probe_bind_address,
+        options.metrics_tls.clone().map(|tls| http::Secure {
+            tls,
+            auth: metrics_auth::MetricsAuth::new(client.clone()),
+        }),
     )
     .await
-    .map_err(|e| format!("bind the HTTP endpoints: {e}"))?;
+    .map_err(|e| format!("serve the HTTP endpoints: {e}"))?;
     if let Some(address) = metrics_addr {
         tracing::info!(%address, "serving /metrics");
     }

@@ -9,6 +9,7 @@ use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
 use kollect_core::netguard::NetPolicy;
 
 use super::leader::LeaseTimings;
+pub use super::metrics_auth::MetricsTls;
 pub use crate::admission::server::WebhookOptions;
 pub use crate::args::RunArgs;
 
@@ -76,6 +77,9 @@ pub struct OperatorOptions {
     pub target_count_resync: Duration,
     /// Quiet period after row changes before inventories export (trailing debounce).
     pub row_change_debounce: Duration,
+    /// `--metrics-secure`: HTTPS with this certificate and RBAC on `/metrics`; `None` serves
+    /// plain HTTP to anyone.
+    pub metrics_tls: Option<MetricsTls>,
     /// The admission webhook server; `None` serves none.
     pub webhook: Option<WebhookOptions>,
     /// `--tenant-mode`: namespaced kinds only.
@@ -106,6 +110,7 @@ impl Default for OperatorOptions {
             informer_resync_period: Some(Duration::from_secs(12 * 3600)),
             target_count_resync: Duration::from_secs(60),
             row_change_debounce: Duration::from_millis(100),
+            metrics_tls: None,
             webhook: None,
             tenant_mode: false,
         }
@@ -187,6 +192,11 @@ impl RunArgs {
             collect_dispatch_queue_size: self.collect_dispatch_queue_size,
             informer_resync_period: Some(self.informer_resync_period).filter(|p| !p.is_zero()),
             target_count_resync: self.target_count_resync,
+            metrics_tls: self.metrics_secure.then_some(MetricsTls {
+                cert_dir: self.metrics_cert_path,
+                cert_name: self.metrics_cert_name,
+                key_name: self.metrics_cert_key,
+            }),
             webhook,
             tenant_mode: self.tenant_mode,
             ..OperatorOptions::default()
@@ -273,6 +283,12 @@ mod tests {
             std::path::Path::new("/tmp/k8s-webhook-server/serving-certs")
         );
         assert!(!o.tenant_mode);
+        let tls = o.metrics_tls.as_ref().expect("/metrics is secure by default");
+        assert_eq!((tls.cert_dir.as_ref(), tls.cert_name.as_str()), (None, "tls.crt"));
+        assert_eq!(
+            options(&["--metrics-secure=false"]).expect("plain").metrics_tls,
+            None
+        );
         let off = options(&["--validating-webhooks-enabled=false"]).expect("off");
         assert_eq!(off.webhook, None);
         let never = options(&["--informer-resync-period", "0s"]).expect("0s");
