@@ -197,6 +197,24 @@ pub struct RunArgs {
     /// File name of the webhook key in --webhook-cert-path.
     #[arg(long, default_value = "tls.key")]
     pub webhook_cert_key: String,
+    /// Offer HTTP/2 on the webhook and secure metrics servers (HTTP/1.1 only by default).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_http2: bool,
+    /// Go's pprof profiler; not part of this operator (refused when true).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_pprof: bool,
+    /// Address of the pprof server; only meaningful with --enable-pprof.
+    #[arg(long, default_value = ":6060")]
+    pub pprof_bind_address: String,
+    /// The read-only inventory HTTP API; not part of this operator (refused when true).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub inventory_http_enabled: bool,
+    /// Port of the inventory HTTP API; only meaningful with --inventory-http-enabled.
+    #[arg(long, default_value_t = 8082)]
+    pub inventory_http_port: u16,
+    /// Authentication of the inventory HTTP API; only meaningful with --inventory-http-enabled.
+    #[arg(long, default_value = "kubernetes")]
+    pub inventory_auth_mode: String,
     /// Manage namespaced kinds only (in --watch-namespaces); the webhooks refuse the cluster
     /// kinds.
     #[arg(long)]

@@ -6,7 +6,8 @@
 //! - [`cli`]: the pipeline CLI (`kollect collect`, `kollect validate`, `kollect init`) over the
 //!   library crates.
 //!
-//! - [`operator`]: the operator (`kollect run`), kube-runtime controllers over the same crates.
+//! - [`operator`]: the operator (`kollect run`), kube-runtime controllers over the same crates;
+//! - [`serving`]: TLS for its HTTPS servers.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -14,3 +15,4 @@ pub mod args;
 pub mod cli;
 pub mod crds;
 pub mod operator;
+pub mod serving;

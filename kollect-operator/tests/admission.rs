@@ -89,6 +89,7 @@ impl Webhooked {
                 cert_dir: certs.path().to_owned(),
                 cert_name: "tls.crt".into(),
                 key_name: "tls.key".into(),
+                http2: false,
             }),
             ..OperatorOptions::default()
         };
@@ -513,6 +514,7 @@ subjects: [{kind: ServiceAccount, name: scraper, namespace: NAMESPACE}]
             cert_dir: None,
             cert_name: "tls.crt".into(),
             key_name: "tls.key".into(),
+            http2: false,
         }),
         ..OperatorOptions::default()
     };

@@ -31,6 +31,8 @@ pub struct WebhookOptions {
     pub cert_name: String,
     /// File name of the private key in `cert_dir` (`--webhook-cert-key`).
     pub key_name: String,
+    /// Offer HTTP/2 (`--enable-http2`); HTTP/1.1 only otherwise.
+    pub http2: bool,
 }
 
 impl WebhookOptions {
@@ -62,16 +64,9 @@ impl Drop for Serving {
 /// Starts the webhook server; fails with a message naming the files when the certificate cannot
 /// be loaded or the address cannot be bound.
 pub async fn serve(admission: Admission, options: &WebhookOptions) -> Result<Serving, String> {
-    // kube uses ring as well; installing it twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (cert, key) = (options.cert(), options.key());
-    let tls = RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| {
-        format!(
-            "load the webhook certificate {} and key {} (--webhook-cert-path): {e}",
-            cert.display(),
-            key.display()
-        )
-    })?;
+    let tls = crate::serving::reloadable(&cert, &key, options.http2)
+        .map_err(|e| format!("load the webhook certificate (--webhook-cert-path): {e}"))?;
     let listener = std::net::TcpListener::bind(options.bind_address)
         .map_err(|e| format!("bind the webhook server to {}: {e}", options.bind_address))?;
     listener
@@ -92,7 +87,7 @@ pub async fn serve(admission: Admission, options: &WebhookOptions) -> Result<Ser
             tracing::error!(%error, "the webhook server stopped");
         }
     });
-    let reload = tokio::spawn(reload_on_change(tls, cert, key));
+    let reload = tokio::spawn(reload_on_change(tls, cert, key, options.http2));
     tracing::info!(%address, "serving the validating webhooks");
     Ok(Serving {
         address,
@@ -122,7 +117,7 @@ async fn handle(
 
 /// Reloads the certificate whenever one of its files changes (rotation by cert-manager or a
 /// mounted Secret update); a broken pair is logged and the previous one kept.
-async fn reload_on_change(tls: RustlsConfig, cert: PathBuf, key: PathBuf) {
+async fn reload_on_change(tls: RustlsConfig, cert: PathBuf, key: PathBuf, http2: bool) {
     let mut seen = modified(&cert, &key);
     loop {
         tokio::time::sleep(RELOAD_CHECK).await;
@@ -130,8 +125,9 @@ async fn reload_on_change(tls: RustlsConfig, cert: PathBuf, key: PathBuf) {
         if now == seen {
             continue;
         }
-        match tls.reload_from_pem_file(&cert, &key).await {
-            Ok(()) => {
+        match crate::serving::from_files(&cert, &key, http2) {
+            Ok(config) => {
+                tls.reload_from_config(config);
                 tracing::info!(cert = %cert.display(), "reloaded the webhook certificate");
                 seen = now;
             }

@@ -282,7 +282,7 @@ async fn spawn_tls(
     let Some(address) = address else {
         return Ok(None);
     };
-    let tls = secure.tls.config().await?;
+    let tls = secure.tls.config()?;
     let bind = |e: std::io::Error| format!("bind {address}: {e}");
     let listener = std::net::TcpListener::bind(address).map_err(bind)?;
     listener.set_nonblocking(true).map_err(bind)?;

@@ -35,35 +35,29 @@ pub struct MetricsTls {
     pub cert_name: String,
     /// `--metrics-cert-key`.
     pub key_name: String,
+    /// Offer HTTP/2 (`--enable-http2`); HTTP/1.1 only otherwise.
+    pub http2: bool,
 }
 
 impl MetricsTls {
     /// The server TLS configuration: the files of `cert_dir`, or a self-signed certificate.
-    pub async fn config(&self) -> Result<RustlsConfig, String> {
-        // kube uses ring as well; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        match &self.cert_dir {
+    pub fn config(&self) -> Result<RustlsConfig, String> {
+        let config = match &self.cert_dir {
             Some(dir) => {
-                let (cert, key) = (dir.join(&self.cert_name), dir.join(&self.key_name));
-                RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| {
-                    format!(
-                        "load the metrics certificate {} and key {} (--metrics-cert-path): {e}",
-                        cert.display(),
-                        key.display()
-                    )
-                })
+                crate::serving::from_files(&dir.join(&self.cert_name), &dir.join(&self.key_name), self.http2)
+                    .map_err(|e| format!("load the metrics certificate (--metrics-cert-path): {e}"))?
             }
             None => {
                 let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
                     .map_err(|e| format!("generate a self-signed metrics certificate: {e}"))?;
-                RustlsConfig::from_pem(
-                    generated.cert.pem().into_bytes(),
-                    generated.signing_key.serialize_pem().into_bytes(),
-                )
-                .await
-                .map_err(|e| format!("load the self-signed metrics certificate: {e}"))
+                crate::serving::server_config(
+                    generated.cert.pem().as_bytes(),
+                    generated.signing_key.serialize_pem().as_bytes(),
+                    self.http2,
+                )?
             }
-        }
+        };
+        Ok(RustlsConfig::from_config(config))
     }
 }
 

@@ -145,6 +145,21 @@ impl RunArgs {
         if self.max_concurrent_reconciles_target == 0 || self.max_concurrent_reconciles_inventory == 0 {
             return Err("--max-concurrent-reconciles-* must be greater than 0".into());
         }
+        if self.enable_pprof {
+            return Err(
+                "--enable-pprof: Go's pprof profiler has no counterpart in this operator; profile it with \
+                        perf or valgrind instead, and drop the flag (Helm: pprof.enabled=false)"
+                    .into(),
+            );
+        }
+        if self.inventory_http_enabled {
+            return Err(
+                "--inventory-http-enabled: the read-only inventory HTTP API is not part of this operator; \
+                        read the inventories from their sinks, and drop the flag (Helm: \
+                        featureGates.inventoryHttp.enabled=false)"
+                    .into(),
+            );
+        }
         if self.tenant_mode && self.watch_namespaces.iter().all(|n| n.trim().is_empty()) {
             return Err("--tenant-mode needs --watch-namespaces: a tenant operator manages the namespaces it is given".into());
         }
@@ -157,6 +172,7 @@ impl RunArgs {
                 cert_dir: self.webhook_cert_path,
                 cert_name: self.webhook_cert_name,
                 key_name: self.webhook_cert_key,
+                http2: self.enable_http2,
             })
         } else {
             None
@@ -196,6 +212,7 @@ impl RunArgs {
                 cert_dir: self.metrics_cert_path,
                 cert_name: self.metrics_cert_name,
                 key_name: self.metrics_cert_key,
+                http2: self.enable_http2,
             }),
             webhook,
             tenant_mode: self.tenant_mode,
@@ -311,6 +328,20 @@ mod tests {
         ])
         .expect("ok");
         assert_eq!(o.scrub_keys, ["token", "apiKey"]);
+        for flag in ["--enable-pprof", "--inventory-http-enabled=true"] {
+            let e = options(&[flag]).expect_err("not shipped");
+            assert!(
+                e.contains("not part of this operator") || e.contains("no counterpart"),
+                "{e}"
+            );
+        }
+        let accepted = options(&[
+            "--pprof-bind-address=:6060",
+            "--inventory-http-port=8082",
+            "--enable-http2",
+        ])
+        .expect("accepted");
+        assert!(accepted.webhook.is_some_and(|w| w.http2));
         let e = options(&["--tenant-mode"]).expect_err("tenant without namespaces");
         assert!(e.contains("--tenant-mode needs --watch-namespaces"), "{e}");
         let e = options(&["--webhook-bind-address", "0"]).expect_err("no webhook address");
