@@ -653,6 +653,8 @@ async fn a_burst_through_a_tiny_queue_is_collected_with_backpressure_and_metrics
             queue_capacity: 1,
             workers: 1,
             page_size: 50,
+            // Every wait for the full queue counts, however short.
+            enqueue_wait: Duration::ZERO,
             ..config()
         },
         metrics,
@@ -666,8 +668,20 @@ async fn a_burst_through_a_tiny_queue_is_collected_with_backpressure_and_metrics
     eventually("all collected", || runtime.store().count(&owner) == 200).await;
     eventually("listed", || runtime.report(&owner).is_some_and(|r| r.synced)).await;
 
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    // The last job leaves the queue gauge when its worker finishes it, just after its row
+    // landed: read the metrics once the queue has drained.
+    let encode = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    };
+    eventually("the queue drained", || {
+        encode()
+            .lines()
+            .any(|l| l == "kollect_collect_dispatch_queue_depth 0")
+    })
+    .await;
+    let text = encode();
     let value = |series: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(series))

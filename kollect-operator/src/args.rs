@@ -175,6 +175,10 @@ pub struct RunArgs {
     /// Queue capacity per worker; a full queue makes the watch wait.
     #[arg(long, default_value_t = 512)]
     pub collect_dispatch_queue_size: usize,
+    /// How long an event waits for a full dispatch queue before the wait counts as
+    /// backpressure; it then waits on (events are never dropped). Negative values count as 0.
+    #[arg(long, default_value = "25ms", value_parser = parse_clamped_duration, allow_hyphen_values = true)]
+    pub collect_dispatch_enqueue_wait: Duration,
     /// How often every watch lists everything again, evaluating each object anew and sweeping
     /// rows of objects that are gone; `0` never does.
     #[arg(long, default_value = "12h", value_parser = parse_duration)]
@@ -225,6 +229,12 @@ pub struct RunArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+}
+
+/// A Go duration where negative values mean zero.
+fn parse_clamped_duration(text: &str) -> Result<Duration, String> {
+    let parsed: GoDuration = text.parse().map_err(|e| format!("{e}"))?;
+    Ok(parsed.as_std().unwrap_or_default())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -67,6 +67,9 @@ pub struct RuntimeConfig {
     pub queue_capacity: usize,
     /// Workers turning events into rows.
     pub workers: usize,
+    /// How long an event may wait for a full queue before the wait counts as backpressure
+    /// (`kollect_collect_dispatch_backpressure_total`).
+    pub enqueue_wait: Duration,
     /// How long an access review result is reused.
     pub access_ttl: Duration,
     /// How often a kind that discovery does not know is looked up again.
@@ -86,6 +89,7 @@ impl Default for RuntimeConfig {
             narrow_threshold: 8,
             queue_capacity: 512,
             workers: 4,
+            enqueue_wait: Duration::from_millis(25),
             access_ttl: Duration::from_secs(30),
             rediscovery_interval: Duration::from_secs(10),
             page_size: 500,

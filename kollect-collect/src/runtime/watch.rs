@@ -92,8 +92,8 @@ pub(crate) enum Job {
     Barrier(oneshot::Sender<()>),
 }
 
-/// Sends `job` to the worker for `uid`, waiting (and counting backpressure) when its queue is
-/// full.
+/// Sends `job` to the worker for `uid`. A full queue is waited for: past the enqueue wait the
+/// wait counts as backpressure, and it goes on until a slot frees (events are never dropped).
 async fn enqueue(shared: &Shared, uid: &str, job: Job) {
     use std::hash::{BuildHasher, BuildHasherDefault};
     let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
@@ -109,6 +109,18 @@ async fn enqueue(shared: &Shared, uid: &str, job: Job) {
             shared.metrics.queue_depth().dec();
             return;
         }
+    };
+    // A queue that frees a slot within the grace period is a blip, not backpressure.
+    let job = match tokio::time::timeout(shared.config.enqueue_wait, worker.reserve()).await {
+        Ok(Ok(permit)) => {
+            permit.send(job);
+            return;
+        }
+        Ok(Err(_)) => {
+            shared.metrics.queue_depth().dec();
+            return;
+        }
+        Err(_) => job,
     };
     shared.metrics.backpressure();
     if worker.send(job).await.is_err() {

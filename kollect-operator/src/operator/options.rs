@@ -71,6 +71,8 @@ pub struct OperatorOptions {
     pub collect_dispatch_workers: usize,
     /// Queue capacity per worker.
     pub collect_dispatch_queue_size: usize,
+    /// Grace before a wait for a full queue counts as backpressure.
+    pub collect_dispatch_enqueue_wait: Duration,
     /// Full relist period of the watches (`None`: never).
     pub informer_resync_period: Option<Duration>,
     /// Target status refresh period.
@@ -107,6 +109,7 @@ impl Default for OperatorOptions {
             scrub_keys: Vec::new(),
             collect_dispatch_workers: 4,
             collect_dispatch_queue_size: 512,
+            collect_dispatch_enqueue_wait: Duration::from_millis(25),
             informer_resync_period: Some(Duration::from_secs(12 * 3600)),
             target_count_resync: Duration::from_secs(60),
             row_change_debounce: Duration::from_millis(100),
@@ -206,6 +209,7 @@ impl RunArgs {
             scrub_keys: clean(self.scrub_keys),
             collect_dispatch_workers: self.collect_dispatch_workers,
             collect_dispatch_queue_size: self.collect_dispatch_queue_size,
+            collect_dispatch_enqueue_wait: self.collect_dispatch_enqueue_wait,
             informer_resync_period: Some(self.informer_resync_period).filter(|p| !p.is_zero()),
             target_count_resync: self.target_count_resync,
             metrics_tls: self.metrics_secure.then_some(MetricsTls {
@@ -227,6 +231,7 @@ impl OperatorOptions {
         RuntimeConfig {
             workers: self.collect_dispatch_workers,
             queue_capacity: self.collect_dispatch_queue_size,
+            enqueue_wait: self.collect_dispatch_enqueue_wait,
             resync_period: self.informer_resync_period,
             ..RuntimeConfig::default()
         }
@@ -308,6 +313,9 @@ mod tests {
         );
         let off = options(&["--validating-webhooks-enabled=false"]).expect("off");
         assert_eq!(off.webhook, None);
+        assert_eq!(o.runtime_config().enqueue_wait, Duration::from_millis(25));
+        let clamped = options(&["--collect-dispatch-enqueue-wait=-5ms"]).expect("clamped");
+        assert_eq!(clamped.runtime_config().enqueue_wait, Duration::ZERO);
         let never = options(&["--informer-resync-period", "0s"]).expect("0s");
         assert_eq!(never.runtime_config().resync_period, None);
     }
