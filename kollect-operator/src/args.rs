@@ -183,6 +183,10 @@ pub struct RunArgs {
     /// rows of objects that are gone; `0` never does.
     #[arg(long, default_value = "12h", value_parser = parse_duration)]
     pub informer_resync_period: Duration,
+    /// Base delay for retrying a failed reconcile, doubling per consecutive failure of the
+    /// object up to 300 times the base; `0` keeps each controller's fixed retry delay.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    pub reconcile_rate_limit: Duration,
     /// How often a healthy target's status (collectedCount) is refreshed at the latest.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub target_count_resync: Duration,

@@ -30,9 +30,9 @@ pub async fn run(context: Arc<Context>) {
     super::triggers::drive(results, CONTROLLER).await;
 }
 
-fn error_policy(_: Arc<KollectConnectionTest>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(test: Arc<KollectConnectionTest>, error: &Error, context: Arc<Context>) -> Action {
     tracing::warn!(%error, "connection test reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(context.backoff.after_failure(&*test, Duration::from_secs(5)))
 }
 
 async fn reconcile(test: Arc<KollectConnectionTest>, context: Arc<Context>) -> Result<Action, Error> {
@@ -54,6 +54,7 @@ async fn reconcile(test: Arc<KollectConnectionTest>, context: Arc<Context>) -> R
         let finished = status.completed_at.as_ref().map_or_else(Timestamp::now, |t| t.0);
         let age = Timestamp::now().duration_since(finished).unsigned_abs();
         guard.succeeded();
+        context.backoff.succeeded(&*test);
         if age >= ttl {
             api.delete(&test.name_any(), &DeleteParams::default()).await?;
             context.written.forget(&*test);
@@ -100,6 +101,7 @@ async fn reconcile(test: Arc<KollectConnectionTest>, context: Arc<Context>) -> R
     next.completed_at = Some(Time(Timestamp::now()));
     status::patch_if_changed(&api, &*test, current.as_ref(), &next, &context.written).await?;
     guard.succeeded();
+    context.backoff.succeeded(&*test);
     Ok(Action::requeue(ttl))
 }
 

@@ -104,14 +104,14 @@ fn bound_to<S: Resource>(
         .collect()
 }
 
-fn error_policy(_: Arc<KollectInventory>, error: &Error, context: Arc<Context>) -> Action {
+fn error_policy(inventory: Arc<KollectInventory>, error: &Error, context: Arc<Context>) -> Action {
     if error.is_terminal() {
         context.collect_metrics.reconcile_error(KIND, "terminal");
         return Action::await_change();
     }
     tracing::warn!(%error, "inventory reconcile failed");
     context.collect_metrics.reconcile_error(KIND, "transient");
-    Action::requeue(CLEANUP_RETRY)
+    Action::requeue(context.backoff.after_failure(&*inventory, CLEANUP_RETRY))
 }
 
 async fn reconcile(inventory: Arc<KollectInventory>, context: Arc<Context>) -> Result<Action, Error> {
@@ -122,6 +122,7 @@ async fn reconcile(inventory: Arc<KollectInventory>, context: Arc<Context>) -> R
     let mut guard = context.metrics.start(CONTROLLER);
     tracing::debug!(inventory = %key_of(&inventory), "reconcile");
     let api: Api<KollectInventory> = Api::namespaced(context.client.clone(), &namespace);
+    let subject = Arc::clone(&inventory);
     let result = finalizer(&api, finalizers::INVENTORY, inventory, |event| async {
         match event {
             Event::Apply(inventory) => apply(&inventory, &api, &context).await,
@@ -132,6 +133,7 @@ async fn reconcile(inventory: Arc<KollectInventory>, context: Arc<Context>) -> R
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if result.is_ok() {
         guard.succeeded();
+        context.backoff.succeeded(&*subject);
     }
     result
 }

@@ -12,6 +12,7 @@
 //! lost lease stops it, and a re-acquired one starts it afresh, seeded from status (decision
 //! X7), so that nothing is exported twice.
 
+mod backoff;
 pub mod connection_test;
 pub mod http;
 pub mod inventory;
@@ -110,6 +111,8 @@ pub struct Context {
     watches: watches::Watches,
     /// The end of the leadership term, on which every controller drains.
     term: TermEnd,
+    /// Retry delays of failed reconciles (`--reconcile-rate-limit`).
+    backoff: backoff::FailureBackoff,
 }
 
 impl std::fmt::Debug for Context {
@@ -380,6 +383,7 @@ async fn lead(
     let watches = watches::Watches::start(&client, &options.watch_namespaces, sinks.forgetter());
     watches.wait_ready().await;
     let extract = options.extract_options();
+    let backoff = backoff::FailureBackoff::new(options.reconcile_rate_limit);
     let context = Arc::new(Context {
         client: client.clone(),
         runtime,
@@ -406,6 +410,7 @@ async fn lead(
         passes: passes::Passes::default(),
         watches,
         term,
+        backoff,
     });
     tokio::join!(
         target::run(Arc::clone(&context)),

@@ -77,6 +77,8 @@ pub struct OperatorOptions {
     pub informer_resync_period: Option<Duration>,
     /// Target status refresh period.
     pub target_count_resync: Duration,
+    /// Base of the failure backoff (zero: fixed delays).
+    pub reconcile_rate_limit: Duration,
     /// Quiet period after row changes before inventories export (trailing debounce).
     pub row_change_debounce: Duration,
     /// `--metrics-secure`: HTTPS with this certificate and RBAC on `/metrics`; `None` serves
@@ -112,6 +114,7 @@ impl Default for OperatorOptions {
             collect_dispatch_enqueue_wait: Duration::from_millis(25),
             informer_resync_period: Some(Duration::from_secs(12 * 3600)),
             target_count_resync: Duration::from_secs(60),
+            reconcile_rate_limit: Duration::ZERO,
             row_change_debounce: Duration::from_millis(100),
             metrics_tls: None,
             webhook: None,
@@ -212,6 +215,7 @@ impl RunArgs {
             collect_dispatch_enqueue_wait: self.collect_dispatch_enqueue_wait,
             informer_resync_period: Some(self.informer_resync_period).filter(|p| !p.is_zero()),
             target_count_resync: self.target_count_resync,
+            reconcile_rate_limit: self.reconcile_rate_limit,
             metrics_tls: self.metrics_secure.then_some(MetricsTls {
                 cert_dir: self.metrics_cert_path,
                 cert_name: self.metrics_cert_name,
@@ -314,6 +318,9 @@ mod tests {
         let off = options(&["--validating-webhooks-enabled=false"]).expect("off");
         assert_eq!(off.webhook, None);
         assert_eq!(o.runtime_config().enqueue_wait, Duration::from_millis(25));
+        assert_eq!(o.reconcile_rate_limit, Duration::ZERO);
+        let limited = options(&["--reconcile-rate-limit=50ms"]).expect("rate limit");
+        assert_eq!(limited.reconcile_rate_limit, Duration::from_millis(50));
         let clamped = options(&["--collect-dispatch-enqueue-wait=-5ms"]).expect("clamped");
         assert_eq!(clamped.runtime_config().enqueue_wait, Duration::ZERO);
         let never = options(&["--informer-resync-period", "0s"]).expect("0s");

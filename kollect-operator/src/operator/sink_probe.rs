@@ -93,9 +93,9 @@ async fn run_kind<K: SinkKind>(context: Arc<Context>) {
     super::triggers::drive(results, K::CONTROLLER).await;
 }
 
-fn error_policy<K: SinkKind>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy<K: SinkKind>(sink: Arc<K>, error: &Error, context: Arc<Context>) -> Action {
     tracing::warn!(%error, controller = K::CONTROLLER, "sink reconcile failed");
-    Action::requeue(FAILING_REPROBE)
+    Action::requeue(context.backoff.after_failure(&*sink, FAILING_REPROBE))
 }
 
 fn annotation_true<K: Resource>(object: &K, key: &str) -> bool {
@@ -188,6 +188,7 @@ async fn reconcile<K: SinkKind>(object: Arc<K>, context: Arc<Context>) -> Result
             .await?;
     }
     guard.succeeded();
+    context.backoff.succeeded(&*object);
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 

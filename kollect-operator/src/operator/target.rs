@@ -81,12 +81,12 @@ pub(super) fn manages(context: &Context, namespace: &str) -> bool {
     watched.is_empty() || watched.iter().any(|w| w == namespace)
 }
 
-fn error_policy(_: Arc<KollectTarget>, error: &Error, context: Arc<Context>) -> Action {
+fn error_policy(target: Arc<KollectTarget>, error: &Error, context: Arc<Context>) -> Action {
     tracing::warn!(%error, "target reconcile failed");
     context
         .collect_metrics
         .reconcile_error("KollectTarget", "transient");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(context.backoff.after_failure(&*target, Duration::from_secs(5)))
 }
 
 async fn reconcile(target: Arc<KollectTarget>, context: Arc<Context>) -> Result<Action, Error> {
@@ -98,6 +98,7 @@ async fn reconcile(target: Arc<KollectTarget>, context: Arc<Context>) -> Result<
     tracing::debug!(target = %target.name_any(), %namespace, "reconcile");
     let api: Api<KollectTarget> = Api::namespaced(context.client.clone(), &namespace);
     let owner = RowOwner::target(&namespace, target.name_any());
+    let subject = Arc::clone(&target);
     let result = finalizer(&api, finalizers::TARGET, target, |event| async {
         match event {
             Event::Apply(target) => apply(&target, &api, &context).await,
@@ -112,6 +113,7 @@ async fn reconcile(target: Arc<KollectTarget>, context: Arc<Context>) -> Result<
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if result.is_ok() {
         guard.succeeded();
+        context.backoff.succeeded(&*subject);
     }
     result
 }
