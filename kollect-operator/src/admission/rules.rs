@@ -61,29 +61,34 @@ pub fn target(
         return v;
     };
     let ceiling = &scope.spec.ceiling;
-    if let Some(profile) = profile {
-        let gvk = &profile.spec.target_gvk;
-        if !ceiling.allows_gvk(gvk) {
-            v.error(
-                "spec.profileRef",
-                format!(
-                    "Forbidden: KollectScope {:?} does not allow {}/{}/{}",
-                    scope.metadata.name.as_deref().unwrap_or_default(),
-                    gvk.group,
-                    gvk.version,
-                    gvk.kind
-                ),
-            );
+    let scope_name = scope.metadata.name.as_deref().unwrap_or_default();
+    let denied = |gvk: &kollect_core::api::v1alpha1::GroupVersionKind| {
+        format!(
+            "Forbidden: KollectScope {scope_name:?} does not allow {}/{}/{}",
+            gvk.group, gvk.version, gvk.kind
+        )
+    };
+    // The kinds a target collects: its rules' kinds, else its profile's (a missing profile is
+    // checked again at reconcile).
+    let rules = &target.spec.filter.resource_rules;
+    if rules.is_empty() {
+        if let Some(gvk) = profile.map(|p| &p.spec.target_gvk)
+            && !ceiling.allows_gvk(gvk)
+        {
+            v.error("spec.profileRef", denied(gvk));
+        }
+    } else {
+        for (i, rule) in rules.iter().enumerate() {
+            if !ceiling.allows_gvk(&rule.gvk) {
+                v.error(format!("spec.resourceRules[{i}].gvk"), denied(&rule.gvk));
+            }
         }
     }
     for (i, namespace) in target.spec.filter.included_namespaces.iter().enumerate() {
         if !namespace_allowed(ceiling, namespace) {
             v.error(
                 format!("spec.includedNamespaces[{i}]"),
-                format!(
-                    "Forbidden: KollectScope {:?} does not allow namespace {namespace:?}",
-                    scope.metadata.name.as_deref().unwrap_or_default()
-                ),
+                format!("Forbidden: KollectScope {scope_name:?} does not allow namespace {namespace:?}"),
             );
         }
     }
@@ -299,6 +304,45 @@ mod tests {
 
     fn inventory_rules(i: &KollectInventory) -> Validation {
         inventory(i, None, &settings(false))
+    }
+
+    #[test]
+    fn a_scope_checks_the_kinds_of_resource_rules_and_the_included_namespaces() {
+        let target: KollectTarget = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectTarget",
+            "metadata": {"name": "t", "namespace": "team"},
+            "spec": {
+                "profileRef": "p",
+                "includedNamespaces": ["team", "kube-system"],
+                "resourceRules": [
+                    {"gvk": {"group": "apps", "version": "v1", "kind": "Deployment"}},
+                    {"gvk": {"group": "", "version": "v1", "kind": "Secret"}}
+                ]
+            }
+        }))
+        .expect("target");
+        let scope: KollectScope = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectScope",
+            "metadata": {"name": "ceiling", "namespace": "team"},
+            "spec": {
+                "allowedGVKs": [{"group": "apps", "version": "v1", "kind": "deployment"}],
+                "deniedNamespaces": ["kube-system"]
+            }
+        }))
+        .expect("scope");
+        let v = target_rules(&target, &scope);
+        let errors: Vec<String> = v.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "spec.resourceRules[1].gvk: Forbidden: KollectScope \"ceiling\" does not allow /v1/Secret",
+                "spec.includedNamespaces[1]: Forbidden: KollectScope \"ceiling\" does not allow namespace \"kube-system\"",
+            ]
+        );
+    }
+
+    fn target_rules(t: &KollectTarget, scope: &KollectScope) -> Validation {
+        target(t, None, Some(scope), &settings(false))
     }
 
     #[test]

@@ -10,7 +10,7 @@ use kollect_collect::extract::validate::validate_profile;
 use kollect_collect::runtime::{TargetRegistration, TargetReport};
 use kollect_collect::select::TargetFilter;
 use kollect_core::api::v1alpha1::{
-    KollectProfile, KollectScope, KollectTarget, KollectTargetStatus, SinkFamily,
+    GroupVersionKind, KollectProfile, KollectScope, KollectTarget, KollectTargetStatus, SinkFamily,
 };
 use kollect_core::api::{condition_types as types, finalizers, reasons};
 use kollect_core::collect::RowOwner;
@@ -227,16 +227,23 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
     let scope = context.watches.scope_of(&namespace);
     let gvk = &profile.spec.target_gvk;
     if let Some(scope) = &scope {
-        // Case-insensitive, `core` naming the core group, as the Go operator compares.
-        if !scope.spec.ceiling.allows_gvk(gvk) {
+        // The kinds the target collects: its rules' kinds, else its profile's. Compared
+        // case-insensitively, `core` naming the core group, as the Go operator compares.
+        let rules = &target.spec.filter.resource_rules;
+        let collected: Vec<&GroupVersionKind> = if rules.is_empty() {
+            vec![gvk]
+        } else {
+            rules.iter().map(|r| &r.gvk).collect()
+        };
+        if let Some(denied) = collected.into_iter().find(|g| !scope.spec.ceiling.allows_gvk(g)) {
             return Err(degrade(
                 reasons::SCOPE_GVK_DENIED,
                 format!(
                     "KollectScope \"{}\" does not allow {}/{}/{}",
                     scope.name_any(),
-                    gvk.group,
-                    gvk.version,
-                    gvk.kind
+                    denied.group,
+                    denied.version,
+                    denied.kind
                 ),
             ));
         }
