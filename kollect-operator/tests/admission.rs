@@ -61,10 +61,29 @@ async fn client_seeing_warnings(plane: &ControlPlane) -> (Client, Warnings) {
     (client, warnings)
 }
 
-/// The operator with its webhook server, and the configuration that routes admission to it.
-struct Webhooked {
+/// The operator running in this process.
+struct Running {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    fn start(client: Client, options: OperatorOptions) -> Self {
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(operator::run(client, options, shutdown));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        let result = tokio::time::timeout(PATIENCE, self.task).await.unwrap().unwrap();
+        assert_eq!(result, Ok(()));
+    }
+}
+
+/// The operator with its webhook server, and the configuration that routes admission to it.
+struct Webhooked {
+    operator: Running,
     certs: tempfile::TempDir,
     address: SocketAddr,
 }
@@ -93,16 +112,14 @@ impl Webhooked {
             }),
             ..OperatorOptions::default()
         };
-        let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(operator::run(client, options, shutdown));
+        let operator = Running::start(client, options);
         let admin = plane.client().await.unwrap();
         Api::<ValidatingWebhookConfiguration>::all(admin)
             .create(&PostParams::default(), &configuration(address, &pki.ca_pem))
             .await
             .unwrap();
         Self {
-            stop,
-            task,
+            operator,
             certs,
             address,
         }
@@ -129,9 +146,7 @@ impl Webhooked {
     }
 
     async fn stop(self) {
-        self.stop.send_replace(true);
-        let result = tokio::time::timeout(PATIENCE, self.task).await.unwrap().unwrap();
-        assert_eq!(result, Ok(()));
+        self.operator.stop().await;
     }
 }
 
@@ -518,8 +533,7 @@ subjects: [{kind: ServiceAccount, name: scraper, namespace: NAMESPACE}]
         }),
         ..OperatorOptions::default()
     };
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(operator::run(admin, options, shutdown));
+    let operator = Running::start(admin, options);
     let _ = rustls::crypto::ring::default_provider().install_default();
     // The certificate is self-signed: this test checks who may scrape, not the certificate.
     let http = reqwest::Client::builder()
@@ -559,7 +573,5 @@ subjects: [{kind: ServiceAccount, name: scraper, namespace: NAMESPACE}]
         .await
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
-    stop.send_replace(true);
-    let result = tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
-    assert_eq!(result, Ok(()));
+    operator.stop().await;
 }

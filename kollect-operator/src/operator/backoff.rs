@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use kube::{Resource, ResourceExt};
+use kube::Resource;
+
+use super::status::key;
 
 /// The longest delay, as a multiple of the base.
 const MAX_FACTOR: u32 = 300;
@@ -53,15 +55,6 @@ impl FailureBackoff {
                 .remove(&key(object));
         }
     }
-}
-
-fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
-    format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
 }
 
 #[cfg(test)]

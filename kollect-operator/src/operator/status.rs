@@ -104,7 +104,8 @@ impl Written {
     }
 }
 
-fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+/// `<Kind>/<namespace>/<name>`: the identity of an object across kinds.
+pub(crate) fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     format!(
         "{}/{}/{}",
         K::kind(&()),
