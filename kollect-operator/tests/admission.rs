@@ -310,6 +310,7 @@ spec: {type: git, endpoint: 'http://169.254.169.254/repo.git', git: {branch: mai
     )
     .await
     .unwrap_err();
+    warnings.take();
     assert!(
         metadata.starts_with(&denied(
             "KollectSnapshotSink",
@@ -329,6 +330,12 @@ spec: {type: git, endpoint: 'https://git.example.com/inventory.git', git: {branc
         )
         .await,
         Ok(())
+    );
+    let seen = warnings.take();
+    assert!(
+        seen.iter()
+            .any(|w| w.contains("spec.serialization.format: not set: documents are written as YAML")),
+        "{seen:?}"
     );
 
     // Inventories: no ceiling above --max-export-bytes; the scope's sink allowlist and floor.

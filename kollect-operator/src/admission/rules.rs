@@ -232,6 +232,7 @@ pub fn sink(sink: &FamilySink, scope: Option<&KollectScope>, settings: &Settings
             v.error("spec", format!("Invalid value: {message}"));
         }
     }
+    sink_warnings(sink, &mut v);
     if let (Some(scope), Some(interval)) = (scope, sink.common().export_min_interval)
         && let Some(floor) = scope.spec.ceiling.min_export_interval
         && interval < floor
@@ -246,6 +247,69 @@ pub fn sink(sink: &FamilySink, scope: Option<&KollectScope>, settings: &Settings
         );
     }
     v
+}
+
+/// What is worth saying about a sink that is valid: settings whose effect may surprise.
+fn sink_warnings(sink: &FamilySink, v: &mut Validation) {
+    use kollect_core::api::v1alpha1::{
+        LayoutContent, LayoutMode, ProvisioningMode, PushPolicy, SerializationFormat,
+    };
+    let common = sink.common();
+    let type_name = sink.type_name();
+    let format = common.serialization.as_ref().and_then(|s| s.format);
+    if let FamilySink::Snapshot(snapshot) = sink {
+        let spec = &snapshot.spec;
+        if spec.git.as_ref().and_then(|g| g.push_policy) == Some(PushPolicy::ForcePush) {
+            v.warn(
+                "spec.git.pushPolicy",
+                "ForcePush overwrites the branch's history on every export",
+            );
+        }
+        if spec.object_store.as_ref().is_some_and(|o| o.format.is_some()) && format.is_some() {
+            v.warn("spec.serialization.format", "overrides spec.objectStore.format");
+        }
+    }
+    if common.provisioning.as_ref().and_then(|p| p.mode) == Some(ProvisioningMode::Existing) {
+        v.warn(
+            "spec.provisioning.mode",
+            "existing: nothing is created; exports fail until the destination exists",
+        );
+    }
+    if format == Some(SerializationFormat::Parquet) {
+        v.warn(
+            "spec.serialization.format",
+            "parquet writes typed columns: attributes keep the type of their first value",
+        );
+    }
+    if format.is_none() && (type_name == "git" || type_name == "gitlab") {
+        v.warn(
+            "spec.serialization.format",
+            "not set: documents are written as YAML, the default of git and gitlab sinks",
+        );
+    }
+    if let Some(template) = &common.path_template
+        && template.ends_with(".json")
+        && format.is_some_and(|f| f != SerializationFormat::Json)
+    {
+        v.warn(
+            "spec.pathTemplate",
+            "ends in .json but serialization.format is not json; use {extension}",
+        );
+    }
+    if let Some(layout) = &common.layout {
+        if layout.content == LayoutContent::Manifest {
+            v.warn(
+                "spec.layout.content",
+                "manifest writes the exported resource: it needs a profile in Resource mode",
+            );
+        }
+        if matches!(layout.mode, LayoutMode::PerResource | LayoutMode::Split) {
+            v.warn(
+                "spec.layout.mode",
+                "perResource and split remove the files of deleted objects (prune is enabled)",
+            );
+        }
+    }
 }
 
 /// A `KollectScope`: nothing beyond its schema today; kept so every kind has its rules.
@@ -343,6 +407,41 @@ mod tests {
 
     fn target_rules(t: &KollectTarget, scope: &KollectScope) -> Validation {
         target(t, None, Some(scope), &settings(false))
+    }
+
+    #[test]
+    fn surprising_sink_settings_are_warned_about() {
+        let sink: kollect_core::api::v1alpha1::KollectSnapshotSink =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectSnapshotSink",
+                "metadata": {"name": "git", "namespace": "team"},
+                "spec": {
+                    "type": "git",
+                    "endpoint": "https://git.example.com/inventory.git",
+                    "git": {"branch": "main", "pushPolicy": "ForcePush"},
+                    "layout": {"mode": "perResource"}
+                }
+            }))
+            .expect("sink");
+        let v = sink_rules(&sink.into());
+        assert!(v.is_valid(), "{v:?}");
+        let fields: Vec<&str> = v
+            .warnings
+            .iter()
+            .map(|w| w.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.git.pushPolicy",
+                "spec.serialization.format",
+                "spec.layout.mode"
+            ]
+        );
+    }
+
+    fn sink_rules(s: &FamilySink) -> Validation {
+        sink(s, None, &settings(false))
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub fn run(dir: &Path) -> Exit {
     for sink in &sinks {
         let name = sink.metadata().name.clone().unwrap_or_default();
         let validation = rules::sink(sink, None, &settings);
+        for warning in &validation.warnings {
+            eprintln!("warning: {} {name:?}: {warning}", sink.kind());
+        }
         if let Some(message) = validation.message(sink.kind(), &name) {
             report(message);
         }
