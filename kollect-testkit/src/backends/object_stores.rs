@@ -249,8 +249,27 @@ impl Azurite {
         format!("http://127.0.0.1:{}/{}", self.server.port, Self::ACCOUNT)
     }
 
-    /// Creates a container, authorised with the account key (Shared Key scheme).
+    /// Creates a container, authorised with the account key (Shared Key scheme). Azurite can
+    /// accept connections a moment before it answers them, so a request that could not be
+    /// sent is tried again for a few seconds.
     pub async fn create_container(&self, container: &str) -> Result<(), BackendError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let client = http_client("azurite")?;
+        loop {
+            let response = self.put_container(&client, container).await?;
+            if response.is_ok() || tokio::time::Instant::now() >= deadline {
+                return expect_success("azurite", &format!("create container {container}"), response).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One container PUT; the outer error is ours (signing), the inner one the transport's.
+    async fn put_container(
+        &self,
+        client: &reqwest::Client,
+        container: &str,
+    ) -> Result<Result<reqwest::Response, reqwest::Error>, BackendError> {
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
         let version = "2021-08-06";
         let authorization = shared_key_authorization(
@@ -261,15 +280,14 @@ impl Azurite {
                 account = Self::ACCOUNT
             ),
         )?;
-        let response = http_client("azurite")?
+        Ok(client
             .put(format!("{}/{container}?restype=container", self.blob_endpoint()))
             .header("x-ms-date", date)
             .header("x-ms-version", version)
             .header("Authorization", authorization)
             .header("Content-Length", "0")
             .send()
-            .await;
-        expect_success("azurite", &format!("create container {container}"), response).await
+            .await)
     }
 }
 
