@@ -11,8 +11,7 @@ use kollect_collect::extract::ExtractOptions;
 use kollect_collect::extract::validate::{Validation, validate_profile};
 use kollect_collect::select::{NamespaceDefaults, TargetFilter};
 use kollect_core::api::v1alpha1::{
-    KollectConnectionTest, KollectInventory, KollectProfile, KollectScope, KollectTarget, ScopeCeilingSpec,
-    SinkFamily,
+    KollectConnectionTest, KollectInventory, KollectProfile, KollectScope, KollectTarget, SinkFamily,
 };
 use kollect_core::netguard::NetPolicy;
 use kollect_sinks::registry::CheckError;
@@ -85,7 +84,7 @@ pub fn target(
         }
     }
     for (i, namespace) in target.spec.filter.included_namespaces.iter().enumerate() {
-        if !namespace_allowed(ceiling, namespace) {
+        if !ceiling.allows_namespace(namespace) {
             v.error(
                 format!("spec.includedNamespaces[{i}]"),
                 format!("Forbidden: KollectScope {scope_name:?} does not allow namespace {namespace:?}"),
@@ -93,12 +92,6 @@ pub fn target(
         }
     }
     v
-}
-
-fn namespace_allowed(ceiling: &ScopeCeilingSpec, namespace: &str) -> bool {
-    !ceiling.denied_namespaces.iter().any(|d| d == namespace)
-        && (ceiling.allowed_namespaces.is_empty()
-            || ceiling.allowed_namespaces.iter().any(|a| a == namespace))
 }
 
 /// A `KollectInventory`: size ceilings within `--max-export-bytes`, and the scope's sink
