@@ -2,6 +2,7 @@
 //! configuration from PEM files that offers HTTP/1.1 only unless `--enable-http2` is set, as
 //! Kubernetes components do since HTTP/2 stream floods ("rapid reset") became a known attack.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,6 +44,28 @@ pub fn from_files(cert: &Path, key: &Path, http2: bool) -> Result<Arc<ServerConf
 /// A reloadable axum-server configuration for the PEM files `cert` and `key`.
 pub fn reloadable(cert: &Path, key: &Path, http2: bool) -> Result<RustlsConfig, String> {
     Ok(RustlsConfig::from_config(from_files(cert, key, http2)?))
+}
+
+/// Binds `address` and serves `router` over TLS with `tls` on a task of its own; returns the
+/// bound address (port 0 picks a free one) and the task. `what` names the server in errors
+/// and logs.
+pub fn spawn_https(
+    what: &'static str,
+    address: SocketAddr,
+    tls: RustlsConfig,
+    router: axum::Router,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let bind = |e: std::io::Error| format!("bind the {what} to {address}: {e}");
+    let listener = std::net::TcpListener::bind(address).map_err(bind)?;
+    listener.set_nonblocking(true).map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    let server = axum_server::from_tcp_rustls(listener, tls).map_err(bind)?;
+    let task = tokio::spawn(async move {
+        if let Err(error) = server.serve(router.into_make_service()).await {
+            tracing::error!(%error, address = %local, "the {what} stopped");
+        }
+    });
+    Ok((local, task))
 }
 
 #[cfg(test)]

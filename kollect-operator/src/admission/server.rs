@@ -67,26 +67,13 @@ pub async fn serve(admission: Admission, options: &WebhookOptions) -> Result<Ser
     let (cert, key) = (options.cert(), options.key());
     let tls = crate::serving::reloadable(&cert, &key, options.http2)
         .map_err(|e| format!("load the webhook certificate (--webhook-cert-path): {e}"))?;
-    let listener = std::net::TcpListener::bind(options.bind_address)
-        .map_err(|e| format!("bind the webhook server to {}: {e}", options.bind_address))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("bind the webhook server to {}: {e}", options.bind_address))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| format!("bind the webhook server to {}: {e}", options.bind_address))?;
     let mut router = Router::new();
     for kind in KINDS {
         router = router.route(&path_of(kind), post(move |state, body| handle(state, kind, body)));
     }
     let app = router.with_state(Arc::new(admission));
-    let server = axum_server::from_tcp_rustls(listener, tls.clone())
-        .map_err(|e| format!("serve the webhook on {address}: {e}"))?;
-    let task = tokio::spawn(async move {
-        if let Err(error) = server.serve(app.into_make_service()).await {
-            tracing::error!(%error, "the webhook server stopped");
-        }
-    });
+    let (address, task) =
+        crate::serving::spawn_https("webhook server", options.bind_address, tls.clone(), app)?;
     let reload = tokio::spawn(reload_on_change(tls, cert, key, options.http2));
     tracing::info!(%address, "serving the validating webhooks");
     Ok(Serving {

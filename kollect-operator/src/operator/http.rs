@@ -249,7 +249,7 @@ pub async fn serve(
                 super::metrics_auth::require_access,
             ));
             Ok((
-                spawn_tls(router, metrics_addr, &secure).await?,
+                spawn_tls(router, metrics_addr, &secure)?,
                 spawn(health_router, health_addr).await?,
             ))
         }
@@ -274,7 +274,7 @@ async fn spawn(router: Router, address: Option<SocketAddr>) -> Result<Option<Soc
     Ok(Some(local))
 }
 
-async fn spawn_tls(
+fn spawn_tls(
     router: Router,
     address: Option<SocketAddr>,
     secure: &Secure,
@@ -282,16 +282,7 @@ async fn spawn_tls(
     let Some(address) = address else {
         return Ok(None);
     };
-    let tls = secure.tls.config()?;
-    let bind = |e: std::io::Error| format!("bind {address}: {e}");
-    let listener = std::net::TcpListener::bind(address).map_err(bind)?;
-    listener.set_nonblocking(true).map_err(bind)?;
-    let local = listener.local_addr().map_err(bind)?;
-    let server = axum_server::from_tcp_rustls(listener, tls).map_err(bind)?;
-    tokio::spawn(async move {
-        if let Err(error) = server.serve(router.into_make_service()).await {
-            tracing::error!(%error, address = %local, "HTTPS metrics endpoint stopped");
-        }
-    });
+    let (local, _task) =
+        crate::serving::spawn_https("HTTPS metrics endpoint", address, secure.tls.config()?, router)?;
     Ok(Some(local))
 }
