@@ -136,6 +136,8 @@ struct Collecting {
     report: TargetReport,
     filter: TargetFilter,
     profile: String,
+    /// The namespaces the target's filters match (before the scope), sorted.
+    matched: Vec<String>,
 }
 
 async fn apply(target: &KollectTarget, api: &Api<KollectTarget>, context: &Context) -> Result<Action, Error> {
@@ -166,7 +168,7 @@ async fn apply(target: &KollectTarget, api: &Api<KollectTarget>, context: &Conte
             if !collecting.report.synced {
                 requeue = UNSYNCED_REQUEUE;
             }
-            fill_collecting(&mut next, &collecting, context);
+            fill_collecting(&mut next, &collecting);
             let verdict = match health(&collecting.report) {
                 Some(problem) => Err(problem),
                 None => sink_path(&namespace, context),
@@ -255,8 +257,16 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
         &context.extract.cel,
     )
     .map_err(|e| degrade(reasons::INFORMER_REGISTRATION_FAILED, e.to_string()))?;
+    let matched: Vec<String> = context
+        .runtime
+        .namespaces()
+        .all()
+        .into_iter()
+        .filter(|(ns, meta)| filter.namespace_matched(ns, Some(meta)))
+        .map(|(ns, _)| ns)
+        .collect();
     if let Some(scope) = &scope {
-        scope_namespaces(&filter, scope, &namespace, context)?;
+        scope_namespaces(&filter, &matched, scope, &namespace)?;
     }
     let fingerprint = format!(
         "{:?}/{:?}/{:?}",
@@ -278,6 +288,7 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
         report,
         filter,
         profile: profile_name.to_owned(),
+        matched,
     })
 }
 
@@ -286,16 +297,11 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
 /// part of what it asked for without saying so.
 fn scope_namespaces(
     filter: &TargetFilter,
+    matched: &[String],
     scope: &KollectScope,
     namespace: &str,
-    context: &Context,
 ) -> Result<(), Degrade> {
-    let namespaces = context.runtime.namespaces().all();
-    let mut intent: Vec<&str> = namespaces
-        .iter()
-        .filter(|(ns, meta)| filter.namespace_matched(ns, Some(meta)))
-        .map(|(ns, _)| ns.as_str())
-        .collect();
+    let mut intent: Vec<&str> = matched.iter().map(String::as_str).collect();
     if intent.is_empty() {
         intent.push(namespace);
     }
@@ -397,19 +403,16 @@ fn set_degraded(
     status::remove(&mut next.conditions, types::SYNCED);
 }
 
-fn fill_collecting(next: &mut KollectTargetStatus, collecting: &Collecting, context: &Context) {
+fn fill_collecting(next: &mut KollectTargetStatus, collecting: &Collecting) {
     let report = &collecting.report;
-    let namespaces = context.runtime.namespaces().all();
-    next.matched_namespaces = namespaces
+    // Effective = matched and inside the scope (`TargetFilter::namespace_effective`).
+    next.effective_namespaces = collecting
+        .matched
         .iter()
-        .filter(|(ns, meta)| collecting.filter.namespace_matched(ns, Some(meta)))
-        .map(|(ns, _)| ns.clone())
+        .filter(|ns| collecting.filter.scope_allows(ns))
+        .cloned()
         .collect();
-    next.effective_namespaces = namespaces
-        .iter()
-        .filter(|(ns, meta)| collecting.filter.namespace_effective(ns, Some(meta)))
-        .map(|(ns, _)| ns.clone())
-        .collect();
+    next.matched_namespaces = collecting.matched.clone();
     next.active_resource_rules = Some(i64::try_from(collecting.filter.active_rules()).unwrap_or(i64::MAX));
     next.extraction_failures = Some(i64::try_from(report.extraction_failures.len()).unwrap_or(i64::MAX));
     next.last_extraction_error = report.last_extraction_error.clone();
