@@ -32,6 +32,15 @@ impl Warnings {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
+
+    /// Asserts that a warning containing `fragment` arrived since the last take.
+    fn assert_seen(&self, fragment: &str) {
+        let seen = self.take();
+        assert!(
+            seen.iter().any(|w| w.contains(fragment)),
+            "{fragment:?} not in {seen:?}"
+        );
+    }
 }
 
 /// Records the `Warning` headers of every response (the body type is the client's own).
@@ -272,12 +281,7 @@ spec:
     warnings.take();
     let filtered = broken.replace("containers[0'", "containers[?(@.name==\"main\")].image'");
     assert_eq!(apply(&client, &ns, &filtered).await, Ok(()));
-    let seen = warnings.take();
-    assert!(
-        seen.iter()
-            .any(|w| w.contains("spec.attributes[0].path: JSONPath filter expressions")),
-        "{seen:?}"
-    );
+    warnings.assert_seen("spec.attributes[0].path: JSONPath filter expressions");
 
     // Sinks: a type this build has no backend for, and an endpoint the SSRF policy denies.
     assert_eq!(
@@ -331,12 +335,7 @@ spec: {type: git, endpoint: 'https://git.example.com/inventory.git', git: {branc
         .await,
         Ok(())
     );
-    let seen = warnings.take();
-    assert!(
-        seen.iter()
-            .any(|w| w.contains("spec.serialization.format: not set: documents are written as YAML")),
-        "{seen:?}"
-    );
+    warnings.assert_seen("spec.serialization.format: not set: documents are written as YAML");
 
     // Inventories: no ceiling above --max-export-bytes; the scope's sink allowlist and floor.
     assert_eq!(
