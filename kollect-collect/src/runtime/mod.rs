@@ -68,7 +68,7 @@ pub struct RuntimeConfig {
     /// Workers turning events into rows.
     pub workers: usize,
     /// How long an event may wait for a full queue before the wait counts as backpressure
-    /// (`kollect_collect_dispatch_backpressure_total`).
+    /// (`kollect_collect_dispatch_backpressure_total`); zero counts every wait.
     pub enqueue_wait: Duration,
     /// How long an access review result is reused.
     pub access_ttl: Duration,

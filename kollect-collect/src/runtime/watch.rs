@@ -110,17 +110,23 @@ async fn enqueue(shared: &Shared, uid: &str, job: Job) {
             return;
         }
     };
-    // A queue that frees a slot within the grace period is a blip, not backpressure.
-    let job = match tokio::time::timeout(shared.config.enqueue_wait, worker.reserve()).await {
-        Ok(Ok(permit)) => {
-            permit.send(job);
-            return;
+    // A queue that frees a slot within the grace period is a blip, not backpressure. Without a
+    // grace period, every wait on a full queue counts.
+    let grace = shared.config.enqueue_wait;
+    let job = if grace.is_zero() {
+        job
+    } else {
+        match tokio::time::timeout(grace, worker.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(job);
+                return;
+            }
+            Ok(Err(_)) => {
+                shared.metrics.queue_depth().dec();
+                return;
+            }
+            Err(_) => job,
         }
-        Ok(Err(_)) => {
-            shared.metrics.queue_depth().dec();
-            return;
-        }
-        Err(_) => job,
     };
     shared.metrics.backpressure();
     if worker.send(job).await.is_err() {
