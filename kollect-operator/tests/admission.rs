@@ -99,6 +99,11 @@ struct Webhooked {
 
 impl Webhooked {
     async fn start(plane: &ControlPlane, client: Client) -> Self {
+        Self::start_with(plane, client, OperatorOptions::default()).await
+    }
+
+    /// [`Webhooked::start`] with `base` options (tenant mode, say).
+    async fn start_with(plane: &ControlPlane, client: Client, base: OperatorOptions) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -119,7 +124,7 @@ impl Webhooked {
                 key_name: "tls.key".into(),
                 http2: false,
             }),
-            ..OperatorOptions::default()
+            ..base
         };
         let operator = Running::start(client, options);
         let admin = plane.client().await.unwrap();
@@ -423,23 +428,134 @@ spec: {profileRef: leaky}
         .unwrap();
     assert!(inventories.get_opt("bound").await.unwrap().is_none());
 
-    // Cluster kinds this build cannot act on are refused rather than ignored.
+    // Cluster kinds: the cluster scope decides which kinds, namespaces and static-ref
+    // namespaces cluster targets and inventories may use, and its floor applies (with the
+    // floor of the KollectScope in the inventory's sinkNamespace).
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            &format!(
+                "apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterScope
+metadata: {{name: platform}}
+spec:
+  allowedGVKs: [{{group: apps, version: v1, kind: Deployment}}]
+  deniedNamespaces: [kube-system]
+  allowedStaticRefNamespaces: [{ns}]
+  databaseSinkRefs: [warehouse]
+  minExportInterval: 10m
+"
+            )
+        )
+        .await,
+        Ok(())
+    );
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            &format!(
+                "apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterTarget
+metadata: {{name: secrets}}
+spec:
+  profileRef: {{name: leaky, namespace: {ns}}}
+  namespaceSelector: {{matchLabels: {{tier: platform}}}}
+"
+            )
+        )
+        .await,
+        Err(denied(
+            "KollectClusterTarget",
+            "KollectClusterTarget \"secrets\" is invalid: spec.profileRef: Forbidden: KollectClusterScope \
+             \"platform\" does not allow /v1/Secret"
+        ))
+    );
     assert_eq!(
         apply(
             &client,
             &ns,
             "apiVersion: kollect.dev/v1alpha1
-kind: KollectClusterScope
-metadata: {name: platform}
-spec: {}
+kind: KollectClusterTarget
+metadata: {name: elsewhere}
+spec:
+  profileRef: {name: Deployments, namespace: other}
+  namespaceSelector: {matchLabels: {tier: platform}}
+  includedNamespaces: [kube-system]
 "
         )
         .await,
         Err(denied(
-            "KollectClusterScope",
-            "KollectClusterScope is not supported by this operator build yet; use the namespaced kinds \
-             (KollectTarget, KollectInventory, KollectScope)"
+            "KollectClusterTarget",
+            "KollectClusterTarget \"elsewhere\" is invalid: spec.profileRef.name: Invalid value: \"Deployments\": \
+             must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', at most 253 characters); \
+             spec.includedNamespaces[0]: Forbidden: KollectClusterScope \"platform\" does not allow namespace \
+             \"kube-system\"; spec.profileRef.namespace: Forbidden: KollectClusterScope \"platform\" does not allow \
+             references to namespace \"other\" (allowedStaticRefNamespaces)"
         ))
+    );
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            &format!(
+                "apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterTarget
+metadata: {{name: deployments}}
+spec:
+  profileRef: {{name: broken, namespace: {ns}}}
+  namespaceSelector: {{matchLabels: {{tier: platform}}}}
+"
+            )
+        )
+        .await,
+        Ok(())
+    );
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterInventory
+metadata: {name: rollup}
+spec:
+  namespaceSelector: {matchLabels: {tier: platform}}
+  exportMinInterval: 1m
+  databaseSinkRefs: [{name: pg, maxExportBytes: 2000000}]
+"
+        )
+        .await,
+        Err(denied(
+            "KollectClusterInventory",
+            "KollectClusterInventory \"rollup\" is invalid: spec.databaseSinkRefs[0].maxExportBytes: Invalid \
+             value: 2000000: must not exceed the operator's --max-export-bytes (1000000); \
+             spec.databaseSinkRefs[0].name: Forbidden: database sink ref \"pg\" is not in KollectClusterScope \
+             \"platform\" databaseSinkRefs; spec.exportMinInterval: Invalid value: \"1m0s\": must be at least the \
+             minExportInterval 10m0s of KollectClusterScope \"platform\"; spec.sinkNamespace: Forbidden: \
+             KollectClusterScope \"platform\" does not allow references to namespace \"kollect-system\" \
+             (allowedStaticRefNamespaces)"
+        ))
+    );
+    assert_eq!(
+        apply(
+            &client,
+            &ns,
+            &format!(
+                "apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterInventory
+metadata: {{name: rollup}}
+spec:
+  namespaceSelector: {{matchLabels: {{tier: platform}}}}
+  targetRefs: [deployments]
+  sinkNamespace: {ns}
+  exportMinInterval: 1h
+  databaseSinkRefs: [{{name: warehouse}}]
+"
+            )
+        )
+        .await,
+        Ok(())
     );
 
     // A rotated certificate is served without a restart. First the API server trusts only a
@@ -580,4 +696,55 @@ subjects: [{kind: ServiceAccount, name: scraper, namespace: NAMESPACE}]
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
     operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenant_mode_refuses_the_cluster_kinds() {
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let ns = plane.create_namespace("tenant").await.unwrap();
+    let (client, _) = client_seeing_warnings(&plane).await;
+    let options = OperatorOptions {
+        tenant_mode: true,
+        watch_namespaces: vec![ns.clone()],
+        ..OperatorOptions::default()
+    };
+    let webhook = Webhooked::start_with(&plane, client.clone(), options).await;
+    for (kind, spec) in [
+        ("KollectClusterScope", "{}"),
+        (
+            "KollectClusterTarget",
+            "{profileRef: {name: p, namespace: team}, namespaceSelector: {matchLabels: {a: b}}}",
+        ),
+        (
+            "KollectClusterInventory",
+            "{namespaceSelector: {matchLabels: {a: b}}}",
+        ),
+    ] {
+        let yaml = format!(
+            "apiVersion: kollect.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: platform}}\nspec: {spec}\n"
+        );
+        assert_eq!(
+            first_answer(&client, &ns, &yaml).await,
+            Err(denied(
+                kind,
+                &format!(
+                    "{kind} is not allowed: the operator runs in tenant mode (--tenant-mode), which manages \
+                     namespaced kinds only; use KollectTarget and KollectInventory in the watched namespaces"
+                )
+            ))
+        );
+    }
+    // Namespaced kinds are admitted as before.
+    assert_eq!(
+        first_answer(
+            &client,
+            &ns,
+            "apiVersion: kollect.dev/v1alpha1\nkind: KollectScope\nmetadata: {name: ceiling}\nspec: {}\n"
+        )
+        .await,
+        Ok(())
+    );
+    webhook.stop().await;
 }

@@ -334,6 +334,17 @@ async fn git_pipeline(prefix: &str) -> Option<(ControlPlane, GitServer, String, 
     Some((plane, git, ns, repo_url))
 }
 
+/// A PostgreSQL server and a client connected to its `postgres` database; `None` when the test
+/// is skipped.
+async fn postgres() -> Option<(Postgres, tokio_postgres::Client)> {
+    let pg = kollect_testkit::backends::start_for_test(Postgres::start)?;
+    let (client, connection) = tokio_postgres::connect(&pg.dsn("postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    Some((pg, client))
+}
+
 /// The inventory document in the Git repository, or `None` when the file does not exist.
 fn git_file(git: &GitServer, repo: &str, path: &str) -> Option<String> {
     let output = std::process::Command::new("git")
@@ -428,13 +439,9 @@ async fn first_inventory_pipeline_to_git_and_postgres() {
     else {
         return;
     };
-    let Some(pg) = kollect_testkit::backends::start_for_test(Postgres::start) else {
+    let Some((pg, pg_client)) = postgres().await else {
         return;
     };
-    let (pg_client, connection) = tokio_postgres::connect(&pg.dsn("postgres"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
     let ns = plane.create_namespace("pipeline").await.unwrap();
     let repo_url = git.create_repo("inventory").unwrap();
     let document = format!("inventory/{ns}/first-inventory.yaml");
@@ -1979,5 +1986,375 @@ spec: {}
     })
     .await;
     assert_eq!(collected, 1);
+    operator.stop().await;
+}
+
+/// The platform rollup: two cluster targets over three labelled namespaces, one cluster
+/// inventory deduplicating by resource uid into Git and PostgreSQL in the platform namespace.
+fn rollup_pipeline(git: &GitServer, repo_url: &str, dsn: &str, platform: &str, label: &str) -> String {
+    format!(
+        "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {{name: deployments, namespace: {platform}}}
+spec:
+  targetGVK: {{group: apps, version: v1, kind: Deployment}}
+  attributes:
+    - {{name: image, path: '$.spec.template.spec.containers[0].image'}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterTarget
+metadata: {{name: images}}
+spec:
+  profileRef: {{name: deployments, namespace: {platform}}}
+  namespaceSelector: {{matchLabels: {{rollup: {label}}}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterTarget
+metadata: {{name: tiers}}
+spec:
+  profileRef: {{name: deployments, namespace: {platform}}}
+  namespaceSelector: {{matchLabels: {{rollup: {label}}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: git-credentials, namespace: {platform}}}
+stringData: {{username: {user}, password: {password}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {{name: inventory-git, namespace: {platform}}}
+spec:
+  type: git
+  endpoint: {repo_url}
+  secretRef: {{name: git-credentials}}
+  git: {{branch: main}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: pg, namespace: {platform}}}
+stringData: {{dsn: \"{dsn}\"}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectDatabaseSink
+metadata: {{name: inventory-pg, namespace: {platform}}}
+spec:
+  type: postgres
+  postgres: {{databaseRef: {{name: pg}}, table: inventory}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterInventory
+metadata: {{name: rollup-{label}}}
+spec:
+  targetRefs: [images, tiers]
+  namespaceSelector: {{matchLabels: {{rollup: {label}}}}}
+  dedupe: byResourceUID
+  sinkNamespace: {platform}
+  exportMinInterval: 1h
+  snapshotSinkRefs: [{{name: inventory-git}}]
+  databaseSinkRefs: [{{name: inventory-pg}}]
+",
+        user = git.user(),
+        password = git.password(),
+    )
+}
+
+/// `(target, namespace, image)` of the rollup's rows in PostgreSQL.
+async fn pg_cluster_rows(pg: &tokio_postgres::Client, inventory: &str) -> Vec<(String, String, String)> {
+    let exists = pg
+        .query_opt("SELECT 1 FROM pg_tables WHERE tablename = 'inventory'", &[])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        return Vec::new();
+    }
+    pg.query(
+        "SELECT target_name, payload->>'namespace', payload->'attributes'->>'image' FROM inventory \
+         WHERE inventory_namespace = 'cluster' AND inventory_name = $1 ORDER BY 2",
+        &[&inventory],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1), row.get(2)))
+    .collect()
+}
+
+/// `(targetName, namespace, image)` of every item of a YAML inventory document (a list of items).
+fn git_items(document: &str) -> Vec<(String, String, String)> {
+    let items: serde_json::Value = serde_norway::from_str(document).unwrap();
+    let mut items: Vec<(String, String, String)> = items
+        .as_array()
+        .unwrap_or_else(|| panic!("a list of items: {document}"))
+        .iter()
+        .map(|item| {
+            (
+                item["targetName"].as_str().unwrap_or_default().to_owned(),
+                item["namespace"].as_str().unwrap_or_default().to_owned(),
+                item["attributes"]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    items.sort_by(|a, b| a.1.cmp(&b.1));
+    items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_inventory_rolls_up_cluster_targets_across_namespaces() {
+    use kollect_core::api::v1alpha1::{KollectClusterInventory, KollectClusterTarget};
+    let _serial = SERIAL.lock().await;
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let Some(git) = kollect_testkit::backends::start_for_test(|| GitServer::start("bot", "hunter2-token"))
+    else {
+        return;
+    };
+    let Some((pg, pg_client)) = postgres().await else {
+        return;
+    };
+    let platform = plane.create_namespace("platform").await.unwrap();
+    let label = platform.rsplit('-').next().unwrap().to_owned();
+    let mut workloads = Vec::new();
+    for prefix in ["app-a", "app-b", "app-c", "outside"] {
+        let ns = plane.create_namespace(prefix).await.unwrap();
+        if prefix != "outside" {
+            plane
+                .apply_yaml(
+                    &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{rollup: '{label}'}}}}\n"),
+                    &ns,
+                )
+                .await
+                .unwrap();
+        }
+        plane
+            .apply_yaml(&deployment("web", "web", &format!("nginx:{prefix}")), &ns)
+            .await
+            .unwrap();
+        workloads.push(ns);
+    }
+    let (a, b, c) = (workloads[0].clone(), workloads[1].clone(), workloads[2].clone());
+    // A namespaced inventory in a rolled-up namespace must not see the cluster targets' rows.
+    plane
+        .apply_yaml(
+            "apiVersion: kollect.dev/v1alpha1\nkind: KollectInventory\nmetadata: {name: local}\nspec: {}\n",
+            &a,
+        )
+        .await
+        .unwrap();
+    let repo_url = git.create_repo("rollup").unwrap();
+    plane
+        .apply_yaml(
+            &rollup_pipeline(&git, &repo_url, &pg.dsn("postgres"), &platform, &label),
+            &platform,
+        )
+        .await
+        .unwrap();
+    let (client, _) = recording_client(&plane).await;
+    let operator = Running::start(client.clone(), test_options()).await;
+    let inventory_name = format!("rollup-{label}");
+    let document = format!("inventory/cluster/{inventory_name}.yaml");
+
+    // Three namespaces, two targets each, one row per object after byResourceUID: the target
+    // that sorts last by name wins.
+    let expected = |image_b: &str| {
+        vec![
+            ("tiers".to_owned(), a.clone(), "nginx:app-a".to_owned()),
+            ("tiers".to_owned(), b.clone(), image_b.to_owned()),
+            ("tiers".to_owned(), c.clone(), "nginx:app-c".to_owned()),
+        ]
+    };
+    let items = eventually("the rollup reaches Git", || async {
+        git_file(&git, "rollup", &document)
+            .map(|d| git_items(&d))
+            .filter(|items| items.len() == 3)
+    })
+    .await;
+    assert_eq!(items, expected("nginx:app-b"));
+    let rows = eventually("the rollup reaches PostgreSQL", || async {
+        let rows = pg_cluster_rows(&pg_client, &inventory_name).await;
+        (rows.len() == 3).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows, expected("nginx:app-b"));
+
+    let inventories: Api<KollectClusterInventory> = Api::all(client.clone());
+    let status = eventually("the rollup's status", || async {
+        let status = inventories.get(&inventory_name).await.ok()?.status?;
+        (status.sink_exports.len() == 2 && status.item_count == Some(3)).then_some(status)
+    })
+    .await;
+    assert_eq!(
+        (status.target_count, status.namespace_shard_count),
+        (Some(2), Some(3))
+    );
+    let shards: Vec<(String, Option<i64>, Option<i64>)> = status
+        .namespace_shards
+        .iter()
+        .map(|s| (s.namespace.clone(), s.item_count, s.target_count))
+        .collect();
+    let mut want: Vec<(String, Option<i64>, Option<i64>)> = [&a, &b, &c]
+        .iter()
+        .map(|ns| ((*ns).clone(), Some(1), Some(2)))
+        .collect();
+    want.sort();
+    assert_eq!(shards, want);
+    assert!(status.namespace_shards.iter().all(|s| s.checksum.is_some()));
+    assert!(
+        status
+            .sink_exports
+            .iter()
+            .all(|e| e.namespace.as_deref() == Some(platform.as_str())),
+        "{:?}",
+        status.sink_exports
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready").map(|c| (c.0, c.1)),
+        Some(("True".to_owned(), "Exported".to_owned()))
+    );
+    assert_eq!(
+        condition(&status.conditions, "ExportSucceeded").map(|c| (c.0, c.1)),
+        Some(("True".to_owned(), "Exported".to_owned()))
+    );
+
+    let targets: Api<KollectClusterTarget> = Api::all(client.clone());
+    let images = targets.get("images").await.unwrap().status.unwrap();
+    let mut selected = vec![a.clone(), b.clone(), c.clone()];
+    selected.sort();
+    assert_eq!(images.matched_namespaces, selected);
+    assert_eq!(images.effective_namespaces, selected);
+    assert_eq!(
+        condition(&images.conditions, "Ready").map(|c| c.1),
+        Some("Collecting".to_owned())
+    );
+    let local: Api<KollectInventory> = Api::namespaced(client.clone(), &a);
+    let local = eventually("the namespaced inventory reports", || async {
+        local.get("local").await.ok()?.status?.item_count
+    })
+    .await;
+    assert_eq!(local, 0, "cluster-target rows stay out of namespaced inventories");
+
+    // A change of one object reaches both sinks without waiting for the interval.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &b);
+    set_image(&deployments, "web", "nginx:changed").await;
+    eventually("the change reaches Git", || async {
+        git_file(&git, "rollup", &document)
+            .map(|d| git_items(&d))
+            .filter(|items| *items == expected("nginx:changed"))
+    })
+    .await;
+    eventually("the change reaches PostgreSQL", || async {
+        let rows = pg_cluster_rows(&pg_client, &inventory_name).await;
+        (rows == expected("nginx:changed")).then_some(())
+    })
+    .await;
+
+    // The cluster scope: a denied namespace is filtered out of what the targets collect, its
+    // interval floor wins over the inventory's, and a sink outside its static-ref namespaces
+    // stops the export.
+    plane
+        .apply_yaml(
+            &format!(
+                "apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterScope
+metadata: {{name: policy-{label}}}
+spec:
+  deniedNamespaces: [{c}]
+  minExportInterval: 2h
+  allowedStaticRefNamespaces: [{platform}]
+"
+            ),
+            &platform,
+        )
+        .await
+        .unwrap();
+    let images = eventually("the denied namespace leaves the targets", || async {
+        let status = targets.get("images").await.ok()?.status?;
+        (status.effective_namespaces.len() == 2).then_some(status)
+    })
+    .await;
+    assert_eq!(images.matched_namespaces, selected);
+    assert!(!images.effective_namespaces.contains(&c));
+    eventually("the rollup drops the denied namespace", || async {
+        git_file(&git, "rollup", &document)
+            .map(|d| git_items(&d))
+            .filter(|items| items.len() == 2 && items.iter().all(|i| i.1 != c))
+    })
+    .await;
+    annotate(&inventories, &inventory_name, "kollect.dev/touch", "1").await;
+    let debounced = eventually("a pass without changes is debounced at the floor", || async {
+        let status = inventories.get(&inventory_name).await.ok()?.status?;
+        let export = status.sink_exports.first()?;
+        condition(&export.conditions, "Synced").filter(|c| c.1 == "Debounced")
+    })
+    .await;
+    assert!(debounced.2.contains("(interval 2h0m0s)"), "{debounced:?}");
+
+    let patch = json!({"spec": {"eventSinkRefs": [{"name": "stream", "namespace": a}]}});
+    inventories
+        .patch(&inventory_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let denied = eventually("a sink outside the static-ref namespaces is refused", || async {
+        let status = inventories.get(&inventory_name).await.ok()?.status?;
+        condition(&status.conditions, "Degraded").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        denied,
+        cond(
+            "True",
+            "SinkNamespaceDenied",
+            &format!(
+                "event sink \"stream\": KollectClusterScope \"policy-{label}\" does not allow sink references to \
+                 namespace {a} (allowedStaticRefNamespaces: {platform})"
+            )
+        )
+        .unwrap()
+    );
+    let patch = json!({"spec": {"eventSinkRefs": null}});
+    inventories
+        .patch(&inventory_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+
+    // Deleting the inventory removes what it exported from both sinks.
+    inventories
+        .delete(&inventory_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the inventory is gone", || async {
+        inventories
+            .get_opt(&inventory_name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        git_file(&git, "rollup", &document).is_none(),
+        "the document is removed from Git"
+    );
+    assert!(
+        pg_cluster_rows(&pg_client, &inventory_name).await.is_empty(),
+        "the rows are removed from PostgreSQL"
+    );
+    for name in ["images", "tiers"] {
+        targets.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    eventually("the cluster targets are gone", || async {
+        targets
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     operator.stop().await;
 }

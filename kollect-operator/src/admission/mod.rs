@@ -16,8 +16,9 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use kollect_collect::extract::validate::Validation;
 use kollect_core::api::v1alpha1::{
-    KollectConnectionTest, KollectDatabaseSink, KollectEventSink, KollectInventory, KollectProfile,
-    KollectScope, KollectSnapshotSink, KollectTarget,
+    KollectClusterInventory, KollectClusterScope, KollectClusterTarget, KollectConnectionTest,
+    KollectDatabaseSink, KollectEventSink, KollectInventory, KollectProfile, KollectScope,
+    KollectSnapshotSink, KollectTarget,
 };
 use kollect_sinks::FamilySink;
 use kube::ResourceExt;
@@ -164,6 +165,9 @@ impl Admission {
         namespace: &str,
     ) -> Result<Validation, String> {
         let settings = &self.settings;
+        if settings.tenant_mode && kind.starts_with("KollectCluster") {
+            return Err(rules::tenant_mode_refusal(kind));
+        }
         Ok(match kind {
             "KollectProfile" => rules::profile(&decode::<KollectProfile>(object, kind)?, settings),
             "KollectTarget" => {
@@ -197,8 +201,39 @@ impl Admission {
                 rules::connection_test(&decode::<KollectConnectionTest>(object, kind)?)
             }
             "KollectScope" => rules::scope(&decode::<KollectScope>(object, kind)?),
-            other => return Err(rules::cluster_kind(other, settings)),
+            "KollectClusterTarget" => {
+                let target = decode::<KollectClusterTarget>(object, kind)?;
+                let reference = &target.spec.profile_ref;
+                let profiles: Api<KollectProfile> = Api::namespaced(
+                    self.client.clone(),
+                    reference.namespace.as_deref().unwrap_or_default(),
+                );
+                let profile = profiles
+                    .get_opt(reference.name.trim())
+                    .await
+                    .map_err(|e| format!("{kind} {:?}: read its KollectProfile: {e}", target.name_any()))?;
+                let scope = self.cluster_scope().await?;
+                rules::cluster_target(&target, profile.as_ref(), scope.as_ref(), settings)
+            }
+            "KollectClusterInventory" => {
+                let inventory = decode::<KollectClusterInventory>(object, kind)?;
+                let local = self.scope_of(&inventory.spec.sink_namespace).await?;
+                let scope = self.cluster_scope().await?;
+                rules::cluster_inventory(&inventory, local.as_ref(), scope.as_ref(), settings)
+            }
+            "KollectClusterScope" => Validation::default(),
+            other => return Err(format!("{other} is not a Kollect kind this webhook validates")),
         })
+    }
+
+    /// The cluster scope in force: the `KollectClusterScope` with the smallest name.
+    async fn cluster_scope(&self) -> Result<Option<KollectClusterScope>, String> {
+        let scopes: Api<KollectClusterScope> = Api::all(self.client.clone());
+        let list = scopes
+            .list(&Default::default())
+            .await
+            .map_err(|e| format!("list the KollectClusterScopes: {e}"))?;
+        Ok(list.items.into_iter().min_by_key(ResourceExt::name_any))
     }
 
     async fn sink(&self, sink: FamilySink, namespace: &str) -> Result<Validation, String> {

@@ -7,11 +7,15 @@
 //! the sink registry (types this build supports, endpoints, backend configuration), the
 //! operator's flags (`--max-export-bytes`, `--allow-private-sinks`, `--tenant-mode`) or the scope.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kollect_collect::extract::ExtractOptions;
 use kollect_collect::extract::validate::{Validation, validate_profile};
-use kollect_collect::select::{NamespaceDefaults, TargetFilter};
+use kollect_collect::select::{FilterSpec, NamespaceDefaults, TargetFilter};
+use kollect_core::GoDuration;
 use kollect_core::api::v1alpha1::{
-    KollectConnectionTest, KollectInventory, KollectProfile, KollectScope, KollectTarget, SinkFamily,
+    CollectionFilter, GroupVersionKind, InventorySinkRef, KollectClusterInventory, KollectClusterScope,
+    KollectClusterTarget, KollectConnectionTest, KollectInventory, KollectProfile, KollectScope,
+    KollectTarget, ScopeCeilingSpec, SinkBindings, SinkFamily,
 };
 use kollect_core::netguard::NetPolicy;
 use kollect_sinks::registry::CheckError;
@@ -48,50 +52,199 @@ pub fn target(
     if target.spec.profile_ref.trim().is_empty() {
         v.error("spec.profileRef", "Required value");
     }
-    if let Err(error) = TargetFilter::compile(
-        (&target.spec).into(),
-        &NamespaceDefaults::default(),
-        None,
-        &settings.extract.cel,
-    ) {
+    let scope = scope.map(|s| Policy::new("KollectScope", &s.metadata, &s.spec.ceiling));
+    filters(&mut v, (&target.spec).into(), profile, scope.as_ref(), settings);
+    v
+}
+
+/// What both target kinds check: the filters compile, and the scope allows the kinds and the
+/// included namespaces.
+fn filters(
+    v: &mut Validation,
+    spec: FilterSpec<'_>,
+    profile: Option<&KollectProfile>,
+    scope: Option<&Policy<'_>>,
+    settings: &Settings,
+) {
+    if let Err(error) =
+        TargetFilter::compile(spec, &NamespaceDefaults::default(), None, &settings.extract.cel)
+    {
         v.error("spec", error.to_string());
     }
-    let Some(scope) = scope else {
-        return v;
-    };
-    let ceiling = &scope.spec.ceiling;
-    let scope_name = scope.metadata.name.as_deref().unwrap_or_default();
-    let denied = |gvk: &kollect_core::api::v1alpha1::GroupVersionKind| {
-        format!(
-            "Forbidden: KollectScope {scope_name:?} does not allow {}/{}/{}",
-            gvk.group, gvk.version, gvk.kind
-        )
-    };
-    // The kinds a target collects: its rules' kinds, else its profile's (a missing profile is
-    // checked again at reconcile).
-    let rules = &target.spec.filter.resource_rules;
-    if rules.is_empty() {
-        if let Some(gvk) = profile.map(|p| &p.spec.target_gvk)
-            && !ceiling.allows_gvk(gvk)
-        {
-            v.error("spec.profileRef", denied(gvk));
+    if let Some(policy) = scope {
+        policy.kinds(v, spec.filter, profile);
+        policy.namespaces(v, spec.filter);
+    }
+}
+
+/// A `KollectClusterTarget`: its profile ref names a profile, its filters compile, and the
+/// cluster scope allows its kind, its included namespaces and its profile's namespace.
+pub fn cluster_target(
+    target: &KollectClusterTarget,
+    profile: Option<&KollectProfile>,
+    scope: Option<&KollectClusterScope>,
+    settings: &Settings,
+) -> Validation {
+    let mut v = Validation::default();
+    let reference = &target.spec.profile_ref;
+    if let Err(message) = dns_subdomain(&reference.name) {
+        v.error(
+            "spec.profileRef.name",
+            format!("Invalid value: {:?}: {message}", reference.name),
+        );
+    }
+    let policy = scope.map(|s| Policy::new("KollectClusterScope", &s.metadata, &s.spec.ceiling));
+    filters(&mut v, (&target.spec).into(), profile, policy.as_ref(), settings);
+    if let Some(scope) = scope {
+        static_ref(
+            &mut v,
+            scope,
+            "spec.profileRef.namespace",
+            reference.namespace.as_deref().unwrap_or_default(),
+        );
+    }
+    v
+}
+
+/// A scope's ceiling as the rules quote it in their messages.
+struct Policy<'a> {
+    kind: &'static str,
+    name: &'a str,
+    ceiling: &'a ScopeCeilingSpec,
+}
+
+impl<'a> Policy<'a> {
+    fn new(kind: &'static str, metadata: &'a ObjectMeta, ceiling: &'a ScopeCeilingSpec) -> Self {
+        Self {
+            kind,
+            name: metadata.name.as_deref().unwrap_or_default(),
+            ceiling,
         }
-    } else {
-        for (i, rule) in rules.iter().enumerate() {
-            if !ceiling.allows_gvk(&rule.gvk) {
-                v.error(format!("spec.resourceRules[{i}].gvk"), denied(&rule.gvk));
+    }
+
+    /// The kinds a target collects: its rules' kinds, else its profile's (a missing profile is
+    /// checked again at reconcile).
+    fn kinds(&self, v: &mut Validation, filter: &CollectionFilter, profile: Option<&KollectProfile>) {
+        let denied = |gvk: &GroupVersionKind| {
+            format!(
+                "Forbidden: {} {:?} does not allow {}/{}/{}",
+                self.kind, self.name, gvk.group, gvk.version, gvk.kind
+            )
+        };
+        let rules = &filter.resource_rules;
+        if rules.is_empty() {
+            if let Some(gvk) = profile.map(|p| &p.spec.target_gvk)
+                && !self.ceiling.allows_gvk(gvk)
+            {
+                v.error("spec.profileRef", denied(gvk));
+            }
+        } else {
+            for (i, rule) in rules.iter().enumerate() {
+                if !self.ceiling.allows_gvk(&rule.gvk) {
+                    v.error(format!("spec.resourceRules[{i}].gvk"), denied(&rule.gvk));
+                }
             }
         }
     }
-    for (i, namespace) in target.spec.filter.included_namespaces.iter().enumerate() {
-        if !ceiling.allows_namespace(namespace) {
-            v.error(
-                format!("spec.includedNamespaces[{i}]"),
-                format!("Forbidden: KollectScope {scope_name:?} does not allow namespace {namespace:?}"),
-            );
+
+    /// Included namespaces inside the allow list and outside the deny list.
+    fn namespaces(&self, v: &mut Validation, filter: &CollectionFilter) {
+        for (i, namespace) in filter.included_namespaces.iter().enumerate() {
+            if !self.ceiling.allows_namespace(namespace) {
+                v.error(
+                    format!("spec.includedNamespaces[{i}]"),
+                    format!(
+                        "Forbidden: {} {:?} does not allow namespace {namespace:?}",
+                        self.kind, self.name
+                    ),
+                );
+            }
         }
     }
-    v
+
+    /// Every sink ref in the family allowlist of the scope.
+    fn sink_names(&self, v: &mut Validation, sinks: &SinkBindings) {
+        for (family, index, reference) in indexed_refs(sinks) {
+            let allowed = match family {
+                SinkFamily::Snapshot => &self.ceiling.snapshot_sink_refs,
+                SinkFamily::Database => &self.ceiling.database_sink_refs,
+                SinkFamily::Event => &self.ceiling.event_sink_refs,
+            };
+            if !allowed.is_empty() && !allowed.contains(&reference.name) {
+                v.error(
+                    format!("spec.{}SinkRefs[{index}].name", family.as_str()),
+                    format!(
+                        "Forbidden: {} sink ref {:?} is not in {} {:?} {}SinkRefs",
+                        family.as_str(),
+                        reference.name,
+                        self.kind,
+                        self.name,
+                        family.as_str()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The inventory's interval and every ref's override at least the scope's floor.
+    fn floor(&self, v: &mut Validation, interval: GoDuration, sinks: &SinkBindings) {
+        let Some(floor) = self.ceiling.min_export_interval else {
+            return;
+        };
+        let mut check = |field: String, interval: GoDuration| {
+            if interval < floor {
+                v.error(
+                    field,
+                    format!(
+                        "Invalid value: {:?}: must be at least the minExportInterval {floor} of {} {:?}",
+                        interval.to_string(),
+                        self.kind,
+                        self.name
+                    ),
+                );
+            }
+        };
+        check("spec.exportMinInterval".into(), interval);
+        for (family, index, reference) in indexed_refs(sinks) {
+            if let Some(interval) = reference.export_min_interval {
+                check(
+                    format!("spec.{}SinkRefs[{index}].exportMinInterval", family.as_str()),
+                    interval,
+                );
+            }
+        }
+    }
+}
+
+/// Cluster kinds may reference objects only in the cluster scope's `allowedStaticRefNamespaces`.
+fn static_ref(v: &mut Validation, scope: &KollectClusterScope, field: &str, namespace: &str) {
+    let allowed = &scope.spec.allowed_static_ref_namespaces;
+    if !allowed.is_empty() && !allowed.iter().any(|a| a == namespace) {
+        v.error(
+            field,
+            format!(
+                "Forbidden: KollectClusterScope {:?} does not allow references to namespace {namespace:?} \
+                 (allowedStaticRefNamespaces)",
+                scope.metadata.name.as_deref().unwrap_or_default()
+            ),
+        );
+    }
+}
+
+/// A DNS-1123 subdomain: what Kubernetes accepts as an object name.
+fn dns_subdomain(name: &str) -> Result<(), &'static str> {
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err("must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', at most 253 characters)");
+    }
+    Ok(())
 }
 
 /// A `KollectInventory`: size ceilings within `--max-export-bytes`, and the scope's sink
@@ -102,6 +255,78 @@ pub fn inventory(
     settings: &Settings,
 ) -> Validation {
     let mut v = Validation::default();
+    byte_caps(
+        &mut v,
+        inventory.spec.max_export_bytes,
+        &inventory.spec.sinks,
+        settings,
+    );
+    if let Some(scope) = scope {
+        let policy = Policy::new("KollectScope", &scope.metadata, &scope.spec.ceiling);
+        policy.sink_names(&mut v, &inventory.spec.sinks);
+        policy.floor(&mut v, inventory.spec.export_min_interval, &inventory.spec.sinks);
+    }
+    v
+}
+
+/// A `KollectClusterInventory`: selectors that parse, size ceilings within
+/// `--max-export-bytes`, the interval floor of the `KollectScope` in `sinkNamespace` and of the
+/// cluster scope (decision A5), and the cluster scope's static-ref namespaces and sink
+/// allowlists.
+pub fn cluster_inventory(
+    inventory: &KollectClusterInventory,
+    sink_namespace_scope: Option<&KollectScope>,
+    scope: Option<&KollectClusterScope>,
+    settings: &Settings,
+) -> Validation {
+    let mut v = Validation::default();
+    let spec = &inventory.spec;
+    for (field, selector) in [
+        ("spec.namespaceSelector", Some(&spec.namespace_selector)),
+        ("spec.targetSelector", spec.target_selector.as_ref()),
+    ] {
+        if let Some(selector) = selector
+            && let Err(error) = kube::core::Selector::try_from(selector.clone())
+        {
+            v.error(field, format!("Invalid value: invalid label selector: {error}"));
+        }
+    }
+    byte_caps(&mut v, None, &spec.sinks, settings);
+    if let Some(local) = sink_namespace_scope {
+        Policy::new("KollectScope", &local.metadata, &local.spec.ceiling).floor(
+            &mut v,
+            spec.export_min_interval,
+            &spec.sinks,
+        );
+    }
+    if let Some(scope) = scope {
+        let policy = Policy::new("KollectClusterScope", &scope.metadata, &scope.spec.ceiling);
+        policy.sink_names(&mut v, &spec.sinks);
+        policy.floor(&mut v, spec.export_min_interval, &spec.sinks);
+        if let Some(profile) = &spec.profile_ref {
+            static_ref(
+                &mut v,
+                scope,
+                "spec.profileRef.namespace",
+                profile.namespace.as_deref().unwrap_or_default(),
+            );
+        }
+        for (family, index, reference) in indexed_refs(&spec.sinks) {
+            let (field, namespace) = match reference.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+                Some(namespace) => (
+                    format!("spec.{}SinkRefs[{index}].namespace", family.as_str()),
+                    namespace,
+                ),
+                None => ("spec.sinkNamespace".to_owned(), spec.sink_namespace.as_str()),
+            };
+            static_ref(&mut v, scope, &field, namespace);
+        }
+    }
+    v
+}
+
+/// `spec.maxExportBytes` (where the kind has it) and every ref's within `--max-export-bytes`.
+fn byte_caps(v: &mut Validation, spec_max: Option<i64>, sinks: &SinkBindings, settings: &Settings) {
     let cap = settings.max_export_bytes;
     let mut bytes = |field: String, value: Option<i64>| {
         if let Some(value) = value
@@ -113,71 +338,20 @@ pub fn inventory(
             );
         }
     };
-    bytes("spec.maxExportBytes".into(), inventory.spec.max_export_bytes);
-    for (family, index, reference) in indexed_refs(inventory) {
+    bytes("spec.maxExportBytes".into(), spec_max);
+    for (family, index, reference) in indexed_refs(sinks) {
         bytes(
             format!("spec.{}SinkRefs[{index}].maxExportBytes", family.as_str()),
             reference.max_export_bytes,
         );
     }
-    let Some(scope) = scope else {
-        return v;
-    };
-    let name = scope.metadata.name.as_deref().unwrap_or_default();
-    let ceiling = &scope.spec.ceiling;
-    for (family, index, reference) in indexed_refs(inventory) {
-        let allowed = match family {
-            SinkFamily::Snapshot => &ceiling.snapshot_sink_refs,
-            SinkFamily::Database => &ceiling.database_sink_refs,
-            SinkFamily::Event => &ceiling.event_sink_refs,
-        };
-        if !allowed.is_empty() && !allowed.contains(&reference.name) {
-            v.error(
-                format!("spec.{}SinkRefs[{index}].name", family.as_str()),
-                format!(
-                    "Forbidden: {} sink ref {:?} is not in KollectScope {name:?} {}SinkRefs",
-                    family.as_str(),
-                    reference.name,
-                    family.as_str()
-                ),
-            );
-        }
-    }
-    if let Some(floor) = ceiling.min_export_interval {
-        let below = |interval: kollect_core::duration::GoDuration| interval < floor;
-        if below(inventory.spec.export_min_interval) {
-            v.error(
-                "spec.exportMinInterval",
-                format!(
-                    "Invalid value: {:?}: must be at least the minExportInterval {floor} of KollectScope {name:?}",
-                    inventory.spec.export_min_interval.to_string()
-                ),
-            );
-        }
-        for (family, index, reference) in indexed_refs(inventory) {
-            if let Some(interval) = reference.export_min_interval
-                && below(interval)
-            {
-                v.error(
-                    format!("spec.{}SinkRefs[{index}].exportMinInterval", family.as_str()),
-                    format!(
-                        "Invalid value: {:?}: must be at least the minExportInterval {floor} of KollectScope {name:?}",
-                        interval.to_string()
-                    ),
-                );
-            }
-        }
-    }
-    v
 }
 
-fn indexed_refs(
-    inventory: &KollectInventory,
-) -> impl Iterator<Item = (SinkFamily, usize, &kollect_core::api::v1alpha1::InventorySinkRef)> {
+fn indexed_refs(sinks: &SinkBindings) -> impl Iterator<Item = (SinkFamily, usize, &InventorySinkRef)> {
     let lists = [
-        (SinkFamily::Snapshot, &inventory.spec.sinks.snapshot_sink_refs),
-        (SinkFamily::Database, &inventory.spec.sinks.database_sink_refs),
-        (SinkFamily::Event, &inventory.spec.sinks.event_sink_refs),
+        (SinkFamily::Snapshot, &sinks.snapshot_sink_refs),
+        (SinkFamily::Database, &sinks.database_sink_refs),
+        (SinkFamily::Event, &sinks.event_sink_refs),
     ];
     lists.into_iter().flat_map(|(family, refs)| {
         refs.iter()
@@ -310,18 +484,13 @@ pub fn scope(_: &KollectScope) -> Validation {
     Validation::default()
 }
 
-/// The message refusing a cluster-scoped kind: in tenant mode it is never allowed; otherwise
-/// this build cannot act on it yet, and admitting it would make it a silent no-op.
-pub fn cluster_kind(kind: &str, settings: &Settings) -> String {
-    if settings.tenant_mode {
-        format!(
-            "{kind} is not allowed: the operator runs in tenant mode (--tenant-mode), which manages namespaced kinds only"
-        )
-    } else {
-        format!(
-            "{kind} is not supported by this operator build yet; use the namespaced kinds (KollectTarget, KollectInventory, KollectScope)"
-        )
-    }
+/// Tenant mode refuses the cluster-scoped kinds: an operator confined to its namespaces cannot
+/// collect across the cluster.
+pub fn tenant_mode_refusal(kind: &str) -> String {
+    format!(
+        "{kind} is not allowed: the operator runs in tenant mode (--tenant-mode), which manages namespaced \
+         kinds only; use KollectTarget and KollectInventory in the watched namespaces"
+    )
 }
 
 #[cfg(test)]
@@ -338,11 +507,64 @@ mod tests {
     }
 
     #[test]
-    fn cluster_kinds_are_refused_with_the_reason() {
-        assert!(cluster_kind("KollectClusterTarget", &settings(true)).contains("--tenant-mode"));
+    fn tenant_mode_names_the_flag_and_the_alternative() {
+        let message = tenant_mode_refusal("KollectClusterTarget");
         assert!(
-            cluster_kind("KollectClusterTarget", &settings(false))
-                .contains("not supported by this operator build")
+            message.starts_with("KollectClusterTarget is not allowed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("--tenant-mode") && message.contains("KollectTarget"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn profile_names_must_be_object_names() {
+        assert!(dns_subdomain("argo-apps.v1").is_ok());
+        for bad in ["", "Upper", "-lead", "trail-", "a..b", "under_score"] {
+            assert!(dns_subdomain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cluster_inventories_meet_both_floors_and_the_static_ref_namespaces() {
+        let inventory: KollectClusterInventory = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectClusterInventory",
+            "metadata": {"name": "rollup"},
+            "spec": {
+                "namespaceSelector": {"matchLabels": {"tier": "platform"}},
+                "exportMinInterval": "1m",
+                "snapshotSinkRefs": [{"name": "git"}],
+                "databaseSinkRefs": [{"name": "pg", "namespace": "team-a"}]
+            }
+        }))
+        .expect("inventory");
+        let local: KollectScope = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectScope",
+            "metadata": {"name": "local", "namespace": "kollect-system"},
+            "spec": {"minExportInterval": "30s"}
+        }))
+        .expect("scope");
+        let cluster: KollectClusterScope = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectClusterScope",
+            "metadata": {"name": "platform"},
+            "spec": {
+                "minExportInterval": "5m",
+                "allowedStaticRefNamespaces": ["kollect-system"],
+                "databaseSinkRefs": ["warehouse"]
+            }
+        }))
+        .expect("cluster scope");
+        let v = cluster_inventory(&inventory, Some(&local), Some(&cluster), &settings(false));
+        let errors: Vec<String> = v.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "spec.databaseSinkRefs[0].name: Forbidden: database sink ref \"pg\" is not in KollectClusterScope \"platform\" databaseSinkRefs",
+                "spec.exportMinInterval: Invalid value: \"1m0s\": must be at least the minExportInterval 5m0s of KollectClusterScope \"platform\"",
+                "spec.databaseSinkRefs[0].namespace: Forbidden: KollectClusterScope \"platform\" does not allow references to namespace \"team-a\" (allowedStaticRefNamespaces)",
+            ]
         );
     }
 

@@ -5,51 +5,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kollect_collect::runtime::Partition;
-use kollect_core::api::v1alpha1::{
-    KollectInventory, KollectInventoryStatus, KollectScope, SinkExportStatus, SinkFamily,
-};
+use kollect_core::api::v1alpha1::{KollectInventory, KollectInventoryStatus, KollectScope, SinkFamily};
 use kollect_core::api::{condition_types as types, finalizers, reasons};
 use kollect_core::collect::RowOwner;
-use kollect_core::error::ErrorClass;
-use kollect_core::export::{
-    Binding, BindingKey, ConditionSpec, ExportReport, InventoryExporter, SinkOutcome, SinkReport,
-    effective_ceiling, effective_interval,
-};
-use kollect_core::model::Checksum;
-use kollect_core::sink::InventoryRef;
+use kollect_core::export::ExportReport;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::finalizer::Event;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::sinks::ResolveError;
+use super::export_pass::{
+    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, no_sinks_bound, pass_of, record_outcome,
+    start_pass,
+};
 use super::target::manages;
 use super::triggers::{drive, in_namespace};
-use super::{Context, Error, publish, status};
+use super::{Context, Error, finalized, publish, status};
 
 const CONTROLLER: &str = "kollectinventory";
-const KIND: &str = "KollectInventory";
 
 /// Rows in one inventory at which splitting it is suggested (`ExportShardWarning`).
 pub const SHARD_WARNING_ROWS: usize = 1800;
 
 /// How soon an inventory waiting for its targets' first list looks again.
 const UNSYNCED_RETRY: Duration = Duration::from_secs(1);
-
-/// How long a reconcile waits for its export pass before it leaves the pass running and frees
-/// its reconcile slot (a slow sink must not delay other inventories).
-const PASS_BUDGET: Duration = Duration::from_secs(5);
-
-/// How soon a reconcile looks again at a pass left running.
-const PASS_POLL: Duration = Duration::from_secs(1);
-
-/// How soon a pending cleanup is retried.
-const CLEANUP_RETRY: Duration = Duration::from_secs(5);
 
 /// Runs the controller until the term ends.
 pub async fn run(context: Arc<Context>) {
@@ -82,7 +64,7 @@ pub async fn run(context: Arc<Context>) {
         })
         .reconcile_on(rows)
         .graceful_shutdown_on(context.term.ended())
-        .run(reconcile, error_policy, Arc::clone(&context));
+        .run(reconcile, error_policy::<KollectInventory>, Arc::clone(&context));
     drive(results, CONTROLLER).await;
 }
 
@@ -104,170 +86,53 @@ fn bound_to<S: Resource>(
         .collect()
 }
 
-fn error_policy(inventory: Arc<KollectInventory>, error: &Error, context: Arc<Context>) -> Action {
-    if error.is_terminal() {
-        context.collect_metrics.reconcile_error(KIND, "terminal");
-        return Action::await_change();
-    }
-    tracing::warn!(%error, "inventory reconcile failed");
-    context.collect_metrics.reconcile_error(KIND, "transient");
-    Action::requeue(context.backoff.after_failure(&*inventory, CLEANUP_RETRY))
-}
-
 async fn reconcile(inventory: Arc<KollectInventory>, context: Arc<Context>) -> Result<Action, Error> {
     let namespace = inventory.namespace().unwrap_or_default();
     if !manages(&context, &namespace) {
         return Ok(Action::await_change());
     }
-    let mut guard = context.metrics.start(CONTROLLER);
     tracing::debug!(inventory = %key_of(&inventory), "reconcile");
     let api: Api<KollectInventory> = Api::namespaced(context.client.clone(), &namespace);
-    let subject = Arc::clone(&inventory);
-    let result = finalizer(&api, finalizers::INVENTORY, inventory, |event| async {
-        match event {
-            Event::Apply(inventory) => apply(&inventory, &api, &context).await,
-            Event::Cleanup(inventory) => cleanup(&inventory, &api, &context).await,
-        }
-    })
+    finalized(
+        &context,
+        CONTROLLER,
+        &api,
+        finalizers::INVENTORY,
+        inventory,
+        |event| async {
+            match event {
+                Event::Apply(inventory) => apply(&inventory, &api, &context).await,
+                Event::Cleanup(inventory) => cleanup(&*inventory, &api, &context).await,
+            }
+        },
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if result.is_ok() {
-        guard.succeeded();
-        context.backoff.succeeded(&*subject);
-    }
-    result
 }
 
 fn key_of(inventory: &KollectInventory) -> String {
-    format!(
-        "{}/{}",
-        inventory.namespace().unwrap_or_default(),
-        inventory.name_any()
-    )
+    inventory.pass_key()
 }
 
-/// The inventory's exporter, seeded from `status.sinkExports[]` when this process has none yet
-/// (decision X7: a restarted operator does not re-export unchanged content).
-fn exporter_of(
-    inventory: &KollectInventory,
-    context: &Context,
-) -> Arc<tokio::sync::Mutex<InventoryExporter>> {
-    context.exporter(&key_of(inventory), || {
-        let reference =
-            InventoryRef::namespaced(inventory.namespace().unwrap_or_default(), inventory.name_any());
-        let mut exporter = InventoryExporter::new(reference, KIND, context.export_metrics.clone());
-        if let Some(status) = &inventory.status {
-            let generation = status.observed_generation.unwrap_or_default();
-            for export in &status.sink_exports {
-                if let (Some(key), Some(time), Some(checksum)) = (
-                    parse_export_key(&export.name),
-                    &export.last_export_time,
-                    &export.last_checksum,
-                ) {
-                    exporter.seed(key, time.0, Checksum::from_hex(checksum.clone()), generation);
-                }
-            }
-        }
-        exporter
-    })
-}
-
-/// `snapshot/inventory-git` → the binding key.
-fn parse_export_key(name: &str) -> Option<BindingKey> {
-    let (family, sink) = name.split_once('/')?;
-    let family = match family {
-        "snapshot" => SinkFamily::Snapshot,
-        "database" => SinkFamily::Database,
-        "event" => SinkFamily::Event,
-        _ => return None,
-    };
-    Some(BindingKey::new(family, sink))
-}
-
-/// A binding that could not be resolved this pass: it fails on its own; the others export.
-struct Unresolved {
-    index: usize,
-    report: SinkReport,
-    reason: &'static str,
-    message: String,
-}
-
-/// Resolves every bound sink. Scope denials stop the pass (`Err`); sinks that cannot be built
-/// become failed bindings.
-async fn bindings(
-    inventory: &KollectInventory,
-    scope: Option<&KollectScope>,
-    exporter: &InventoryExporter,
-    context: &Context,
-) -> Result<(Vec<(usize, Binding)>, Vec<Unresolved>), (&'static str, String)> {
-    let namespace = inventory.namespace().unwrap_or_default();
-    let floor = scope.and_then(|s| s.spec.ceiling.min_export_interval);
-    let mut resolved = Vec::new();
-    let mut unresolved = Vec::new();
-    for (index, (family, reference)) in inventory.spec.sinks.iter().enumerate() {
-        if let Some(scope) = scope {
-            let allowed = match family {
-                SinkFamily::Snapshot => &scope.spec.ceiling.snapshot_sink_refs,
-                SinkFamily::Database => &scope.spec.ceiling.database_sink_refs,
-                SinkFamily::Event => &scope.spec.ceiling.event_sink_refs,
-            };
-            if !allowed.is_empty() && !allowed.contains(&reference.name) {
-                return Err((
-                    reasons::SCOPE_SINK_DENIED,
-                    format!(
-                        "{} sink \"{}\" is not allowed by KollectScope \"{}\"",
-                        family.as_str(),
-                        reference.name,
-                        scope.name_any()
-                    ),
-                ));
-            }
-        }
-        let key = BindingKey::new(family, &reference.name);
-        let interval_of = |sink_interval| {
-            effective_interval(
-                reference.export_min_interval,
-                sink_interval,
-                Some(inventory.spec.export_min_interval),
-                floor,
-            )
+/// The scope's sink allowlists: a ref to a sink the scope does not list stops the pass.
+fn scope_denial(inventory: &KollectInventory, scope: &KollectScope) -> Option<(&'static str, String)> {
+    inventory.spec.sinks.iter().find_map(|(family, reference)| {
+        let allowed = match family {
+            SinkFamily::Snapshot => &scope.spec.ceiling.snapshot_sink_refs,
+            SinkFamily::Database => &scope.spec.ceiling.database_sink_refs,
+            SinkFamily::Event => &scope.spec.ceiling.event_sink_refs,
         };
-        match context.resolve_sink(family, &namespace, &reference.name).await {
-            Ok(resolved_sink) => resolved.push((
-                index,
-                Binding {
-                    key,
-                    interval: interval_of(resolved_sink.cr.common().export_min_interval),
-                    ceiling: effective_ceiling(
-                        reference.max_export_bytes,
-                        inventory.spec.max_export_bytes,
-                        context.options.max_export_bytes,
-                    ),
-                    sink: resolved_sink.sink,
-                },
-            )),
-            Err(error) => {
-                let state = exporter.state(&key);
-                let class = error.class();
-                unresolved.push(Unresolved {
-                    index,
-                    reason: error.inventory_reason(),
-                    message: error.to_string(),
-                    report: SinkReport {
-                        interval: interval_of(None),
-                        last_export: state.map(|s| s.last_export),
-                        last_checksum: state.map(|s| s.last_checksum.clone()),
-                        outcome: SinkOutcome::Failed {
-                            class,
-                            message: error.to_string(),
-                        },
-                        key,
-                    },
-                });
-            }
-        }
-    }
-    Ok((resolved, unresolved))
+        (!allowed.is_empty() && !allowed.contains(&reference.name)).then(|| {
+            (
+                reasons::SCOPE_SINK_DENIED,
+                format!(
+                    "{} sink \"{}\" is not allowed by KollectScope \"{}\"",
+                    family.as_str(),
+                    reference.name,
+                    scope.name_any()
+                ),
+            )
+        })
+    })
 }
 
 async fn apply(
@@ -302,27 +167,16 @@ async fn apply(
             &ExportReport::no_sinks_condition(),
             generation,
         );
-        status::set_parts(
-            &mut next.conditions,
-            types::SINK_REACHABLE,
-            true,
-            reasons::NO_SINKS_CONFIGURED,
-            "no sinks are bound",
-            generation,
-        );
-        status::remove(&mut next.conditions, types::DEGRADED);
-        next.sink_exports.clear();
+        no_sinks_bound(&mut next, generation);
         status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
         return Ok(Action::await_change());
     }
 
     let key = key_of(inventory);
-    let finished = match context.passes.take(&key) {
-        Some(pass) if !pass.is_finished() => {
-            context.passes.keep(key, pass);
-            return Ok(Action::requeue(PASS_POLL));
-        }
-        finished => finished,
+    let finished = match pass_of(inventory, context) {
+        Pass::Running => return Ok(Action::requeue(PASS_POLL)),
+        Pass::Finished(pass) => Some(pass),
+        Pass::Idle => None,
     };
     let failing = match targets_of(&namespace, context) {
         Targets::Waiting(waiting, why) => {
@@ -332,16 +186,7 @@ async fn apply(
             // write; one that keeps failing is named, with its error.
             tracing::debug!(inventory = %key, target = %waiting, "waiting for the target's first list");
             if let Some(why) = why {
-                status::set_parts(
-                    &mut next.conditions,
-                    types::SYNCED,
-                    false,
-                    reasons::PROGRESSING,
-                    &format!(
-                        "waiting for the first list of KollectTarget \"{waiting}\", which is retried: {why}"
-                    ),
-                    generation,
-                );
+                waiting_for(&mut next.conditions, "KollectTarget", &waiting, &why, generation);
                 status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
             }
             return Ok(Action::requeue(UNSYNCED_RETRY));
@@ -356,57 +201,27 @@ async fn apply(
     let joined = match finished {
         Some(pass) => pass.await,
         None => {
-            let exporter = exporter_of(inventory, context).lock_owned().await;
-            let (resolved, unresolved) = match bindings(inventory, scope.as_deref(), &exporter, context).await
-            {
-                Ok(found) => found,
-                Err((reason, message)) => {
-                    publish(context, inventory, EventType::Warning, reason, &message).await;
-                    set_degraded(&mut next, reason, &message, generation);
-                    status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written)
-                        .await?;
-                    return Ok(Action::await_change());
-                }
-            };
-            let mut pass = tokio::spawn(run_pass(
-                exporter,
-                inventory.clone(),
-                view.snapshot.clone(),
-                resolved,
-                unresolved,
-            ));
-            match tokio::time::timeout(PASS_BUDGET, &mut pass).await {
-                Ok(joined) => joined,
-                Err(_) => {
-                    // A slow sink: leave the pass running and free this reconcile slot.
-                    tracing::debug!(inventory = %key, "export pass outlasts its budget; left running");
-                    context.passes.keep(key, pass);
-                    return Ok(Action::requeue(PASS_POLL));
-                }
+            if let Some((reason, message)) = scope.as_deref().and_then(|s| scope_denial(inventory, s)) {
+                publish(context, inventory, EventType::Warning, reason, &message).await;
+                set_degraded(&mut next, reason, &message, generation);
+                status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+                return Ok(Action::await_change());
+            }
+            let floor = scope.as_ref().and_then(|s| s.spec.ceiling.min_export_interval);
+            match start_pass(inventory, view.snapshot.clone(), floor, context).await {
+                Some(joined) => joined,
+                None => return Ok(Action::requeue(PASS_POLL)),
             }
         }
     };
-    let PassOutcome { report, unresolved } = match joined {
+    let outcome = match joined {
         Ok(outcome) => outcome,
         Err(error) => {
             tracing::warn!(inventory = %key, %error, "export pass ended without a report");
             return Ok(Action::requeue(PASS_POLL));
         }
     };
-    apply_report(&mut next, &report, current.as_ref(), generation);
-    if let Some((reason, message)) = &unresolved
-        && report.exported() == 0
-        && report.debounced() == 0
-    {
-        // Nothing went out and a sink could not even be resolved: name that reason.
-        status::set_each(
-            &mut next.conditions,
-            &[(types::DEGRADED, true), (types::SINK_REACHABLE, false)],
-            reason,
-            message,
-            generation,
-        );
-    }
+    apply_report(inventory, &mut next, &outcome, generation);
     if let Some((target, why)) = failing.first()
         && status::find(&next.conditions, types::DEGRADED).is_none()
     {
@@ -422,67 +237,16 @@ async fn apply(
             generation,
         );
     }
-    record_outcome(context, inventory, &report).await;
+    record_outcome(context, inventory, &outcome.report).await;
     status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
-    Ok(report
+    Ok(outcome
+        .report
         .requeue_after()
         .map_or_else(Action::await_change, Action::requeue))
 }
 
-/// What an export pass hands back to the reconcile that applies it.
-#[derive(Debug)]
-pub(crate) struct PassOutcome {
-    /// Every binding's outcome in binding order, unresolved sinks included.
-    report: ExportReport,
-    /// The reason and message of the first sink that could not be resolved.
-    unresolved: Option<(&'static str, String)>,
-}
-
-/// Runs one export pass of `snapshot` to the resolved bindings, holding the inventory's
-/// exporter for the whole pass (passes of one inventory never overlap).
-async fn run_pass(
-    mut exporter: tokio::sync::OwnedMutexGuard<InventoryExporter>,
-    inventory: KollectInventory,
-    snapshot: kollect_core::model::Snapshot,
-    resolved: Vec<(usize, Binding)>,
-    unresolved: Vec<Unresolved>,
-) -> PassOutcome {
-    let keys: Vec<BindingKey> = inventory
-        .spec
-        .sinks
-        .iter()
-        .map(|(family, r)| BindingKey::new(family, &r.name))
-        .collect();
-    exporter.retain_bindings(&keys);
-    let (indices, bound): (Vec<usize>, Vec<Binding>) = resolved.into_iter().unzip();
-    let key = key_of(&inventory);
-    tracing::debug!(inventory = %key, rows = snapshot.len(), sinks = bound.len(), "export pass");
-    let generation = inventory.meta().generation.unwrap_or_default();
-    let passed = exporter
-        .export(&snapshot, generation, &bound, Timestamp::now())
-        .await;
-    tracing::debug!(
-        inventory = %key,
-        exported = passed.exported(),
-        debounced = passed.debounced(),
-        failed = passed.failed(),
-        "export pass finished"
-    );
-    // Reassemble the pass in binding order, unresolved sinks included.
-    let mut ordered: Vec<(usize, SinkReport)> = indices.into_iter().zip(passed.sinks).collect();
-    ordered.extend(unresolved.iter().map(|u| (u.index, u.report.clone())));
-    ordered.sort_by_key(|(index, _)| *index);
-    PassOutcome {
-        report: ExportReport {
-            sinks: ordered.into_iter().map(|(_, r)| r).collect(),
-            item_count: passed.item_count,
-        },
-        unresolved: unresolved.first().map(|u| (u.reason, u.message.clone())),
-    }
-}
-
 /// Where the targets of a namespace stand before an export.
-enum Targets {
+pub(super) enum Targets {
     /// A target's rows are not listed yet: registered but its first list has not finished (and
     /// has not failed), or not registered although its status does not say it cannot collect
     /// (the target controller has not seen it yet in this leadership term); with the error of a
@@ -496,36 +260,94 @@ enum Targets {
     },
 }
 
-/// Suspended, deleted and degraded targets hold no rows and never make an inventory wait.
-fn targets_of(namespace: &str, context: &Context) -> Targets {
+/// `Synced=False/Progressing` naming the `kind` target whose first list keeps failing, with why.
+pub(super) fn waiting_for(
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    kind: &str,
+    target: &str,
+    why: &str,
+    generation: Option<i64>,
+) {
+    status::set_parts(
+        conditions,
+        types::SYNCED,
+        false,
+        reasons::PROGRESSING,
+        &format!("waiting for the first list of {kind} \"{target}\", which is retried: {why}"),
+        generation,
+    );
+}
+
+/// A target as the listing gate sees it.
+pub(super) struct GateTarget {
+    /// Its name (for messages).
+    pub(super) name: String,
+    /// Its rows' owner.
+    pub(super) owner: RowOwner,
+    /// Suspended or being deleted: it holds no rows and is not waited for.
+    pub(super) idle: bool,
+    /// Its status says `Degraded=True`.
+    pub(super) degraded: bool,
+}
+
+impl GateTarget {
+    /// The gate's view of a target with `name`, `owner`, `suspend`, `metadata` and `conditions`.
+    pub(super) fn new(
+        name: String,
+        owner: RowOwner,
+        suspended: bool,
+        meta: &kube::api::ObjectMeta,
+        conditions: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>,
+    ) -> Self {
+        Self {
+            name,
+            owner,
+            idle: suspended || meta.deletion_timestamp.is_some(),
+            degraded: conditions
+                .and_then(|c| status::find(c, types::DEGRADED))
+                .is_some_and(|c| c.status == "True"),
+        }
+    }
+}
+
+/// Where `targets` stand. Suspended, deleted and degraded targets hold no rows and never make
+/// an inventory wait.
+pub(super) fn listing(targets: impl IntoIterator<Item = GateTarget>, context: &Context) -> Targets {
     let mut failing = Vec::new();
-    for target in context.watches.targets.in_namespace(namespace) {
-        if target.spec.suspend.unwrap_or(false) || target.meta().deletion_timestamp.is_some() {
+    for target in targets {
+        if target.idle {
             continue;
         }
-        let name = target.name_any();
-        match context.runtime.report(&RowOwner::target(namespace, &name)) {
+        match context.runtime.report(&target.owner) {
             Some(report) if report.synced || report.unresolved.is_some() => {}
             // Forbidden is a known state (it needs a change of permissions); a list that fails
             // otherwise is retried, and exporting before it succeeds could delete rows the
             // sinks hold for the target.
             Some(report) => match report.forbidden_namespaces.values().next() {
-                Some(why) => failing.push((name, why.clone())),
-                None => return Targets::Waiting(name, report.watch_error.clone()),
+                Some(why) => failing.push((target.name, why.clone())),
+                None => return Targets::Waiting(target.name, report.watch_error.clone()),
             },
-            None => {
-                let degraded = target
-                    .status
-                    .as_ref()
-                    .and_then(|s| status::find(&s.conditions, types::DEGRADED))
-                    .is_some_and(|c| c.status == "True");
-                if !degraded {
-                    return Targets::Waiting(name, None);
-                }
-            }
+            None if !target.degraded => return Targets::Waiting(target.name, None),
+            None => {}
         }
     }
     Targets::Listed { failing }
+}
+
+fn targets_of(namespace: &str, context: &Context) -> Targets {
+    let targets = context.watches.targets.in_namespace(namespace);
+    listing(
+        targets.iter().map(|t| {
+            GateTarget::new(
+                t.name_any(),
+                RowOwner::target(namespace, t.name_any()),
+                t.spec.suspend.unwrap_or(false),
+                t.meta(),
+                t.status.as_ref().map(|s| s.conditions.as_slice()),
+            )
+        }),
+        context,
+    )
 }
 
 /// Warns (condition, event, metric) when the namespace holds enough rows to warrant splitting.
@@ -566,88 +388,6 @@ async fn shard_warning(
     }
 }
 
-/// Writes the pass outcome into the status (conditions, `sinkExports[]`, `lastExportTime`).
-fn apply_report(
-    next: &mut KollectInventoryStatus,
-    report: &ExportReport,
-    current: Option<&KollectInventoryStatus>,
-    generation: Option<i64>,
-) {
-    status::set(&mut next.conditions, &report.synced(), generation);
-    if let Some(ready) = report.ready() {
-        status::set(&mut next.conditions, &ready, generation);
-    }
-    match report.degraded() {
-        Some(degraded) => status::set(&mut next.conditions, &degraded, generation),
-        None => status::remove(&mut next.conditions, types::DEGRADED),
-    }
-    status::set(&mut next.conditions, &report.sink_reachable(), generation);
-    let previous = current.map(|s| s.sink_exports.as_slice()).unwrap_or_default();
-    next.sink_exports = report
-        .sinks
-        .iter()
-        .map(|sink| {
-            let name = sink.key.export_name();
-            let mut conditions = previous
-                .iter()
-                .find(|p| p.name == name)
-                .map(|p| p.conditions.clone())
-                .unwrap_or_default();
-            status::set(&mut conditions, &sink.synced_condition(), generation);
-            SinkExportStatus {
-                name,
-                namespace: None,
-                last_export_time: sink.last_export.map(Time),
-                last_checksum: sink.last_checksum.as_ref().map(|c| c.as_str().to_owned()),
-                conditions,
-            }
-        })
-        .collect();
-    if let Some(time) = report.last_export_time() {
-        next.last_export_time = Some(Time(time));
-    }
-}
-
-/// Events and error metrics of a pass.
-async fn record_outcome(context: &Context, inventory: &KollectInventory, report: &ExportReport) {
-    for sink in &report.sinks {
-        if let SinkOutcome::Failed { class, .. } = &sink.outcome {
-            let class = match class {
-                ErrorClass::Terminal => "terminal",
-                ErrorClass::Forbidden => "forbidden",
-                _ => "transient",
-            };
-            context.collect_metrics.reconcile_error(KIND, class);
-        }
-    }
-    if report.failed() > 0 {
-        let ConditionSpec { message, .. } = report.sink_reachable();
-        publish(
-            context,
-            inventory,
-            EventType::Warning,
-            reasons::EXPORT_FAILED,
-            &message,
-        )
-        .await;
-    }
-    if report.exported() > 0 {
-        let message = format!(
-            "exported {} item(s) to {} sink(s)",
-            report.item_count,
-            report.exported()
-        );
-        publish(
-            context,
-            inventory,
-            EventType::Normal,
-            reasons::EXPORT_SUCCEEDED,
-            &message,
-        )
-        .await;
-    }
-}
-
 fn set_degraded(
     next: &mut KollectInventoryStatus,
     reason: &'static str,
@@ -671,94 +411,4 @@ fn set_degraded(
             generation,
         );
     }
-}
-
-/// Removes what the inventory exported from every bound sink (decision X3). A pending sink keeps
-/// the finalizer and retries; a terminal failure keeps it until someone intervenes.
-async fn cleanup(
-    inventory: &KollectInventory,
-    api: &Api<KollectInventory>,
-    context: &Context,
-) -> Result<Action, Error> {
-    let namespace = inventory.namespace().unwrap_or_default();
-    let generation = inventory.meta().generation;
-    // A pass still running would hold the exporter (and write to the sinks) while we remove.
-    context.passes.abort(&key_of(inventory));
-    let mut bound = Vec::new();
-    let mut pending = Vec::new();
-    let mut unsupported = Vec::new();
-    for (family, reference) in inventory.spec.sinks.iter() {
-        match context.resolve_sink(family, &namespace, &reference.name).await {
-            Ok(resolved) => bound.push(Binding {
-                key: BindingKey::new(family, &reference.name),
-                sink: resolved.sink,
-                interval: Duration::ZERO,
-                ceiling: context.options.max_export_bytes,
-            }),
-            // No backend of this build ever wrote to it, so there is nothing of ours to
-            // remove; waiting would block the deletion for ever.
-            Err(error @ ResolveError::Unsupported(_)) => unsupported.push(error.to_string()),
-            Err(error) => pending.push(error.to_string()),
-        }
-    }
-    let exporter = exporter_of(inventory, context);
-    let report = exporter
-        .lock()
-        .await
-        .remove(&bound, generation.unwrap_or_default())
-        .await;
-    let failures: Vec<String> = report
-        .results
-        .iter()
-        .filter_map(|(key, result)| {
-            result
-                .as_ref()
-                .err()
-                .map(|e| format!("{}: {}", key.export_name(), e.message()))
-        })
-        .collect();
-    if report.has_terminal_failure() {
-        let message = format!("could not remove the exported content: {}", failures.join("; "));
-        publish(
-            context,
-            inventory,
-            EventType::Warning,
-            reasons::CLEANUP_TERMINAL,
-            &message,
-        )
-        .await;
-        let current = inventory.status.clone();
-        let mut next = current.clone().unwrap_or_default();
-        status::set_parts(
-            &mut next.conditions,
-            types::DEGRADED,
-            true,
-            reasons::CLEANUP_TERMINAL,
-            &message,
-            generation,
-        );
-        status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
-        return Err(Error::CleanupTerminal(message));
-    }
-    pending.extend(failures);
-    if !pending.is_empty() {
-        return Err(Error::CleanupPending(pending.join("; ")));
-    }
-    if !unsupported.is_empty() {
-        let message = format!(
-            "inventory deleted without removing anything from sinks this build does not support: {}",
-            unsupported.join("; ")
-        );
-        publish(
-            context,
-            inventory,
-            EventType::Warning,
-            reasons::SINK_TYPE_UNSUPPORTED,
-            &message,
-        )
-        .await;
-    }
-    context.forget_exporter(&key_of(inventory));
-    context.written.forget(inventory);
-    Ok(Action::await_change())
 }

@@ -3,6 +3,8 @@
 //! - [`target`]: `KollectTarget` → registrations with the collection runtime, target status;
 //! - [`inventory`]: `KollectInventory` → export passes through the export engine, inventory
 //!   status, removal on deletion;
+//! - [`cluster_target`] and [`cluster_inventory`]: the cluster-scoped counterparts, whose rows
+//!   are kept apart from the namespaced targets' (decision A7);
 //! - [`sink_probe`]: family sinks → connection probes, `TLSInsecure`, previews;
 //! - [`connection_test`]: `KollectConnectionTest` → one probe per generation, then TTL deletion;
 //! - [`leader`]: Lease-based leader election that steps down instead of exiting;
@@ -13,7 +15,10 @@
 //! X7), so that nothing is exported twice.
 
 mod backoff;
+pub mod cluster_inventory;
+pub mod cluster_target;
 pub mod connection_test;
+mod export_pass;
 pub mod http;
 pub mod inventory;
 pub mod leader;
@@ -106,7 +111,7 @@ pub struct Context {
     pub written: status::Written,
     exporters: Mutex<HashMap<String, Arc<tokio::sync::Mutex<InventoryExporter>>>>,
     /// Export passes left running by their reconcile.
-    passes: passes::Passes<inventory::PassOutcome>,
+    passes: passes::Passes<export_pass::PassOutcome>,
     /// The term's watches: what reconciles read instead of asking the API server.
     watches: watches::Watches,
     /// The end of the leadership term, on which every controller drains.
@@ -163,6 +168,40 @@ impl Context {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
     }
+}
+
+/// Runs one reconcile of `object` through kube's finalizer helper (`finalizer_name`): counts it in
+/// the controller metrics and resets the object's failure backoff when it succeeds.
+async fn finalized<K, F, Fut>(
+    context: &Context,
+    controller: &'static str,
+    api: &kube::Api<K>,
+    finalizer_name: &str,
+    object: Arc<K>,
+    reconcile: F,
+) -> Result<kube::runtime::controller::Action, Error>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    F: FnOnce(kube::runtime::finalizer::Event<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, Error>>,
+{
+    let mut guard = context.metrics.start(controller);
+    let subject = Arc::clone(&object);
+    let result = kube::runtime::finalizer(api, finalizer_name, object, reconcile)
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        guard.succeeded();
+        context.backoff.succeeded(&*subject);
+    }
+    result
 }
 
 /// Emits an event; failures to publish are logged, never fatal.
@@ -380,7 +419,12 @@ async fn lead(
         StackConfig::default(),
         metrics.export.clone(),
     );
-    let watches = watches::Watches::start(&client, &options.watch_namespaces, sinks.forgetter());
+    let watches = watches::Watches::start(
+        &client,
+        &options.watch_namespaces,
+        options.tenant_mode,
+        sinks.forgetter(),
+    );
     watches.wait_ready().await;
     let extract = options.extract_options();
     let backoff = backoff::FailureBackoff::new(options.reconcile_rate_limit);
@@ -415,6 +459,8 @@ async fn lead(
     tokio::join!(
         target::run(Arc::clone(&context)),
         inventory::run(Arc::clone(&context)),
+        cluster_target::run(Arc::clone(&context)),
+        cluster_inventory::run(Arc::clone(&context)),
         sink_probe::run(Arc::clone(&context)),
         connection_test::run(Arc::clone(&context)),
     );

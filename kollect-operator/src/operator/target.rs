@@ -8,22 +8,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kollect_collect::extract::validate::validate_profile;
 use kollect_collect::runtime::{TargetRegistration, TargetReport};
-use kollect_collect::select::TargetFilter;
+use kollect_collect::select::{FilterSpec, TargetFilter};
 use kollect_core::api::v1alpha1::{
-    GroupVersionKind, KollectProfile, KollectScope, KollectTarget, KollectTargetStatus, SinkFamily,
+    CollectionFilter, GroupVersionKind, KollectProfile, KollectScope, KollectTarget, KollectTargetStatus,
+    ScopeCeilingSpec, SinkFamily,
 };
 use kollect_core::api::{condition_types as types, finalizers, reasons};
 use kollect_core::collect::RowOwner;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::finalizer::Event;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::status;
 use super::triggers::{drive, in_namespace};
-use super::{Context, Error, publish};
+use super::{Context, Error, finalized, publish};
 
 const CONTROLLER: &str = "kollecttarget";
 
@@ -94,37 +95,43 @@ async fn reconcile(target: Arc<KollectTarget>, context: Arc<Context>) -> Result<
     if !manages(&context, &namespace) {
         return Ok(Action::await_change());
     }
-    let mut guard = context.metrics.start(CONTROLLER);
     tracing::debug!(target = %target.name_any(), %namespace, "reconcile");
     let api: Api<KollectTarget> = Api::namespaced(context.client.clone(), &namespace);
     let owner = RowOwner::target(&namespace, target.name_any());
-    let subject = Arc::clone(&target);
-    let result = finalizer(&api, finalizers::TARGET, target, |event| async {
-        match event {
-            Event::Apply(target) => apply(&target, &api, &context).await,
-            Event::Cleanup(target) => {
-                context.runtime.unregister(&owner);
-                context.written.forget(&*target);
-                Ok(Action::await_change())
+    finalized(
+        &context,
+        CONTROLLER,
+        &api,
+        finalizers::TARGET,
+        target,
+        |event| async {
+            match event {
+                Event::Apply(target) => apply(&target, &api, &context).await,
+                Event::Cleanup(target) => Ok(unregister(&owner, &*target, &context)),
             }
-        }
-    })
+        },
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if result.is_ok() {
-        guard.succeeded();
-        context.backoff.succeeded(&*subject);
-    }
-    result
+}
+
+/// A deleted target of either kind: its rows are dropped and nothing of it is remembered.
+pub(super) fn unregister<K: Resource<DynamicType = ()>>(
+    owner: &RowOwner,
+    target: &K,
+    context: &Context,
+) -> Action {
+    context.runtime.unregister(owner);
+    context.written.forget(target);
+    Action::await_change()
 }
 
 /// A reason the target cannot collect: `Degraded=True/<reason>`, `Ready` and `Synced` removed.
-struct Degrade {
-    reason: &'static str,
-    message: String,
+pub(super) struct Degrade {
+    pub(super) reason: &'static str,
+    pub(super) message: String,
 }
 
-fn degrade(reason: &'static str, message: impl Into<String>) -> Degrade {
+pub(super) fn degrade(reason: &'static str, message: impl Into<String>) -> Degrade {
     Degrade {
         reason,
         message: message.into(),
@@ -132,12 +139,15 @@ fn degrade(reason: &'static str, message: impl Into<String>) -> Degrade {
 }
 
 /// What a registered target looks like.
-struct Collecting {
-    report: TargetReport,
-    filter: TargetFilter,
-    profile: String,
+pub(super) struct Collecting {
+    /// What the runtime reports.
+    pub(super) report: TargetReport,
+    /// The compiled filters.
+    pub(super) filter: TargetFilter,
+    /// How the status names the profile.
+    pub(super) profile: String,
     /// The namespaces the target's filters match (before the scope), sorted.
-    matched: Vec<String>,
+    pub(super) matched: Vec<String>,
 }
 
 async fn apply(target: &KollectTarget, api: &Api<KollectTarget>, context: &Context) -> Result<Action, Error> {
@@ -220,76 +230,140 @@ async fn register(target: &KollectTarget, context: &Context) -> Result<Collectin
             format!("KollectProfile \"{profile_name}\" not found in namespace {namespace}"),
         ));
     };
-    // The admission webhook refuses invalid profiles; a cluster without it (or a profile
-    // admitted before it ran) is refused here, above all Secret data without the opt-in.
-    let validation = validate_profile(&profile, &context.extract);
-    if let Some(message) = validation.message("KollectProfile", profile_name) {
-        return Err(degrade(reasons::PROFILE_INVALID, message));
-    }
     let scope = context.watches.scope_of(&namespace);
-    let gvk = &profile.spec.target_gvk;
-    if let Some(scope) = &scope {
-        // The kinds the target collects: its rules' kinds, else its profile's. Compared
-        // case-insensitively, `core` naming the core group, as the Go operator compares.
-        let rules = &target.spec.filter.resource_rules;
-        let collected: Vec<&GroupVersionKind> = if rules.is_empty() {
-            vec![gvk]
-        } else {
-            rules.iter().map(|r| &r.gvk).collect()
-        };
-        if let Some(denied) = collected.into_iter().find(|g| !scope.spec.ceiling.allows_gvk(g)) {
-            return Err(degrade(
-                reasons::SCOPE_GVK_DENIED,
-                format!(
-                    "KollectScope \"{}\" does not allow {}/{}/{}",
-                    scope.name_any(),
-                    denied.group,
-                    denied.version,
-                    denied.kind
-                ),
-            ));
-        }
-    }
-    let filter = TargetFilter::compile(
-        (&target.spec).into(),
-        &context.defaults,
-        scope.as_ref().map(|s| &s.spec.ceiling),
-        &context.extract.cel,
-    )
-    .map_err(|e| degrade(reasons::INFORMER_REGISTRATION_FAILED, e.to_string()))?;
-    let matched: Vec<String> = context
-        .runtime
-        .namespaces()
-        .all()
-        .into_iter()
-        .filter(|(ns, meta)| filter.namespace_matched(ns, Some(meta)))
-        .map(|(ns, _)| ns)
-        .collect();
-    if let Some(scope) = &scope {
-        scope_namespaces(&filter, &matched, scope, &namespace)?;
-    }
-    let fingerprint = format!(
-        "{:?}/{:?}/{:?}",
-        target.meta().generation,
-        profile.meta().generation,
-        scope.as_ref().and_then(|s| s.meta().resource_version.clone())
-    );
-    let owner = RowOwner::target(&namespace, &name);
-    context.runtime.register(TargetRegistration {
-        owner: owner.clone(),
-        profile_name: profile_name.to_owned(),
-        gvk: gvk.clone(),
-        profile: context.profiles.get(&profile),
-        filter: filter.clone(),
-        fingerprint,
-    });
-    let report = context.runtime.report(&owner).unwrap_or_default();
-    Ok(Collecting {
-        report,
-        filter,
-        profile: profile_name.to_owned(),
-        matched,
+    let checked = Registering {
+        owner: RowOwner::target(&namespace, &name),
+        generation: target.meta().generation,
+        spec: (&target.spec).into(),
+        profile: &profile,
+        profile_name,
+        label: profile_name.to_owned(),
+        scope: scope.as_deref().map(|s| ScopeRef {
+            kind: "KollectScope",
+            name: s.name_any(),
+            ceiling: &s.spec.ceiling,
+            version: s.meta().resource_version.clone(),
+        }),
+    };
+    checked.register(context, |filter, matched| match &scope {
+        Some(scope) => scope_namespaces(filter, matched, scope, &namespace),
+        None => Ok(()),
     })
+}
+
+/// The scope a target is checked against, as its messages name it.
+pub(super) struct ScopeRef<'a> {
+    /// `KollectScope` or `KollectClusterScope`.
+    pub(super) kind: &'static str,
+    /// Its name.
+    pub(super) name: String,
+    /// Its ceiling.
+    pub(super) ceiling: &'a ScopeCeilingSpec,
+    /// Its resourceVersion: an edit re-registers the target.
+    pub(super) version: Option<String>,
+}
+
+/// A target of either kind whose profile was found, about to be checked and registered.
+pub(super) struct Registering<'a> {
+    /// Who owns its rows.
+    pub(super) owner: RowOwner,
+    /// The target's generation.
+    pub(super) generation: Option<i64>,
+    /// Its filters.
+    pub(super) spec: FilterSpec<'a>,
+    /// The profile.
+    pub(super) profile: &'a KollectProfile,
+    /// The profile's name.
+    pub(super) profile_name: &'a str,
+    /// How the status names the profile.
+    pub(super) label: String,
+    /// The scope in force.
+    pub(super) scope: Option<ScopeRef<'a>>,
+}
+
+impl Registering<'_> {
+    /// Refuses an invalid profile (the admission webhook refuses it too; a cluster without it,
+    /// or a profile admitted before it ran, is refused here, above all Secret data without the
+    /// opt-in) and kinds the scope does not allow, compiles the filters, runs `gate` over the
+    /// matched namespaces and registers the target with the runtime.
+    pub(super) fn register(
+        self,
+        context: &Context,
+        gate: impl FnOnce(&TargetFilter, &[String]) -> Result<(), Degrade>,
+    ) -> Result<Collecting, Degrade> {
+        let validation = validate_profile(self.profile, &context.extract);
+        if let Some(message) = validation.message("KollectProfile", self.profile_name) {
+            return Err(degrade(reasons::PROFILE_INVALID, message));
+        }
+        let gvk = &self.profile.spec.target_gvk;
+        if let Some(scope) = &self.scope {
+            gvks_allowed(scope.ceiling, self.spec.filter, gvk, scope.kind, &scope.name)?;
+        }
+        let filter = TargetFilter::compile(
+            self.spec,
+            &context.defaults,
+            self.scope.as_ref().map(|s| s.ceiling),
+            &context.extract.cel,
+        )
+        .map_err(|e| degrade(reasons::INFORMER_REGISTRATION_FAILED, e.to_string()))?;
+        let matched: Vec<String> = context
+            .runtime
+            .namespaces()
+            .all()
+            .into_iter()
+            .filter(|(ns, meta)| filter.namespace_matched(ns, Some(meta)))
+            .map(|(ns, _)| ns)
+            .collect();
+        gate(&filter, &matched)?;
+        let fingerprint = format!(
+            "{:?}/{:?}/{:?}",
+            self.generation,
+            self.profile.meta().generation,
+            self.scope.as_ref().and_then(|s| s.version.clone())
+        );
+        context.runtime.register(TargetRegistration {
+            owner: self.owner.clone(),
+            profile_name: self.profile_name.to_owned(),
+            gvk: gvk.clone(),
+            profile: context.profiles.get(self.profile),
+            filter: filter.clone(),
+            fingerprint,
+        });
+        let report = context.runtime.report(&self.owner).unwrap_or_default();
+        Ok(Collecting {
+            report,
+            filter,
+            profile: self.label,
+            matched,
+        })
+    }
+}
+
+/// Refuses a target when its scope does not allow a kind it collects: its rules' kinds, else its
+/// profile's, compared case-insensitively with `core` naming the core group, as the Go operator
+/// compares them.
+pub(super) fn gvks_allowed(
+    ceiling: &ScopeCeilingSpec,
+    filter: &CollectionFilter,
+    profile_gvk: &GroupVersionKind,
+    scope_kind: &str,
+    scope_name: &str,
+) -> Result<(), Degrade> {
+    let collected: Vec<&GroupVersionKind> = if filter.resource_rules.is_empty() {
+        vec![profile_gvk]
+    } else {
+        filter.resource_rules.iter().map(|r| &r.gvk).collect()
+    };
+    match collected.into_iter().find(|g| !ceiling.allows_gvk(g)) {
+        Some(denied) => Err(degrade(
+            reasons::SCOPE_GVK_DENIED,
+            format!(
+                "{scope_kind} \"{scope_name}\" does not allow {}/{}/{}",
+                denied.group, denied.version, denied.kind
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A target asks for the namespaces it matches (its own namespace when it matches none); when
@@ -321,7 +395,7 @@ fn scope_namespaces(
 }
 
 /// Collection problems the runtime reports.
-fn health(report: &TargetReport) -> Option<Degrade> {
+pub(super) fn health(report: &TargetReport) -> Option<Degrade> {
     if let Some(error) = &report.transient_error {
         return Some(degrade(reasons::ACCESS_CHECK_FAILED, error.clone()));
     }
@@ -425,6 +499,26 @@ fn fill_collecting(next: &mut KollectTargetStatus, collecting: &Collecting) {
     }
 }
 
+/// `Synced` of a collecting target: `Collecting` with `message`, or `ScopeForbidden` naming the
+/// namespaces where access is denied (the target still collects the rest).
+pub(super) fn synced_of(report: &TargetReport, message: String) -> (&'static str, String) {
+    if report.forbidden_namespaces.is_empty() {
+        return (reasons::COLLECTING, message);
+    }
+    let denied: Vec<&str> = report
+        .forbidden_namespaces
+        .keys()
+        .map(|ns| if ns.is_empty() { "(cluster)" } else { ns.as_str() })
+        .collect();
+    (
+        reasons::SCOPE_FORBIDDEN,
+        format!(
+            "access denied in namespace(s) {}; collecting the rest",
+            denied.join(", ")
+        ),
+    )
+}
+
 fn set_collecting(
     next: &mut KollectTargetStatus,
     collecting: &Collecting,
@@ -444,39 +538,15 @@ fn set_collecting(
         &message,
         generation,
     );
-    if report.forbidden_namespaces.is_empty() {
-        status::set_parts(
-            &mut next.conditions,
-            types::SYNCED,
-            true,
-            reasons::COLLECTING,
-            &message,
-            generation,
-        );
-    } else {
-        let denied: Vec<String> = report
-            .forbidden_namespaces
-            .keys()
-            .map(|ns| {
-                if ns.is_empty() {
-                    "(cluster)".to_owned()
-                } else {
-                    ns.clone()
-                }
-            })
-            .collect();
-        status::set_parts(
-            &mut next.conditions,
-            types::SYNCED,
-            true,
-            reasons::SCOPE_FORBIDDEN,
-            &format!(
-                "access denied in namespace(s) {}; collecting the rest",
-                denied.join(", ")
-            ),
-            generation,
-        );
-    }
+    let (reason, synced) = synced_of(report, message);
+    status::set_parts(
+        &mut next.conditions,
+        types::SYNCED,
+        true,
+        reason,
+        &synced,
+        generation,
+    );
     let sink_message = match sinks {
         r if r == reasons::NO_SINKS_IN_NAMESPACE => "no inventory in this namespace binds a sink",
         r if r == reasons::CONNECTION_VERIFIED => "every bound sink passed its connection test",

@@ -1,6 +1,7 @@
-//! Row changes as reconcile triggers: namespaces whose rows changed are collected until the
+//! Row changes as reconcile triggers: partitions whose rows changed are collected until the
 //! store has been quiet for a short while (a trailing debounce, bounded so a busy namespace still
-//! exports), then every object of the kind in those namespaces is enqueued.
+//! exports), then every object of the kind in those namespaces is enqueued (every cluster-scoped
+//! object for the cluster partition).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -51,18 +52,24 @@ where
                     break;
                 }
             }
+            let mut cluster = false;
             let namespaces: BTreeSet<String> = std::mem::take(&mut pending)
                 .into_iter()
                 .filter_map(|p| match p {
                     Partition::Namespace(ns) => Some(ns),
-                    Partition::Cluster => None,
+                    Partition::Cluster => {
+                        cluster = true;
+                        None
+                    }
                 })
                 .collect();
             for object in store.state() {
-                let namespace = object.meta().namespace.clone().unwrap_or_default();
-                if (all || namespaces.contains(&namespace))
-                    && sender.send(ObjectRef::from_obj(&object)).await.is_err()
-                {
+                // Cluster-scoped objects (cluster inventories) export the cluster partition.
+                let concerned = match &object.meta().namespace {
+                    Some(namespace) => namespaces.contains(namespace),
+                    None => cluster,
+                };
+                if (all || concerned) && sender.send(ObjectRef::from_obj(&object)).await.is_err() {
                     return;
                 }
             }

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kollect_core::api::v1alpha1::{
-    KollectDatabaseSink, KollectEventSink, KollectInventory, KollectProfile, KollectScope,
-    KollectSnapshotSink, KollectTarget, SinkFamily,
+    KollectClusterInventory, KollectClusterScope, KollectClusterTarget, KollectDatabaseSink,
+    KollectEventSink, KollectInventory, KollectProfile, KollectScope, KollectSnapshotSink, KollectTarget,
+    SinkFamily,
 };
 use kollect_sinks::FamilySink;
 use kube::api::Api;
@@ -41,13 +42,7 @@ pub(super) struct Shared<K: Resource<DynamicType = ()> + 'static> {
 
 impl<K> Shared<K>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     /// Starts the watch of `api` on `tasks`; `on_delete` sees every deleted object.
     fn start(api: Api<K>, tasks: &mut JoinSet<()>, on_delete: impl Fn(&K) + Send + 'static) -> Self {
@@ -128,6 +123,11 @@ where
         self.store.get(&ObjectRef::new(name).within(namespace))
     }
 
+    /// Every stored object.
+    pub(super) fn all(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+
     /// Every stored object of `namespace`.
     pub(super) fn in_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
         self.store
@@ -135,6 +135,23 @@ where
             .into_iter()
             .filter(|object| object.namespace().as_deref() == Some(namespace))
             .collect()
+    }
+}
+
+/// The watches of the cluster-scoped kinds.
+pub(super) struct ClusterWatches {
+    /// `KollectClusterTarget`s.
+    pub targets: Shared<KollectClusterTarget>,
+    /// `KollectClusterInventory`s.
+    pub inventories: Shared<KollectClusterInventory>,
+    /// `KollectClusterScope`s.
+    pub scopes: Shared<KollectClusterScope>,
+}
+
+impl ClusterWatches {
+    /// The cluster scope in force: the `KollectClusterScope` with the smallest name, if any.
+    pub(super) fn scope(&self) -> Option<Arc<KollectClusterScope>> {
+        self.scopes.all().into_iter().min_by_key(|scope| scope.name_any())
     }
 }
 
@@ -154,16 +171,19 @@ pub(super) struct Watches {
     pub database_sinks: Shared<KollectDatabaseSink>,
     /// `KollectEventSink`s.
     pub event_sinks: Shared<KollectEventSink>,
+    /// The cluster kinds; `None` in tenant mode, which never reads cluster-scoped objects.
+    pub cluster: Option<ClusterWatches>,
     /// The tasks driving the watches; dropped (aborted) with the term.
     _tasks: JoinSet<()>,
 }
 
 impl Watches {
-    /// Starts every watch over the watched namespaces (`api_for`); `sink_deleted` sees every
-    /// sink that goes away.
+    /// Starts every watch over the watched namespaces (`api_for`), and of the cluster kinds
+    /// unless `tenant_mode`; `sink_deleted` sees every sink that goes away.
     pub(super) fn start(
         client: &kube::Client,
         watch_namespaces: &[String],
+        tenant_mode: bool,
         sink_deleted: impl Fn(SinkFamily, &str, &str) + Clone + Send + 'static,
     ) -> Self {
         let mut tasks = JoinSet::new();
@@ -200,6 +220,11 @@ impl Watches {
                 &mut tasks,
                 move |s: &KollectEventSink| event(&s.metadata),
             ),
+            cluster: (!tenant_mode).then(|| ClusterWatches {
+                targets: Shared::start(Api::all(client.clone()), &mut tasks, ignore),
+                inventories: Shared::start(Api::all(client.clone()), &mut tasks, ignore),
+                scopes: Shared::start(Api::all(client.clone()), &mut tasks, ignore),
+            }),
             _tasks: tasks,
         }
     }
@@ -207,7 +232,7 @@ impl Watches {
     /// Waits until every store holds its first complete list: before that, a reconcile would
     /// see a namespace without targets and export an empty inventory.
     pub(super) async fn wait_ready(&self) {
-        let kinds: [(&str, futures::future::BoxFuture<'_, ()>); 7] = [
+        let mut kinds: Vec<(&str, futures::future::BoxFuture<'_, ()>)> = vec![
             ("KollectTarget", self.targets.ready()),
             ("KollectProfile", self.profiles.ready()),
             ("KollectScope", self.scopes.ready()),
@@ -216,6 +241,11 @@ impl Watches {
             ("KollectDatabaseSink", self.database_sinks.ready()),
             ("KollectEventSink", self.event_sinks.ready()),
         ];
+        if let Some(cluster) = &self.cluster {
+            kinds.push(("KollectClusterTarget", cluster.targets.ready()));
+            kinds.push(("KollectClusterInventory", cluster.inventories.ready()));
+            kinds.push(("KollectClusterScope", cluster.scopes.ready()));
+        }
         for (kind, mut listed) in kinds {
             loop {
                 match tokio::time::timeout(WAITING_LOG, &mut listed).await {
