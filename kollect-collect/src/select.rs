@@ -3,7 +3,7 @@
 //! synchronous, so the watch runtime, the one-shot CLI and file-based collection apply exactly the
 //! same rules (decision O3).
 //!
-//! Precedence: scope deny → target include (∩ selector) → target exclude →
+//! Precedence: the operator's boundary (`--watch-namespaces`) → scope deny → target include (∩ selector) → target exclude →
 //! scope allow → resourceRules OR (label selectors, then `matchPolicy`) or the legacy profile
 //! GVK + `names` + `labelSelector` → watch labels (resource `kollect.dev/watch: disabled` >
 //! resource `enabled` > namespace label/annotation `disabled` > `OptIn` requires `enabled` >
@@ -85,6 +85,9 @@ pub struct NamespaceDefaults {
     pub included: Vec<String>,
     /// Always excluded, in addition to a target's `excludedNamespaces`.
     pub excluded: Vec<String>,
+    /// The namespaces the operator is confined to (`--watch-namespaces`); nothing outside them
+    /// is ever collected. Empty: no boundary.
+    pub boundary: Vec<String>,
 }
 
 /// Why a target's filters could not be compiled. Each names the field and value.
@@ -139,6 +142,7 @@ pub enum Skip {
 /// The compiled filters of one target (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct TargetFilter {
+    boundary: Option<BTreeSet<String>>,
     included: Option<BTreeSet<String>>,
     namespace_selector: Option<Selector>,
     excluded: BTreeSet<String>,
@@ -261,6 +265,7 @@ impl TargetFilter {
             .map(|c| c.denied_namespaces.iter().cloned().collect())
             .unwrap_or_default();
         Ok(Self {
+            boundary: (!defaults.boundary.is_empty()).then(|| defaults.boundary.iter().cloned().collect()),
             included: (!included.is_empty()).then_some(included),
             namespace_selector,
             excluded: spec
@@ -289,11 +294,14 @@ impl TargetFilter {
     /// include list, or the scope's allowlist); `None` means "any namespace that matches".
     /// The runtime narrows its watches to these.
     pub fn static_namespaces(&self) -> Option<BTreeSet<String>> {
-        let base = match (&self.included, &self.scope_allowed) {
+        let mut base: BTreeSet<String> = match (&self.included, &self.scope_allowed) {
             (Some(included), Some(allowed)) => included.intersection(allowed).cloned().collect(),
             (Some(set), None) | (None, Some(set)) => set.clone(),
-            (None, None) => return None,
+            (None, None) => self.boundary.clone()?,
         };
+        if let Some(boundary) = &self.boundary {
+            base.retain(|ns| boundary.contains(ns));
+        }
         Some(
             base.into_iter()
                 .filter(|ns| !self.excluded.contains(ns) && !self.scope_denied.contains(ns))
@@ -306,6 +314,11 @@ impl TargetFilter {
     pub fn namespace_matched(&self, namespace: &str, meta: Option<&NamespaceMeta>) -> bool {
         let empty = BTreeMap::new();
         let labels = meta.map(|m| &m.labels).unwrap_or(&empty);
+        if let Some(boundary) = &self.boundary
+            && !boundary.contains(namespace)
+        {
+            return false;
+        }
         if let Some(included) = &self.included
             && !included.contains(namespace)
         {
@@ -532,6 +545,7 @@ mod tests {
         let defaults = NamespaceDefaults {
             included: vec!["apps".into(), "kube-system".into()],
             excluded: vec!["kube-system".into()],
+            boundary: Vec::new(),
         };
         let filter = TargetFilter::compile((&spec).into(), &defaults, None, &CelLimits::default()).unwrap();
         assert!(filter.namespace_effective("apps", Some(&ns(&[]))));
@@ -540,6 +554,38 @@ mod tests {
         let open = compile(&spec);
         assert!(open.namespace_effective("anything", Some(&ns(&[]))));
         assert_eq!(open.static_namespaces(), None);
+    }
+
+    #[test]
+    fn the_boundary_confines_every_target_and_fixes_its_watched_namespaces() {
+        let defaults = NamespaceDefaults {
+            boundary: vec!["team-a".into(), "team-b".into()],
+            ..NamespaceDefaults::default()
+        };
+        let open = KollectTargetSpec::default();
+        let filter = TargetFilter::compile((&open).into(), &defaults, None, &CelLimits::default()).unwrap();
+        assert!(filter.namespace_effective("team-a", Some(&ns(&[]))));
+        assert!(
+            !filter.namespace_effective("team-c", Some(&ns(&[]))),
+            "outside the boundary"
+        );
+        assert_eq!(
+            filter.static_namespaces(),
+            Some(BTreeSet::from(["team-a".to_owned(), "team-b".to_owned()]))
+        );
+        let wider = KollectTargetSpec {
+            filter: CollectionFilter {
+                included_namespaces: vec!["team-b".into(), "elsewhere".into()],
+                ..CollectionFilter::default()
+            },
+            ..KollectTargetSpec::default()
+        };
+        let filter = TargetFilter::compile((&wider).into(), &defaults, None, &CelLimits::default()).unwrap();
+        assert!(!filter.namespace_matched("elsewhere", Some(&ns(&[]))));
+        assert_eq!(
+            filter.static_namespaces(),
+            Some(BTreeSet::from(["team-b".to_owned()]))
+        );
     }
 
     #[test]

@@ -2006,14 +2006,14 @@ kind: KollectClusterTarget
 metadata: {{name: images}}
 spec:
   profileRef: {{name: deployments, namespace: {platform}}}
-  namespaceSelector: {{matchLabels: {{rollup: {label}}}}}
+  namespaceSelector: {{matchLabels: {{rollup: '{label}'}}}}
 ---
 apiVersion: kollect.dev/v1alpha1
 kind: KollectClusterTarget
 metadata: {{name: tiers}}
 spec:
   profileRef: {{name: deployments, namespace: {platform}}}
-  namespaceSelector: {{matchLabels: {{rollup: {label}}}}}
+  namespaceSelector: {{matchLabels: {{rollup: '{label}'}}}}
 ---
 apiVersion: v1
 kind: Secret
@@ -2046,7 +2046,7 @@ kind: KollectClusterInventory
 metadata: {{name: rollup-{label}}}
 spec:
   targetRefs: [images, tiers]
-  namespaceSelector: {{matchLabels: {{rollup: {label}}}}}
+  namespaceSelector: {{matchLabels: {{rollup: '{label}'}}}}
   dedupe: byResourceUID
   sinkNamespace: {platform}
   exportMinInterval: 1h
@@ -2356,5 +2356,224 @@ spec:
             .then_some(())
     })
     .await;
+    operator.stop().await;
+}
+
+/// Whether `path` is API discovery (`/api`, `/apis`, a group or a group version, `/version`)
+/// rather than a resource.
+fn is_discovery(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["version"] | ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _] => true,
+        _ => path.starts_with("/openapi"),
+    }
+}
+
+/// Tenant mode: the operator runs as a user with Roles in its two namespaces only (no
+/// ClusterRole at all) and still collects, reads namespace labels and exports; every request it
+/// makes stays inside those namespaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenant_mode_needs_no_cluster_wide_rights() {
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+
+    let _serial = SERIAL.lock().await;
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let admin = plane.client().await.unwrap();
+    let team = plane.create_namespace("team").await.unwrap();
+    let label = team.rsplit('-').next().unwrap().to_owned();
+    let mut namespaces = Vec::new();
+    for prefix in ["tenant-a", "tenant-b", "outside"] {
+        let ns = plane.create_namespace(prefix).await.unwrap();
+        plane
+            .apply_yaml(
+                &format!(
+                    "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{team: '{label}'}}}}\n"
+                ),
+                &ns,
+            )
+            .await
+            .unwrap();
+        plane
+            .apply_yaml(&deployment("web", "web", &format!("nginx:{prefix}")), &ns)
+            .await
+            .unwrap();
+        namespaces.push(ns);
+    }
+    let (a, b, outside) = (
+        namespaces[0].clone(),
+        namespaces[1].clone(),
+        namespaces[2].clone(),
+    );
+    // A target selecting namespaces by label: the labels must be read, and the namespace outside
+    // the operator's namespaces must stay out although it carries the label.
+    for ns in [&a, &b] {
+        plane
+            .apply_yaml(
+                &format!(
+                    "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {{name: deployments}}
+spec:
+  targetGVK: {{group: apps, version: v1, kind: Deployment}}
+  attributes: [{{name: image, path: '$.spec.template.spec.containers[0].image'}}]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {{name: team-deployments}}
+spec:
+  profileRef: deployments
+  namespaceSelector: {{matchLabels: {{team: '{label}'}}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {{name: team}}
+spec: {{}}
+"
+                ),
+                ns,
+            )
+            .await
+            .unwrap();
+    }
+
+    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(groups.iter().map(|s| (*s).to_owned()).collect()),
+        resources: Some(resources.iter().map(|s| (*s).to_owned()).collect()),
+        verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
+        ..PolicyRule::default()
+    };
+    let pp = kube::api::PostParams::default();
+    for ns in [&a, &b] {
+        let meta = kube::api::ObjectMeta {
+            name: Some("kollect-tenant".into()),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        };
+        let role = Role {
+            metadata: meta.clone(),
+            rules: Some(vec![
+                rule(&["kollect.dev"], &["*"], &["*"]),
+                rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
+                rule(&[""], &["namespaces"], &["get"]),
+                rule(&[""], &["secrets"], &["get"]),
+                rule(&["", "events.k8s.io"], &["events"], &["*"]),
+            ]),
+        };
+        Api::<Role>::namespaced(admin.clone(), ns)
+            .create(&pp, &role)
+            .await
+            .unwrap();
+        let binding = RoleBinding {
+            metadata: meta,
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "Role".into(),
+                name: "kollect-tenant".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "User".into(),
+                name: "kollect-tenant".into(),
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                ..Subject::default()
+            }]),
+        };
+        Api::<RoleBinding>::namespaced(admin.clone(), ns)
+            .create(&pp, &binding)
+            .await
+            .unwrap();
+    }
+    let kubeconfig = kube::config::Kubeconfig::read_from(plane.kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info.impersonate = Some("kollect-tenant".into());
+    let requests = Requests::default();
+    let tenant = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&requests)
+        .build();
+
+    let mut options = test_options();
+    options.tenant_mode = true;
+    options.watch_namespaces = vec![a.clone(), b.clone()];
+    let operator = Running::start(tenant, options).await;
+    let mut both = vec![a.clone(), b.clone()];
+    both.sort();
+    for ns in [&a, &b] {
+        let targets: Api<KollectTarget> = Api::namespaced(admin.clone(), ns);
+        let status = eventually("the tenant target collects", || async {
+            let status = targets.get("team-deployments").await.ok()?.status?;
+            (status.collected_count == Some(2)).then_some(status)
+        })
+        .await;
+        assert_eq!(status.matched_namespaces, both, "labels read, the boundary kept");
+        assert_eq!(
+            condition(&status.conditions, "Synced").map(|c| c.1),
+            Some("Collecting".to_owned())
+        );
+        let inventories: Api<KollectInventory> = Api::namespaced(admin.clone(), ns);
+        let rows = eventually("the tenant inventory counts the rows", || async {
+            inventories.get("team").await.ok()?.status?.item_count
+        })
+        .await;
+        assert_eq!(rows, 2);
+    }
+    // A cluster-scoped kind cannot be read with namespaced rights, and the target says so.
+    plane
+        .apply_yaml(
+            "apiVersion: kollect.dev/v1alpha1
+kind: KollectProfile
+metadata: {name: nodes}
+spec:
+  targetGVK: {version: v1, kind: Node}
+  attributes: [{name: name, path: '$.metadata.name'}]
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectTarget
+metadata: {name: nodes}
+spec: {profileRef: nodes}
+",
+            &a,
+        )
+        .await
+        .unwrap();
+    let targets: Api<KollectTarget> = Api::namespaced(admin.clone(), &a);
+    let denied = eventually("the cluster-scoped kind is reported as denied", || async {
+        let status = targets.get("nodes").await.ok()?.status?;
+        condition(&status.conditions, "Synced").filter(|c| c.1 == "ScopeForbidden")
+    })
+    .await;
+    assert!(
+        denied.2.starts_with("access denied in namespace(s) (cluster)"),
+        "{denied:?}"
+    );
+    let outside_requests: Vec<String> = requests
+        .since(0)
+        .iter()
+        .filter(|r| !is_discovery(&r.path))
+        .filter(|r| r.path != "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+        // The cluster-scoped kind a target asked for is tried (and reported as denied).
+        .filter(|r| r.path != "/api/v1/nodes")
+        .filter(|r| {
+            ![&a, &b].iter().any(|ns| {
+                r.path.contains(&format!("/namespaces/{ns}/"))
+                    || r.path.ends_with(&format!("/namespaces/{ns}"))
+            })
+        })
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        outside_requests.is_empty(),
+        "requests beyond the tenant's namespaces: {outside_requests:?}"
+    );
+    assert!(
+        !requests
+            .since(0)
+            .iter()
+            .any(|r| r.path.contains(&format!("/namespaces/{outside}"))),
+        "nothing of the namespace outside is read"
+    );
     operator.stop().await;
 }

@@ -51,7 +51,7 @@ use tokio::task::JoinHandle;
 
 pub use self::access::Access;
 pub use self::metrics::CollectMetrics;
-pub use self::namespaces::NamespaceCache;
+pub use self::namespaces::{NamespaceCache, NamespaceSource};
 pub use self::store::{Partition, RowStore, StoreChange, View};
 pub use crate::target::TargetRegistration;
 
@@ -81,6 +81,8 @@ pub struct RuntimeConfig {
     /// How often every watch lists everything again (evaluating every object anew and sweeping
     /// rows of objects that are gone); `None` never does.
     pub resync_period: Option<Duration>,
+    /// Where namespace labels come from.
+    pub namespaces: NamespaceSource,
 }
 
 impl Default for RuntimeConfig {
@@ -95,6 +97,7 @@ impl Default for RuntimeConfig {
             page_size: 500,
             settle: Duration::from_millis(100),
             resync_period: Some(Duration::from_secs(12 * 3600)),
+            namespaces: NamespaceSource::Watch,
         }
     }
 }
@@ -230,7 +233,8 @@ impl Runtime {
             .map(|rx| tokio::spawn(watch::run_worker(Arc::clone(&shared), rx)))
             .collect();
         let namespaces = Arc::clone(&shared.namespaces);
-        background.push(tokio::spawn(async move { namespaces.run(client).await }));
+        let source = shared.config.namespaces.clone();
+        background.push(tokio::spawn(async move { namespaces.run(client, &source).await }));
         Self {
             shared,
             watches: Mutex::default(),

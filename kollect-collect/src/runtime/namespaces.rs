@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
@@ -12,6 +13,22 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{broadcast, watch};
 
 use crate::select::NamespaceMeta;
+
+/// Where the namespace cache reads namespaces from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NamespaceSource {
+    /// A list and watch of every namespace (needs cluster-wide read access to namespaces).
+    #[default]
+    Watch,
+    /// A GET of each named namespace, repeated every `every` (needs only namespaced rights; a
+    /// label change is seen within `every`).
+    Poll {
+        /// The namespaces.
+        names: Vec<String>,
+        /// How often each is read again.
+        every: Duration,
+    },
+}
 
 /// The namespace cache.
 #[derive(Debug)]
@@ -117,8 +134,39 @@ impl NamespaceCache {
         self.ready.send_replace(true);
     }
 
-    /// Keeps the cache current until the returned future is dropped.
-    pub async fn run(&self, client: kube::Client) {
+    /// Keeps the cache current from `source` until the returned future is dropped.
+    pub async fn run(&self, client: kube::Client, source: &NamespaceSource) {
+        match source {
+            NamespaceSource::Watch => self.watch(client).await,
+            NamespaceSource::Poll { names, every } => self.poll(client, names, *every).await,
+        }
+    }
+
+    /// Reads each of `names` with a GET every `every`. A GET of one namespace needs only a
+    /// RoleBinding in that namespace (the API server authorizes a namespace's own object in
+    /// it), where listing or watching namespaces needs a ClusterRole.
+    async fn poll(&self, client: kube::Client, names: &[String], every: Duration) {
+        let api: Api<Namespace> = Api::all(client);
+        loop {
+            for name in names {
+                match api.get_metadata_opt(name).await {
+                    Ok(Some(object)) => {
+                        let (name, meta) = meta_of(&object);
+                        self.set(&name, Some(meta));
+                    }
+                    Ok(None) => self.set(name, None),
+                    Err(error) => {
+                        tracing::warn!(namespace = %name, %error, "read namespace failed; its labels are kept as they were");
+                    }
+                }
+            }
+            self.mark_ready();
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Lists and watches every namespace.
+    async fn watch(&self, client: kube::Client) {
         let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
         let mut events = watcher::watcher(api, watcher::Config::default())
             .default_backoff()

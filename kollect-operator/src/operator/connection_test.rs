@@ -11,11 +11,9 @@ use kollect_core::api::v1alpha1::KollectConnectionTest;
 use kollect_core::api::{condition_types as types, reasons};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::target::manages;
-use super::watches::api_for;
 use super::{Context, Error, status};
 use kollect_sinks::FamilySink;
 
@@ -23,8 +21,8 @@ const CONTROLLER: &str = "kollectconnectiontest";
 
 /// Runs the controller until the term ends.
 pub async fn run(context: Arc<Context>) {
-    let api = api_for::<KollectConnectionTest>(&context.client, &context.options.watch_namespaces);
-    let results = Controller::new(api, watcher::Config::default())
+    let tests = &context.watches.connection_tests;
+    let results = Controller::for_shared_stream(tests.touched(), tests.store().clone())
         .graceful_shutdown_on(context.term.ended())
         .run(reconcile, error_policy, Arc::clone(&context));
     super::triggers::drive(results, CONTROLLER).await;

@@ -436,6 +436,7 @@ async fn lead(
         defaults: NamespaceDefaults {
             included: options.default_included_namespaces.clone(),
             excluded: options.default_excluded_namespaces.clone(),
+            boundary: options.watch_namespaces.clone(),
         },
         sinks,
         export_metrics: metrics.export.clone(),

@@ -4,11 +4,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kollect_collect::extract::ExtractOptions;
-use kollect_collect::runtime::RuntimeConfig;
+use kollect_collect::runtime::{NamespaceSource, RuntimeConfig};
 use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
 use kollect_core::netguard::NetPolicy;
 
 use super::leader::LeaseTimings;
+
+/// How often tenant mode reads its namespaces again (labels and annotations for namespace
+/// selectors and watch opt-outs).
+pub const NAMESPACE_POLL: Duration = Duration::from_secs(30);
 pub use super::metrics_auth::MetricsTls;
 pub use crate::admission::server::WebhookOptions;
 pub use crate::args::RunArgs;
@@ -232,12 +236,25 @@ impl RunArgs {
 impl OperatorOptions {
     /// The collection runtime's settings.
     pub fn runtime_config(&self) -> RuntimeConfig {
+        let defaults = RuntimeConfig::default();
         RuntimeConfig {
             workers: self.collect_dispatch_workers,
             queue_capacity: self.collect_dispatch_queue_size,
             enqueue_wait: self.collect_dispatch_enqueue_wait,
             resync_period: self.informer_resync_period,
-            ..RuntimeConfig::default()
+            // Within `--watch-namespaces` every collection watch is narrowed to them, however
+            // many there are: the operator has no rights beyond them in tenant mode.
+            narrow_threshold: defaults.narrow_threshold.max(self.watch_namespaces.len()),
+            // In tenant mode namespaces are read one by one, never listed across the cluster.
+            namespaces: if self.tenant_mode {
+                NamespaceSource::Poll {
+                    names: self.watch_namespaces.clone(),
+                    every: NAMESPACE_POLL,
+                }
+            } else {
+                NamespaceSource::Watch
+            },
+            ..defaults
         }
     }
 

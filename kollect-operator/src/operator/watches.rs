@@ -9,15 +9,16 @@
 //! controller can map changes of one kind to reconciles of another. kube's own shared streams
 //! do not carry deletions, and a deleted sink or scope must reach the inventories that use it.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kollect_core::api::v1alpha1::{
-    KollectClusterInventory, KollectClusterScope, KollectClusterTarget, KollectDatabaseSink,
-    KollectEventSink, KollectInventory, KollectProfile, KollectScope, KollectSnapshotSink, KollectTarget,
-    SinkFamily,
+    KollectClusterInventory, KollectClusterScope, KollectClusterTarget, KollectConnectionTest,
+    KollectDatabaseSink, KollectEventSink, KollectInventory, KollectProfile, KollectScope,
+    KollectSnapshotSink, KollectTarget, SinkFamily,
 };
 use kollect_sinks::FamilySink;
 use kube::api::Api;
@@ -44,15 +45,29 @@ impl<K> Shared<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    /// Starts the watch of `api` on `tasks`; `on_delete` sees every deleted object.
-    fn start(api: Api<K>, tasks: &mut JoinSet<()>, on_delete: impl Fn(&K) + Send + 'static) -> Self {
+    /// Starts the watches of `apis` (one per watched namespace, or one over all of them) on
+    /// `tasks`, merged into one store; `on_delete` sees every deleted object, including those
+    /// found gone when a watch lists again.
+    fn start(apis: Vec<Api<K>>, tasks: &mut JoinSet<()>, on_delete: impl Fn(&K) + Send + 'static) -> Self {
         let (store, mut writer) = reflector::store();
         let (touched, _) = broadcast::channel(BROADCAST_BUFFER);
         let sender = touched.clone();
         let reader = store.clone();
+        let mut merge = Merge::new(
+            apis.iter()
+                .map(Api::namespace)
+                .map(|ns| ns.unwrap_or_default().to_owned()),
+        );
+        let streams = apis.into_iter().map(|api| {
+            let tag = api.namespace().unwrap_or_default().to_owned();
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .map(move |event| (tag.clone(), event))
+                .boxed()
+        });
         tasks.spawn(async move {
-            let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
-            while let Some(event) = events.next().await {
+            let mut events = futures::stream::select_all(streams);
+            while let Some((tag, event)) = events.next().await {
                 let event = match event {
                     Ok(event) => event,
                     Err(error) => {
@@ -61,22 +76,24 @@ where
                         continue;
                     }
                 };
-                writer.apply_watcher_event(&event);
-                // Nobody listening (yet) is not an error: subscribers start from the store.
-                match event {
-                    watcher::Event::Apply(object) => {
-                        let _ = sender.send(Arc::new(object));
-                    }
-                    watcher::Event::Delete(object) => {
-                        on_delete(&object);
-                        let _ = sender.send(Arc::new(object));
-                    }
-                    watcher::Event::InitDone => {
-                        for object in reader.state() {
-                            let _ = sender.send(object);
+                for event in merge.translate(&tag, event, &reader) {
+                    writer.apply_watcher_event(&event);
+                    // Nobody listening (yet) is not an error: subscribers start from the store.
+                    match event {
+                        watcher::Event::Apply(object) => {
+                            let _ = sender.send(Arc::new(object));
                         }
+                        watcher::Event::Delete(object) => {
+                            on_delete(&object);
+                            let _ = sender.send(Arc::new(object));
+                        }
+                        watcher::Event::InitDone => {
+                            for object in reader.state() {
+                                let _ = sender.send(object);
+                            }
+                        }
+                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
                     }
-                    watcher::Event::Init | watcher::Event::InitApply(_) => {}
                 }
             }
         });
@@ -138,6 +155,79 @@ where
     }
 }
 
+/// Turns the events of several watches (each covering one namespace, or `""` for all) into the
+/// events of one store. A watch that lists again is applied object by object, and what it no
+/// longer lists is deleted, so the other watches' objects stay; the store becomes ready, once,
+/// when every watch has listed.
+struct Merge<K: Resource<DynamicType = ()>> {
+    /// Watches that have not finished their first list.
+    unlisted: BTreeSet<String>,
+    /// What each watch listed so far in the list it is running.
+    listing: HashMap<String, HashSet<ObjectRef<K>>>,
+    ready: bool,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone> Merge<K> {
+    fn new(tags: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            unlisted: tags.into_iter().collect(),
+            listing: HashMap::new(),
+            ready: false,
+        }
+    }
+
+    /// The store events for `event` of the watch `tag`, given what `store` holds now (every
+    /// returned event must be applied before the next call).
+    fn translate(&mut self, tag: &str, event: watcher::Event<K>, store: &Store<K>) -> Vec<watcher::Event<K>> {
+        match event {
+            watcher::Event::Init => {
+                self.listing.insert(tag.to_owned(), HashSet::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(object) => {
+                self.listing
+                    .entry(tag.to_owned())
+                    .or_default()
+                    .insert(ObjectRef::from_obj(&object));
+                vec![watcher::Event::Apply(object)]
+            }
+            watcher::Event::InitDone => {
+                let listed = self.listing.remove(tag).unwrap_or_default();
+                let mut out: Vec<watcher::Event<K>> = store
+                    .state()
+                    .into_iter()
+                    .filter(|object| tag.is_empty() || object.meta().namespace.as_deref() == Some(tag))
+                    .filter(|object| !listed.contains(&ObjectRef::from_obj(&**object)))
+                    .map(|gone| watcher::Event::Delete((*gone).clone()))
+                    .collect();
+                self.unlisted.remove(tag);
+                if self.unlisted.is_empty() && !self.ready {
+                    // The store's own protocol marks it ready: relist it from itself.
+                    self.ready = true;
+                    let gone: HashSet<ObjectRef<K>> = out
+                        .iter()
+                        .filter_map(|e| match e {
+                            watcher::Event::Delete(o) => Some(ObjectRef::from_obj(o)),
+                            _ => None,
+                        })
+                        .collect();
+                    out.push(watcher::Event::Init);
+                    out.extend(
+                        store
+                            .state()
+                            .into_iter()
+                            .filter(|o| !gone.contains(&ObjectRef::from_obj(&**o)))
+                            .map(|o| watcher::Event::InitApply((*o).clone())),
+                    );
+                    out.push(watcher::Event::InitDone);
+                }
+                out
+            }
+            event @ (watcher::Event::Apply(_) | watcher::Event::Delete(_)) => vec![event],
+        }
+    }
+}
+
 /// The watches of the cluster-scoped kinds.
 pub(super) struct ClusterWatches {
     /// `KollectClusterTarget`s.
@@ -171,6 +261,8 @@ pub(super) struct Watches {
     pub database_sinks: Shared<KollectDatabaseSink>,
     /// `KollectEventSink`s.
     pub event_sinks: Shared<KollectEventSink>,
+    /// `KollectConnectionTest`s.
+    pub connection_tests: Shared<KollectConnectionTest>,
     /// The cluster kinds; `None` in tenant mode, which never reads cluster-scoped objects.
     pub cluster: Option<ClusterWatches>,
     /// The tasks driving the watches; dropped (aborted) with the term.
@@ -220,10 +312,11 @@ impl Watches {
                 &mut tasks,
                 move |s: &KollectEventSink| event(&s.metadata),
             ),
+            connection_tests: Shared::start(api_for(client, watch_namespaces), &mut tasks, ignore),
             cluster: (!tenant_mode).then(|| ClusterWatches {
-                targets: Shared::start(Api::all(client.clone()), &mut tasks, ignore),
-                inventories: Shared::start(Api::all(client.clone()), &mut tasks, ignore),
-                scopes: Shared::start(Api::all(client.clone()), &mut tasks, ignore),
+                targets: Shared::start(vec![Api::all(client.clone())], &mut tasks, ignore),
+                inventories: Shared::start(vec![Api::all(client.clone())], &mut tasks, ignore),
+                scopes: Shared::start(vec![Api::all(client.clone())], &mut tasks, ignore),
             }),
             _tasks: tasks,
         }
@@ -240,6 +333,7 @@ impl Watches {
             ("KollectSnapshotSink", self.snapshot_sinks.ready()),
             ("KollectDatabaseSink", self.database_sinks.ready()),
             ("KollectEventSink", self.event_sinks.ready()),
+            ("KollectConnectionTest", self.connection_tests.ready()),
         ];
         if let Some(cluster) = &self.cluster {
             kinds.push(("KollectClusterTarget", cluster.targets.ready()));
@@ -286,13 +380,79 @@ impl Watches {
 /// For kinds whose deletions need no cleanup here.
 fn ignore<K>(_: &K) {}
 
-/// An API over all namespaces, or the single watched one.
-pub(super) fn api_for<K>(client: &kube::Client, watch_namespaces: &[String]) -> Api<K>
+/// One API over all namespaces, or one per watched namespace (so that nothing needs the right
+/// to list across the cluster).
+pub(super) fn api_for<K>(client: &kube::Client, watch_namespaces: &[String]) -> Vec<Api<K>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
 {
-    match watch_namespaces {
-        [one] => Api::namespaced(client.clone(), one),
-        _ => Api::all(client.clone()),
+    if watch_namespaces.is_empty() {
+        return vec![Api::all(client.clone())];
+    }
+    watch_namespaces
+        .iter()
+        .map(|namespace| Api::namespaced(client.clone(), namespace))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn map(namespace: &str, name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                namespace: Some(namespace.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn names(store: &Store<ConfigMap>) -> Vec<String> {
+        let mut names: Vec<String> = store
+            .state()
+            .iter()
+            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn merged_watches_are_ready_once_all_listed_and_a_relist_deletes_only_its_own() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let mut merge = Merge::new(["a".to_owned(), "b".to_owned()]);
+        let mut feed = |tag: &str, event: watcher::Event<ConfigMap>| {
+            let out = merge.translate(tag, event, &store);
+            for event in &out {
+                writer.apply_watcher_event(event);
+            }
+            out
+        };
+        feed("a", watcher::Event::Init);
+        feed("a", watcher::Event::InitApply(map("a", "one")));
+        feed("a", watcher::Event::InitApply(map("a", "two")));
+        let first = feed("a", watcher::Event::InitDone);
+        assert!(first.is_empty(), "not ready while b has not listed");
+        feed("b", watcher::Event::Init);
+        feed("b", watcher::Event::InitApply(map("b", "three")));
+        let ready = feed("b", watcher::Event::InitDone);
+        assert!(matches!(ready.last(), Some(watcher::Event::InitDone)));
+        assert_eq!(names(&store), ["a/one", "a/two", "b/three"]);
+
+        // Namespace a lists again without `two`: it is deleted, b's object stays.
+        feed("a", watcher::Event::Init);
+        feed("a", watcher::Event::InitApply(map("a", "one")));
+        let relisted = feed("a", watcher::Event::InitDone);
+        assert!(
+            matches!(relisted.as_slice(), [watcher::Event::Delete(gone)] if gone.name_any() == "two"),
+            "{relisted:?}"
+        );
+        assert_eq!(names(&store), ["a/one", "b/three"]);
+        feed("b", watcher::Event::Delete(map("b", "three")));
+        assert_eq!(names(&store), ["a/one"]);
     }
 }
