@@ -179,6 +179,10 @@ pub struct RunArgs {
     /// backpressure; it then waits on (events are never dropped). Negative values count as 0.
     #[arg(long, default_value = "25ms", value_parser = parse_clamped_duration, allow_hyphen_values = true)]
     pub collect_dispatch_enqueue_wait: Duration,
+    /// How often the domain series of each target's rows (`kollect_custom_resource_series`)
+    /// are refreshed; a change shows within one interval. `0` never computes them.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub collect_metrics_sample_interval: Duration,
     /// How often every watch lists everything again, evaluating each object anew and sweeping
     /// rows of objects that are gone; `0` never does.
     #[arg(long, default_value = "12h", value_parser = parse_duration)]

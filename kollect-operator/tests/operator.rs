@@ -185,6 +185,7 @@ fn test_options() -> OperatorOptions {
     OperatorOptions {
         net_policy: NetPolicy::permissive_for_tests(),
         target_count_resync: Duration::from_secs(2),
+        collect_metrics_sample_interval: Duration::from_secs(1),
         ..OperatorOptions::default()
     }
 }
@@ -2000,6 +2001,9 @@ spec:
   targetGVK: {{group: apps, version: v1, kind: Deployment}}
   attributes:
     - {{name: image, path: '$.spec.template.spec.containers[0].image'}}
+    - {{name: replicas, path: '$.spec.replicas'}}
+  metrics:
+    - {{name: replicas, path: replicas, labels: [image]}}
 ---
 apiVersion: kollect.dev/v1alpha1
 kind: KollectClusterTarget
@@ -2230,6 +2234,17 @@ async fn a_cluster_inventory_rolls_up_cluster_targets_across_namespaces() {
         condition(&images.conditions, "Ready").map(|c| c.1),
         Some("Collecting".to_owned())
     );
+    // The profile's domain series, per target: the row count and the labeled sum.
+    let series = "kollect_custom_resource_series{profile=\"deployments\",gvk=\"apps/v1/Deployment\",\
+                  series=\"object_count\",namespace=\"\",target=\"images\"}";
+    let labeled = "kollect_custom_resource_labeled_series{profile=\"deployments\",gvk=\"apps/v1/Deployment\",\
+                   series=\"replicas\",namespace=\"\",target=\"tiers\",image=\"nginx:app-a\"}";
+    let metrics = eventually("the domain series are sampled", || async {
+        let text = operator.metrics().await;
+        (sample(&text, series) == 3.0).then_some(text)
+    })
+    .await;
+    assert_eq!(sample(&metrics, labeled), 1.0, "{metrics}");
     let local: Api<KollectInventory> = Api::namespaced(client.clone(), &a);
     let local = eventually("the namespaced inventory reports", || async {
         local.get("local").await.ok()?.status?.item_count
@@ -2249,6 +2264,13 @@ async fn a_cluster_inventory_rolls_up_cluster_targets_across_namespaces() {
     eventually("the change reaches PostgreSQL", || async {
         let rows = pg_cluster_rows(&pg_client, &inventory_name).await;
         (rows == expected("nginx:changed")).then_some(())
+    })
+    .await;
+    // The labeled series follow within a sample: the old tuple is gone, the new one counted.
+    eventually("the labeled series follow the change", || async {
+        let text = operator.metrics().await;
+        let of = |image: &str| sample(&text, &labeled.replace("nginx:app-a", image));
+        (of("nginx:changed") == 1.0 && !text.contains("image=\"nginx:app-b\"")).then_some(())
     })
     .await;
 

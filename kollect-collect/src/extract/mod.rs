@@ -148,6 +148,7 @@ struct CompiledAttribute {
 #[derive(Debug)]
 pub struct CompiledProfile {
     attributes: Vec<CompiledAttribute>,
+    metrics: Vec<kollect_core::api::v1alpha1::MetricSpec>,
     cel_need: Option<FieldNeed>,
     resource: Option<ResourceExport>,
     scrubber: Scrubber,
@@ -184,11 +185,17 @@ impl CompiledProfile {
             (export.mode == ExportMode::Resource).then(|| ResourceExport::new(&export, &operator_scrubber));
         Self {
             attributes,
+            metrics: spec.metrics.clone(),
             cel_need,
             resource,
             scrubber: operator_scrubber.with_extra(scrub_keys),
             options: options.clone(),
         }
+    }
+
+    /// The profile's `spec.metrics` (domain series computed from its rows).
+    pub fn metric_specs(&self) -> &[kollect_core::api::v1alpha1::MetricSpec] {
+        &self.metrics
     }
 
     /// Extracts the attributes of `object`: attributes in declaration order, each redacted, then

@@ -12,7 +12,13 @@
 //!   list) and `kollect_informer_cluster_wide_scope{group,version,resource}` (gauge, 1 when the
 //!   watch covers all namespaces);
 //! - `kollect_access_cache_total{result}` (counter: `hit` / `miss`);
-//! - `kollect_reconcile_errors_total{kind="KollectTarget",error_class}` (counter).
+//! - `kollect_reconcile_errors_total{kind="KollectTarget",error_class}` (counter);
+//! - the domain series of profiles (see [`super::domain`]):
+//!   `kollect_custom_resource_series{profile,gvk,series,namespace,target}`,
+//!   `kollect_custom_resource_labeled_series{profile,gvk,series,namespace,target,<labels>}` (gauges)
+//!   and `kollect_custom_resource_labeled_series_capped_total{profile,gvk,series,namespace,target}`.
+
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -81,6 +87,24 @@ pub struct CollectMetrics {
     cluster_wide: Family<ResourceLabels, Gauge>,
     access_cache: Family<ResultLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
+    pub(crate) domain: Family<DomainLabels, Gauge<f64, AtomicU64>>,
+    pub(crate) domain_labeled: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    pub(crate) domain_capped: Family<DomainLabels, Counter>,
+}
+
+/// `{profile,gvk,series,namespace,target}`: one domain series of one target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct DomainLabels {
+    /// The target's profile.
+    pub profile: String,
+    /// `group/version/kind`.
+    pub gvk: String,
+    /// `object_count`, an attribute name or a `spec.metrics` name.
+    pub series: String,
+    /// The target's namespace (`""` for a cluster target).
+    pub namespace: String,
+    /// The target's name.
+    pub target: String,
 }
 
 impl Default for CollectMetrics {
@@ -97,6 +121,9 @@ impl Default for CollectMetrics {
             cluster_wide: Family::default(),
             access_cache: Family::default(),
             errors: Family::default(),
+            domain: Family::default(),
+            domain_labeled: Family::default(),
+            domain_capped: Family::default(),
         }
     }
 }
@@ -159,6 +186,21 @@ impl CollectMetrics {
             "kollect_reconcile_errors",
             "Collection and reconcile errors by kind and class",
             m.errors.clone(),
+        );
+        registry.register(
+            "kollect_custom_resource_series",
+            "Domain series of a target's rows: object_count and sums of numeric attributes or spec.metrics",
+            m.domain.clone(),
+        );
+        registry.register(
+            "kollect_custom_resource_labeled_series",
+            "Labeled spec.metrics sums of a target's rows, per tuple of label values",
+            m.domain_labeled.clone(),
+        );
+        registry.register(
+            "kollect_custom_resource_labeled_series_capped",
+            "Label tuples dropped beyond the per-series cap",
+            m.domain_capped.clone(),
         );
         m
     }

@@ -34,6 +34,7 @@
 //! ```
 
 mod access;
+mod domain;
 pub mod metrics;
 mod namespaces;
 pub mod store;
@@ -83,6 +84,9 @@ pub struct RuntimeConfig {
     pub resync_period: Option<Duration>,
     /// Where namespace labels come from.
     pub namespaces: NamespaceSource,
+    /// How often the domain series of the targets' rows are refreshed
+    /// (`kollect_custom_resource_series`); zero never computes them.
+    pub metrics_sample_interval: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -98,6 +102,7 @@ impl Default for RuntimeConfig {
             settle: Duration::from_millis(100),
             resync_period: Some(Duration::from_secs(12 * 3600)),
             namespaces: NamespaceSource::Watch,
+            metrics_sample_interval: Duration::from_secs(30),
         }
     }
 }
@@ -137,6 +142,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: CollectMetrics,
     pub(crate) workers: Vec<mpsc::Sender<watch::Job>>,
     reports: Mutex<HashMap<RowOwner, TargetReport>>,
+    registered: Mutex<HashMap<RowOwner, Arc<TargetEntry>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -155,6 +161,16 @@ impl Shared {
         if let Some(report) = reports.get_mut(owner) {
             update(report);
         }
+    }
+
+    /// Every registered target.
+    pub(crate) fn registered(&self) -> Vec<Arc<TargetEntry>> {
+        self.registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Refreshes the metrics after `target`'s rows changed.
@@ -227,6 +243,7 @@ impl Runtime {
             metrics,
             workers: senders,
             reports: Mutex::default(),
+            registered: Mutex::default(),
         });
         let mut background: Vec<JoinHandle<()>> = receivers
             .into_iter()
@@ -235,6 +252,10 @@ impl Runtime {
         let namespaces = Arc::clone(&shared.namespaces);
         let source = shared.config.namespaces.clone();
         background.push(tokio::spawn(async move { namespaces.run(client, &source).await }));
+        let every = shared.config.metrics_sample_interval;
+        if !every.is_zero() {
+            background.push(tokio::spawn(domain::run(Arc::clone(&shared), every)));
+        }
         Self {
             shared,
             watches: Mutex::default(),
@@ -283,6 +304,11 @@ impl Runtime {
             reports.insert(owner.clone(), TargetReport::default());
         }
         let entry = Arc::new(registration);
+        self.shared
+            .registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(owner.clone(), Arc::clone(&entry));
         let mut targets: Vec<Arc<TargetEntry>> = watches
             .get(&key)
             .map(|w| w.list().iter().filter(|t| t.owner != owner).cloned().collect())
@@ -304,6 +330,11 @@ impl Runtime {
         }
         self.shared
             .reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(owner);
+        self.shared
+            .registered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(owner);

@@ -77,6 +77,8 @@ pub struct OperatorOptions {
     pub collect_dispatch_queue_size: usize,
     /// Grace before a wait for a full queue counts as backpressure.
     pub collect_dispatch_enqueue_wait: Duration,
+    /// Refresh period of the domain series (zero: never computed).
+    pub collect_metrics_sample_interval: Duration,
     /// Full relist period of the watches (`None`: never).
     pub informer_resync_period: Option<Duration>,
     /// Target status refresh period.
@@ -116,6 +118,7 @@ impl Default for OperatorOptions {
             collect_dispatch_workers: 4,
             collect_dispatch_queue_size: 512,
             collect_dispatch_enqueue_wait: Duration::from_millis(25),
+            collect_metrics_sample_interval: Duration::from_secs(30),
             informer_resync_period: Some(Duration::from_secs(12 * 3600)),
             target_count_resync: Duration::from_secs(60),
             reconcile_rate_limit: Duration::ZERO,
@@ -217,6 +220,7 @@ impl RunArgs {
             collect_dispatch_workers: self.collect_dispatch_workers,
             collect_dispatch_queue_size: self.collect_dispatch_queue_size,
             collect_dispatch_enqueue_wait: self.collect_dispatch_enqueue_wait,
+            collect_metrics_sample_interval: self.collect_metrics_sample_interval,
             informer_resync_period: Some(self.informer_resync_period).filter(|p| !p.is_zero()),
             target_count_resync: self.target_count_resync,
             reconcile_rate_limit: self.reconcile_rate_limit,
@@ -242,6 +246,7 @@ impl OperatorOptions {
             queue_capacity: self.collect_dispatch_queue_size,
             enqueue_wait: self.collect_dispatch_enqueue_wait,
             resync_period: self.informer_resync_period,
+            metrics_sample_interval: self.collect_metrics_sample_interval,
             // Within `--watch-namespaces` every collection watch is narrowed to them, however
             // many there are: the operator has no rights beyond them in tenant mode.
             narrow_threshold: defaults.narrow_threshold.max(self.watch_namespaces.len()),
@@ -298,6 +303,42 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_the_go_chart_passes_is_accepted() {
+        let o = options(&[
+            "--leader-elect",
+            "--leader-elect-lease-duration=15s",
+            "--leader-elect-renew-deadline=10s",
+            "--leader-elect-retry-period=2s",
+            "--health-probe-bind-address=:8081",
+            "--metrics-bind-address=:8443",
+            "--metrics-secure=true",
+            "--max-concurrent-reconciles-target=5",
+            "--max-concurrent-reconciles-inventory=3",
+            "--collect-dispatch-workers=4",
+            "--collect-dispatch-queue-size=2048",
+            "--informer-resync-period=10m",
+            "--collect-metrics-sample-interval=15s",
+            "--reconcile-rate-limit=5ms",
+            "--target-count-resync=60s",
+            "--pprof-bind-address=:6060",
+            "--inventory-http-port=8082",
+            "--inventory-auth-mode=token",
+            "--validating-webhooks-enabled=true",
+            "--webhook-cert-path=/tmp/k8s-webhook-server/serving-certs",
+            "--tenant-mode",
+            "--allow-private-sinks",
+            "--watch-namespaces=team-a",
+            "--default-included-namespaces=",
+            "--default-excluded-namespaces=kube-system",
+            "--scrub-keys=password",
+        ])
+        .expect("the Go chart's flags");
+        assert!(o.leader_elect && o.tenant_mode);
+        assert_eq!(o.collect_metrics_sample_interval, Duration::from_secs(15));
+        assert_eq!(o.watch_namespaces, ["team-a"]);
+    }
+
+    #[test]
     fn defaults_follow_the_reference() {
         let o = options(&[]).expect("defaults");
         assert_eq!(o.metrics_bind_address, None);
@@ -326,6 +367,26 @@ mod tests {
             std::path::Path::new("/tmp/k8s-webhook-server/serving-certs")
         );
         assert!(!o.tenant_mode);
+        assert_eq!(
+            o.runtime_config().metrics_sample_interval,
+            Duration::from_secs(30)
+        );
+        assert_eq!(o.runtime_config().namespaces, NamespaceSource::Watch);
+        let tenant = options(&[
+            "--tenant-mode",
+            "--watch-namespaces=team-a,team-b",
+            "--collect-metrics-sample-interval=0",
+        ])
+        .expect("tenant");
+        let runtime = tenant.runtime_config();
+        assert_eq!(runtime.metrics_sample_interval, Duration::ZERO);
+        assert_eq!(
+            runtime.namespaces,
+            NamespaceSource::Poll {
+                names: vec!["team-a".into(), "team-b".into()],
+                every: NAMESPACE_POLL
+            }
+        );
         let tls = o.metrics_tls.as_ref().expect("/metrics is secure by default");
         assert_eq!((tls.cert_dir.as_ref(), tls.cert_name.as_str()), (None, "tls.crt"));
         assert_eq!(
