@@ -537,6 +537,27 @@ spec:
              (allowedStaticRefNamespaces)"
         ))
     );
+    let bad_selector = apply(
+        &client,
+        &ns,
+        "apiVersion: kollect.dev/v1alpha1
+kind: KollectClusterInventory
+metadata: {name: bad-selector}
+spec:
+  namespaceSelector: {matchExpressions: [{key: tier, operator: Sometimes, values: [a]}]}
+  sinkNamespace: kollect-system
+",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        bad_selector.starts_with(&denied(
+            "KollectClusterInventory",
+            "KollectClusterInventory \"bad-selector\" is invalid: spec.namespaceSelector: Invalid value: invalid \
+             label selector: "
+        )),
+        "{bad_selector}"
+    );
     assert_eq!(
         apply(
             &client,
