@@ -13,7 +13,7 @@
 //!   watch covers all namespaces);
 //! - `kollect_access_cache_total{result}` (counter: `hit` / `miss`);
 //! - `kollect_reconcile_errors_total{kind="KollectTarget",error_class}` (counter);
-//! - the domain series of profiles (see [`super::domain`]):
+//! - the domain series of profiles (refreshed every `RuntimeConfig::metrics_sample_interval`):
 //!   `kollect_custom_resource_series{profile,gvk,series,namespace,target}`,
 //!   `kollect_custom_resource_labeled_series{profile,gvk,series,namespace,target,<labels>}` (gauges)
 //!   and `kollect_custom_resource_labeled_series_capped_total{profile,gvk,series,namespace,target}`.
