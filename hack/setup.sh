@@ -43,13 +43,30 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-# The local control plane (kube-apiserver + etcd, built from source; cached after the first run).
-bash hack/build-control-plane.sh
-# Go-built backends: MinIO, fake-gcs-server, FerretDB (cached after the first run).
-bash hack/install-go-backends.sh
-# Kafka broker jars from Maven Central, Azurite from npm (cached after the first run).
-bash hack/install-kafka.sh
-bash hack/install-azurite.sh
+# Independent installs run in parallel, each logging to its own file (shown when it fails):
+# - the local control plane (kube-apiserver + etcd, built from source);
+# - Go-built backends: MinIO, fake-gcs-server, FerretDB;
+# - chart and image tools: helm, helm-docs, umoci;
+# - Kafka broker jars from Maven Central, Azurite from npm.
+# Each is cached after its first run.
+logs="$KOLLECT_CACHE/setup-logs"
+mkdir -p "$logs"
+declare -A jobs=()
+for script in build-control-plane install-go-backends install-chart-tools install-kafka install-azurite; do
+    bash "hack/$script.sh" > "$logs/$script.log" 2>&1 &
+    jobs[$script]=$!
+done
+failed=0
+for script in "${!jobs[@]}"; do
+    if wait "${jobs[$script]}"; then
+        tail -n 3 "$logs/$script.log"
+    else
+        echo "error: hack/$script.sh failed:" >&2
+        tail -n 40 "$logs/$script.log" >&2
+        failed=1
+    fi
+done
+[ "$failed" -eq 0 ] || exit 1
 
 bash hack/build-deps.sh
 

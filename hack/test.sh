@@ -40,6 +40,11 @@ if ! diff -u "$golden" "$KOLLECT_CACHE/canonical-golden.json"; then
 fi
 echo "golden vectors match Go"
 
+step "Helm chart: values schema and README are up to date"
+python3 hack/chart/schema.py --check
+bash hack/chart/docs.sh --check
+echo "chart schema and README match their sources"
+
 step "CRDs are up to date"
 cargo run --locked --quiet --bin kollect -- crds --check
 

@@ -251,6 +251,9 @@ impl ControlPlane {
             "--disable-admission-plugins=ServiceAccount".into(),
             // No kubernetes Service endpoints for a loopback-only API server.
             "--endpoint-reconciler-type=none".into(),
+            // Webhooks behind a Service are dialled at the Service's EndpointSlice addresses:
+            // there is no kube-proxy to route a ClusterIP.
+            "--enable-aggregator-routing=true".into(),
         ];
         let kubeconfig = root.join("kubeconfig.yaml");
         write(&kubeconfig, &kubeconfig_yaml(apiserver_port, &pki.ca_pem, &token))?;
@@ -543,19 +546,7 @@ impl ControlPlane {
             .create(&pp, &binding)
             .await
             .map_err(kube_err("create role binding"))?;
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                audiences: Some(vec!["https://kubernetes.default.svc".into()]),
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let token: TokenRequest = Api::<ServiceAccount>::namespaced(admin, namespace)
-            .create_subresource("token", name, &pp, &request)
-            .await
-            .map_err(kube_err("request a service account token"))?;
-        let token = token.status.and_then(|s| s.token).unwrap_or_default();
+        let token = self.service_account_token(namespace, name).await?;
         let mut kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
             .map_err(|e| ControlPlaneError::Manifest(e.to_string()))?;
         for auth in &mut kubeconfig.auth_infos {
@@ -567,6 +558,43 @@ impl ControlPlane {
             .await
             .map_err(|e| ControlPlaneError::Manifest(e.to_string()))?;
         Client::try_from(config).map_err(kube_err("build a limited client"))
+    }
+
+    /// A token of the existing ServiceAccount `namespace/name` from the TokenRequest API, valid
+    /// for an hour, as a kubelet would mount it.
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<String, ControlPlaneError> {
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: Some(vec!["https://kubernetes.default.svc".into()]),
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let token: TokenRequest = Api::<ServiceAccount>::namespaced(self.client().await?, namespace)
+            .create_subresource("token", name, &PostParams::default(), &request)
+            .await
+            .map_err(kube_err("request a service account token"))?;
+        Ok(token.status.and_then(|s| s.token).unwrap_or_default())
+    }
+
+    /// Writes a kubeconfig that authenticates as the existing ServiceAccount `namespace/name`
+    /// (see [`ControlPlane::service_account_token`]) and returns its path: a process started
+    /// with it has exactly that account's permissions.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PathBuf, ControlPlaneError> {
+        let token = self.service_account_token(namespace, name).await?;
+        let ca_pem = std::fs::read_to_string(self.dir().join("ca.crt")).map_err(io("read ca.crt"))?;
+        let path = self.dir().join(format!("kubeconfig-{namespace}-{name}.yaml"));
+        write(&path, &kubeconfig_yaml(self.apiserver_port, &ca_pem, &token))?;
+        Ok(path)
     }
 
     /// An [`ApiResource`] for a Kollect kind, for dynamic access in tests.

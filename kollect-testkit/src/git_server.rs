@@ -72,20 +72,27 @@ struct Config {
 impl GitServer {
     /// Starts a server accepting `user`/`password` on a free port.
     pub fn start(user: &str, password: &str) -> Result<Self, BackendError> {
-        Self::start_with(user, password, None)
+        Self::start_with(user, password, None, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// Starts a server accepting `user`/`password` on a free port of `address`, for clients
+    /// that may not dial loopback (an operator run with its production network policy).
+    pub fn start_on(address: std::net::IpAddr, user: &str, password: &str) -> Result<Self, BackendError> {
+        Self::start_with(user, password, None, address)
     }
 
     /// Starts an HTTPS server (a fresh CA and a certificate for `127.0.0.1` and `localhost`;
     /// see [`GitServer::ca_pem`]).
     pub fn start_tls(user: &str, password: &str) -> Result<Self, BackendError> {
         let pki = crate::pki::serving_pki("git-server").map_err(|e| start_error(e.to_string()))?;
-        Self::start_with(user, password, Some(pki))
+        Self::start_with(user, password, Some(pki), std::net::Ipv4Addr::LOCALHOST.into())
     }
 
     fn start_with(
         user: &str,
         password: &str,
         pki: Option<crate::pki::ServingPki>,
+        address: std::net::IpAddr,
     ) -> Result<Self, BackendError> {
         let tls = match &pki {
             None => None,
@@ -112,7 +119,7 @@ impl GitServer {
             .prefix("kollect-git-")
             .tempdir()
             .map_err(|e| start_error(e.to_string()))?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| start_error(e.to_string()))?;
+        let listener = std::net::TcpListener::bind((address, 0)).map_err(|e| start_error(e.to_string()))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| start_error(e.to_string()))?;

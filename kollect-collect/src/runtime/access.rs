@@ -91,7 +91,19 @@ impl AccessCache {
         match api.create(&PostParams::default(), &review).await {
             Ok(result) => {
                 let status = result.status.unwrap_or_default();
-                let reason = status.reason.unwrap_or_default();
+                // RBAC denies without a reason; say what was asked, which is what the person
+                // granting the permission needs.
+                let reason = status.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| {
+                    let resource = if group.is_empty() {
+                        resource.to_owned()
+                    } else {
+                        format!("{resource}.{group}")
+                    };
+                    match namespace {
+                        "" => format!("cannot list {resource} cluster-wide"),
+                        namespace => format!("cannot list {resource} in namespace {namespace}"),
+                    }
+                });
                 let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
                 if entries.len() >= MAX_ENTRIES {
                     entries.clear();

@@ -483,14 +483,20 @@ pub(crate) async fn run_watch(
 /// Records a failed watch or list: a 403 marks the namespace forbidden for every target and
 /// removes their rows there; anything else is transient and keeps the rows.
 fn watch_failed(shared: &Shared, context: &WatchContext, tag: &str, error: &watcher::Error) {
-    let forbidden = matches!(
-        error,
+    let status = match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
-            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
-            | watcher::Error::WatchFailed(kube::Error::Api(status))
-            if status.code == 403
-    ) || matches!(error, watcher::Error::WatchError(status) if status.code == 403);
-    let message = error.to_string();
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(&**status),
+        watcher::Error::WatchError(status) => Some(&**status),
+        _ => None,
+    };
+    let forbidden = status.is_some_and(|s| s.code == 403);
+    // A denial is reported in the API server's words (which name the verb, the resource and the
+    // account), without the client's wrapping.
+    let message = match status {
+        Some(status) if forbidden && !status.message.is_empty() => status.message.clone(),
+        _ => error.to_string(),
+    };
     for target in context.targets().iter() {
         if forbidden {
             let removed = shared

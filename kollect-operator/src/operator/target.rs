@@ -510,10 +510,19 @@ pub(super) fn synced_of(report: &TargetReport, message: String) -> (&'static str
         .keys()
         .map(|ns| if ns.is_empty() { "(cluster)" } else { ns.as_str() })
         .collect();
+    // The API server's words for the first denial name the verb, resource and account, which
+    // is what the person granting the permission needs.
+    let first = report
+        .forbidden_namespaces
+        .values()
+        .next()
+        .filter(|reason| !reason.is_empty())
+        .map(|reason| format!(" ({reason})"))
+        .unwrap_or_default();
     (
         reasons::SCOPE_FORBIDDEN,
         format!(
-            "access denied in namespace(s) {}; collecting the rest",
+            "access denied in namespace(s) {}{first}; collecting the rest",
             denied.join(", ")
         ),
     )
