@@ -730,42 +730,32 @@ fn condition<'a>(
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-fn pipeline(git: &GitServer, repo_url: &str) -> String {
-    format!(
-        "apiVersion: kollect.dev/v1alpha1
+/// A profile of Deployments (their first image) and a target of it.
+const DEPLOYMENTS_TARGET: &str = "apiVersion: kollect.dev/v1alpha1
 kind: KollectProfile
-metadata: {{name: deployments}}
+metadata: {name: deployments}
 spec:
-  targetGVK: {{group: apps, version: v1, kind: Deployment}}
-  attributes: [{{name: image, path: '$.spec.template.spec.containers[0].image'}}]
+  targetGVK: {group: apps, version: v1, kind: Deployment}
+  attributes: [{name: image, path: '$.spec.template.spec.containers[0].image'}]
 ---
 apiVersion: kollect.dev/v1alpha1
 kind: KollectTarget
-metadata: {{name: deployments}}
-spec: {{profileRef: deployments}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: git-credentials}}
-stringData: {{username: {user}, password: {password}}}
----
-apiVersion: kollect.dev/v1alpha1
-kind: KollectSnapshotSink
-metadata: {{name: inventory-git}}
-spec:
-  type: git
-  endpoint: {repo_url}
-  secretRef: {{name: git-credentials}}
-  git: {{branch: main}}
----
+metadata: {name: deployments}
+spec: {profileRef: deployments}
+";
+
+/// [`DEPLOYMENTS_TARGET`] exported to a Git repository of `git`.
+fn pipeline(git: &GitServer, repo_url: &str) -> String {
+    format!(
+        "{DEPLOYMENTS_TARGET}---
+{sink}---
 apiVersion: kollect.dev/v1alpha1
 kind: KollectInventory
 metadata: {{name: first-inventory}}
 spec:
   snapshotSinkRefs: [{{name: inventory-git}}]
 ",
-        user = git.user(),
-        password = git.password(),
+        sink = git.snapshot_sink_yaml("inventory-git", repo_url),
     )
 }
 
@@ -1011,24 +1001,7 @@ async fn helm_install_runs_the_operator_with_exactly_the_charts_permissions() {
     .unwrap_or_else(|e| panic!("helm upgrade: {e}"));
     let denied_ns = plane.create_namespace("denied").await.unwrap();
     plane.apply_yaml(DEPLOYMENT, &denied_ns).await.unwrap();
-    plane
-        .apply_yaml(
-            "apiVersion: kollect.dev/v1alpha1
-kind: KollectProfile
-metadata: {name: deployments}
-spec:
-  targetGVK: {group: apps, version: v1, kind: Deployment}
-  attributes: [{name: image, path: '$.spec.template.spec.containers[0].image'}]
----
-apiVersion: kollect.dev/v1alpha1
-kind: KollectTarget
-metadata: {name: deployments}
-spec: {profileRef: deployments}
-",
-            &denied_ns,
-        )
-        .await
-        .unwrap();
+    plane.apply_yaml(DEPLOYMENTS_TARGET, &denied_ns).await.unwrap();
     let denied_targets: Api<KollectTarget> = Api::namespaced(admin.clone(), &denied_ns);
     let synced = eventually("the target reports the missing permission", || async {
         let status = denied_targets.get("deployments").await.ok()?.status?;

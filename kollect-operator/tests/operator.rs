@@ -268,22 +268,8 @@ spec:
   profileRef: deployments
   labelSelector: {{matchLabels: {{tier: web}}}}
 ---
-apiVersion: v1
-kind: Secret
-metadata: {{name: git-credentials}}
-stringData: {{username: {user}, password: {password}}}
----
-apiVersion: kollect.dev/v1alpha1
-kind: KollectSnapshotSink
-metadata: {{name: inventory-git}}
-spec:
-  type: git
-  endpoint: {repo_url}
-  secretRef: {{name: git-credentials}}
-  git: {{branch: main}}
-",
-        user = git.user(),
-        password = git.password(),
+{sink}",
+        sink = git.snapshot_sink_yaml("inventory-git", repo_url),
     );
     let mut refs = "  snapshotSinkRefs: [{name: inventory-git}]\n".to_owned();
     if let Some(dsn) = pg_dsn {

@@ -192,6 +192,30 @@ impl GitServer {
         format!("{scheme}://{}/{name}.git", self.addr)
     }
 
+    /// YAML of a Secret `git-credentials` with this server's user and password and a
+    /// `KollectSnapshotSink` named `sink` of type git pushing to `repo_url` (branch `main`)
+    /// with it, for tests that apply them.
+    pub fn snapshot_sink_yaml(&self, sink: &str, repo_url: &str) -> String {
+        format!(
+            "apiVersion: v1
+kind: Secret
+metadata: {{name: git-credentials}}
+stringData: {{username: {user}, password: {password}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {{name: {sink}}}
+spec:
+  type: git
+  endpoint: {repo_url}
+  secretRef: {{name: git-credentials}}
+  git: {{branch: main}}
+",
+            user = self.user,
+            password = self.password,
+        )
+    }
+
     /// The CA certificate (PEM) that signed the serving certificate of an HTTPS server.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
