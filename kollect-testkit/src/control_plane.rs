@@ -627,7 +627,9 @@ impl Drop for ControlPlane {
 fn spawn_watchdog(plane: &ControlPlane) -> Result<Child, ControlPlaneError> {
     let script = format!(
         // `[-]` keeps the pattern from matching this script's own command line.
-        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill {etcd_pid} 2>/dev/null; pkill -f -- '[-]-etcd-servers=http://127.0.0.1:{etcd}' ; sleep 1; rm -rf '{dir}'",
+        // The API server goes first, and is killed outright if it is still there a second
+        // later: once etcd is gone its graceful shutdown can wait forever.
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; pkill -f -- '[-]-etcd-servers=http://127.0.0.1:{etcd}'; sleep 1; pkill -9 -f -- '[-]-etcd-servers=http://127.0.0.1:{etcd}'; kill {etcd_pid} 2>/dev/null; sleep 1; rm -rf '{dir}'",
         parent = std::process::id(),
         etcd = plane
             .apiserver_args
