@@ -13,8 +13,8 @@
 //! recursive descent `..field`, unions `[0,2]` / `['a','b']`, and filters `[?(@.x == "y")]` with
 //! `==`, `!=`, `<`, `<=`, `>`, `>=` and bare existence `[?(@.x)]`. Bounds, shapes, comparison
 //! typing and union order follow client-go (`util/jsonpath` and its forked template
-//! comparisons). Only the first `{}` block of a template is evaluated; a template without
-//! blocks is literal text.
+//! comparisons). A template's value is its first node; later blocks are evaluated for their
+//! errors and not-founds. A template without blocks is literal text.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -31,7 +31,17 @@ pub struct JsonPath {
 enum Body {
     /// No `{}` block: the text itself is the value.
     Literal(String),
-    /// The steps of the first block.
+    /// One block: its matches.
+    Steps(Vec<Step>),
+    /// Several nodes (text and blocks). As in client-go, the first node's value is the result,
+    /// and every later block is still evaluated: its errors fail the path and a key it does
+    /// not find makes the result null.
+    Template(Vec<Node>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Text(String),
     Steps(Vec<Step>),
 }
 
@@ -40,6 +50,9 @@ enum Step {
     Field(String),
     Wildcard,
     Recursive(Box<Step>),
+    /// A trailing `..`: the node and every list or map below it, as client-go's recursive
+    /// node yields them.
+    Descendants,
     Index(i64),
     Slice {
         start: Option<i64>,
@@ -103,26 +116,28 @@ impl JsonPath {
                 body: Body::Steps(Parser::new(rest).steps_to_end()?),
             });
         }
-        match find_block(path)? {
-            None => Ok(Self {
-                body: Body::Literal(path.to_owned()),
-            }),
-            Some(block) => {
-                let block = block.trim();
-                let block = block.strip_prefix('$').unwrap_or(block);
-                if block.starts_with("range") || block == "end" {
-                    return Err(ParseError(
-                        "range/end templates are not supported in attribute paths".into(),
-                    ));
-                }
-                Ok(Self {
-                    body: Body::Steps(Parser::new(block).steps_to_end()?),
-                })
+        let mut nodes = Vec::new();
+        let mut rest = path;
+        while let Some((open, block, close)) = find_block(rest)? {
+            if open > 0 {
+                nodes.push(Node::Text(rest[..open].to_owned()));
             }
+            nodes.push(parse_block(block)?);
+            rest = &rest[close + 1..];
         }
+        if !rest.is_empty() {
+            nodes.push(Node::Text(rest.to_owned()));
+        }
+        let body = match nodes.as_slice() {
+            [] => Body::Literal(String::new()),
+            [Node::Text(text)] => Body::Literal(text.clone()),
+            [Node::Steps(steps)] => Body::Steps(steps.clone()),
+            _ => Body::Template(nodes),
+        };
+        Ok(Self { body })
     }
 
-    /// Evaluates the path: every match of the first block, in match order.
+    /// Evaluates the path: every match, in match order (of the first node of a template).
     pub fn matches<'a>(&self, root: &'a Value) -> Result<Matches<'a>, EvalError> {
         match &self.body {
             Body::Literal(text) => Ok(Matches::Literal(Value::String(text.clone()))),
@@ -130,6 +145,35 @@ impl JsonPath {
                 let values = eval_steps(steps, vec![root])?;
                 Ok(Matches::Values(values))
             }
+            Body::Template(nodes) => {
+                let mut first = None;
+                for node in nodes {
+                    let matches = match node {
+                        Node::Text(text) => Matches::Literal(Value::String(text.clone())),
+                        Node::Steps(steps) => match eval_steps_found(steps, root)? {
+                            Some(values) => Matches::Values(values),
+                            None => return Ok(Matches::Values(Vec::new())),
+                        },
+                    };
+                    first.get_or_insert(matches);
+                }
+                Ok(first.unwrap_or(Matches::Values(Vec::new())))
+            }
+        }
+    }
+
+    /// The step lists of every block.
+    fn blocks(&self) -> Vec<&[Step]> {
+        match &self.body {
+            Body::Literal(_) => Vec::new(),
+            Body::Steps(steps) => vec![steps.as_slice()],
+            Body::Template(nodes) => nodes
+                .iter()
+                .filter_map(|n| match n {
+                    Node::Steps(steps) => Some(steps.as_slice()),
+                    Node::Text(_) => None,
+                })
+                .collect(),
         }
     }
 
@@ -155,7 +199,7 @@ impl JsonPath {
                 _ => false,
             })
         }
-        matches!(&self.body, Body::Steps(steps) if any_filter(steps))
+        self.blocks().into_iter().any(any_filter)
     }
 
     /// Whether any field step reads a key named `name` (case-insensitive), e.g. `data`.
@@ -170,7 +214,9 @@ impl JsonPath {
                 _ => false,
             }
         }
-        matches!(&self.body, Body::Steps(steps) if steps.iter().any(|s| step_reads(s, name)))
+        self.blocks()
+            .into_iter()
+            .any(|steps| steps.iter().any(|s| step_reads(s, name)))
     }
 
     /// Whether the path has wildcards or filters (prune paths warn about them).
@@ -178,12 +224,12 @@ impl JsonPath {
         fn dynamic(step: &Step) -> bool {
             match step {
                 Step::Wildcard | Step::Filter(_) | Step::Slice { .. } => true,
-                Step::Recursive(_) => true,
+                Step::Recursive(_) | Step::Descendants => true,
                 Step::Union(s) => s.len() > 1,
                 _ => false,
             }
         }
-        matches!(&self.body, Body::Steps(steps) if steps.iter().any(dynamic))
+        self.blocks().into_iter().any(|steps| steps.iter().any(dynamic))
     }
 
     /// Removes every location the path matches from `root` (used by `prune.jsonPaths`). List
@@ -215,8 +261,31 @@ pub enum Matches<'a> {
     Values(Vec<&'a Value>),
 }
 
-/// Finds the first `{...}` block, honouring quotes inside it.
-fn find_block(text: &str) -> Result<Option<&str>, ParseError> {
+/// One `{...}` block: a quoted string is text (`{"-"}`), `range`/`end` are refused, anything
+/// else is steps (a leading `$` or `@` is the root, as in client-go).
+fn parse_block(block: &str) -> Result<Node, ParseError> {
+    let block = block.trim();
+    if block.len() >= 2
+        && ((block.starts_with('"') && block.ends_with('"'))
+            || (block.starts_with('\'') && block.ends_with('\'')))
+    {
+        return Ok(Node::Text(block[1..block.len() - 1].to_owned()));
+    }
+    let block = block
+        .strip_prefix('$')
+        .or_else(|| block.strip_prefix('@'))
+        .unwrap_or(block);
+    if block.starts_with("range") || block == "end" {
+        return Err(ParseError(
+            "range/end templates are not supported in attribute paths".into(),
+        ));
+    }
+    Ok(Node::Steps(Parser::new(block).steps_to_end()?))
+}
+
+/// Finds the first `{...}` block, honouring quotes inside it: the positions of `{` and `}`
+/// and the text between them.
+fn find_block(text: &str) -> Result<Option<(usize, &str, usize)>, ParseError> {
     let Some(open) = text.find('{') else {
         return Ok(None);
     };
@@ -230,7 +299,7 @@ fn find_block(text: &str) -> Result<Option<&str>, ParseError> {
             Some(q) if b == q => quote = None,
             Some(_) => {}
             None if b == b'\'' || b == b'"' => quote = Some(b),
-            None if b == b'}' => return Ok(Some(&text[open + 1..i])),
+            None if b == b'}' => return Ok(Some((open, &text[open + 1..i], i))),
             None => {}
         }
         i += 1;
@@ -292,10 +361,18 @@ impl<'a> Parser<'a> {
                 return Ok(steps);
             }
             if self.eat("..") {
+                // client-go reads `...p` as `..` then `.p`, and a trailing `..` as every list and
+                // map below.
+                self.eat(".");
+                if self.pos >= self.src.len() || stops.iter().any(|s| self.rest().trim_start().starts_with(s))
+                {
+                    steps.push(Step::Descendants);
+                    return Ok(steps);
+                }
                 let inner = if self.peek() == Some('[') {
                     self.bracket()?
                 } else {
-                    self.field()?
+                    self.field(stops)?
                 };
                 steps.push(Step::Recursive(Box::new(inner)));
             } else if self.eat(".") {
@@ -303,19 +380,21 @@ impl<'a> Parser<'a> {
                     // `{.}` selects the current object.
                     return Ok(steps);
                 }
-                steps.push(self.field()?);
+                steps.push(self.field(stops)?);
             } else if self.peek() == Some('[') {
                 steps.push(self.bracket()?);
             } else if steps.is_empty() && self.peek().is_some_and(|c| c.is_alphanumeric() || c == '_') {
                 // kubectl accepts `{metadata.name}` without the leading dot.
-                steps.push(self.field()?);
+                steps.push(self.field(stops)?);
             } else {
                 return Err(self.error("unexpected character"));
             }
         }
     }
 
-    fn field(&mut self) -> Result<Step, ParseError> {
+    /// A field name: up to client-go's terminators (`.`, `[`, whitespace); inside a filter
+    /// (`stops` not empty) also up to an operator or `)`.
+    fn field(&mut self, stops: &[&str]) -> Result<Step, ParseError> {
         if self.eat("*") {
             return Ok(Step::Wildcard);
         }
@@ -332,7 +411,7 @@ impl<'a> Parser<'a> {
                 }
                 continue;
             }
-            if c == '.' || c == '[' || c.is_whitespace() || "=!<>)".contains(c) {
+            if c == '.' || c == '[' || c.is_whitespace() || (!stops.is_empty() && "=!<>)".contains(c)) {
                 break;
             }
             name.push(c);
@@ -553,6 +632,20 @@ fn eval_steps<'a>(steps: &[Step], mut current: Vec<&'a Value>) -> Result<Vec<&'a
     Ok(current)
 }
 
+/// Like [`eval_steps`] from `root`, but `None` when a field step found nothing in a non-empty
+/// input: client-go's "not found", which a later template block turns into a null result.
+fn eval_steps_found<'a>(steps: &[Step], root: &'a Value) -> Result<Option<Vec<&'a Value>>, EvalError> {
+    let mut current = vec![root];
+    for step in steps {
+        let next = eval_step_over(step, &current)?;
+        if next.is_empty() {
+            return Ok((!matches!(step, Step::Field(_))).then(Vec::new));
+        }
+        current = next;
+    }
+    Ok(Some(current))
+}
+
 /// One step over every current match. Unions and array ranges work on the whole set, as
 /// client-go evaluates them; every other step maps each match on its own.
 fn eval_step_over<'a>(step: &Step, input: &[&'a Value]) -> Result<Vec<&'a Value>, EvalError> {
@@ -686,6 +779,22 @@ fn eval_step<'a>(step: &Step, value: &'a Value, out: &mut Vec<&'a Value>) -> Res
             Value::Object(map) => out.extend(map.values()),
             _ => {}
         },
+        Step::Descendants => {
+            let mut stack = vec![value];
+            while let Some(node) = stack.pop() {
+                match node {
+                    Value::Array(items) if !items.is_empty() => {
+                        out.push(node);
+                        stack.extend(items.iter().rev());
+                    }
+                    Value::Object(map) if !map.is_empty() => {
+                        out.push(node);
+                        stack.extend(map.values().rev());
+                    }
+                    _ => {}
+                }
+            }
+        }
         Step::Recursive(inner) => {
             let mut stack = vec![value];
             while let Some(node) = stack.pop() {
@@ -892,6 +1001,7 @@ impl fmt::Display for JsonPath {
         match &self.body {
             Body::Literal(text) => f.write_str(text),
             Body::Steps(steps) => write!(f, "{{{} steps}}", steps.len()),
+            Body::Template(nodes) => write!(f, "template of {} nodes", nodes.len()),
         }
     }
 }
@@ -1166,12 +1276,41 @@ mod tests {
     }
 
     #[test]
-    fn literal_templates_and_first_block_only() {
+    fn templates_take_the_first_node_and_evaluate_the_rest() {
         let p = pod();
         assert_eq!(eval("metadata.name", &p), Ok(json!("metadata.name")));
+        // client-go: the first node is the value, leading text included.
         assert_eq!(
             eval("name: {.metadata.name} {.spec.replicas}", &p),
-            Ok(json!("web"))
+            Ok(json!("name: "))
+        );
+        assert_eq!(eval("{.metadata.name}-{.spec.replicas}", &p), Ok(json!("web")));
+        // Later blocks still run: a key they do not find makes the result null, and their
+        // errors fail the path.
+        assert_eq!(eval("{.metadata.name}{.metadata.nope}", &p), Ok(Value::Null));
+        assert_eq!(
+            eval("{.metadata.name}{.spec.containers[9]}", &p),
+            Err("eval: array index out of bounds: index 9, length 2".into())
+        );
+        // An empty match is not "not found".
+        assert_eq!(eval("{.metadata.name}{.spec.empty[*]}", &p), Ok(json!("web")));
+    }
+
+    #[test]
+    fn block_syntax_client_go_accepts() {
+        let p = pod();
+        assert_eq!(eval(r#"{"lit"}"#, &p), Ok(json!("lit")));
+        assert_eq!(eval("{@.metadata.name}", &p), Ok(json!("web")));
+        assert_eq!(eval("{.spec...containerPort}", &p), Ok(json!([80, 443, 9901])));
+        assert_eq!(
+            eval("$.metadata.<k>", &json!({"metadata": {"<k>": 1}})),
+            Ok(json!(1))
+        );
+        let nested = json!({"x": {"a": [1], "b": {"c": {}}}});
+        assert_eq!(
+            eval("{.x..}", &nested),
+            Ok(json!([{"a": [1], "b": {"c": {}}}, [1], {"c": {}}])),
+            "every non-empty list and map from x down"
         );
     }
 
