@@ -45,9 +45,11 @@ use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
 };
 use cel::common::value::Val;
-use cel::objects::Key;
+use cel::objects::{Key, OptionalValue};
 use cel::{Context, Env, Program, Value as CelValue};
 use kollect_core::model::format_exported_at;
+
+use super::cel_check::{NAMESPACES, is_type_name};
 use serde_json::{Number, Value};
 
 /// Bounds on CEL evaluation.
@@ -188,6 +190,7 @@ impl CelProgram {
                 "undeclared reference to '{name}' (only 'object' is defined)"
             )));
         }
+        super::cel_check::check(&program.expression().expr).map_err(CelError::Compile)?;
         if analysis.max_nesting > limits.max_nesting {
             return Err(CelError::Compile(format!(
                 "comprehensions nested {} deep exceed the limit of {}",
@@ -361,17 +364,38 @@ fn to_json(value: &CelValue) -> Result<Value, String> {
             }
             Value::Object(out)
         }
-        CelValue::Timestamp(ts) => {
-            let at = k8s_openapi::jiff::Timestamp::new(
-                ts.timestamp(),
-                i32::try_from(ts.timestamp_subsec_nanos()).unwrap_or(0),
-            )
-            .map_err(|e| format!("timestamp out of range: {e}"))?;
-            Value::String(format_exported_at(at))
-        }
+        CelValue::Timestamp(ts) => Value::String(format_timestamp(ts)?),
         CelValue::Duration(d) => Value::from(d.num_nanoseconds().ok_or("duration out of range")?),
+        // An optional result is its value, or null when empty.
+        CelValue::Opaque(_) if <&OptionalValue>::try_from(value).is_ok() => {
+            match <&OptionalValue>::try_from(value).ok().and_then(|o| o.value()) {
+                Some(inner) => to_json(inner)?,
+                None => Value::Null,
+            }
+        }
         other => return Err(format!("result of type {} cannot be exported", other.type_of())),
     })
+}
+
+/// RFC 3339 with nanoseconds, trailing zeros trimmed, in the timestamp's own offset (`Z` for
+/// UTC), as Go's `time.RFC3339Nano` writes it.
+fn format_timestamp(ts: &chrono::DateTime<chrono::FixedOffset>) -> Result<String, String> {
+    let offset = ts.offset().local_minus_utc();
+    // The wall-clock time at that offset, written as if it were UTC, then the offset instead
+    // of `Z`.
+    let local = k8s_openapi::jiff::Timestamp::new(
+        ts.timestamp() + i64::from(offset),
+        i32::try_from(ts.timestamp_subsec_nanos()).unwrap_or(0),
+    )
+    .map_err(|e| format!("timestamp out of range: {e}"))?;
+    let mut text = format_exported_at(local);
+    if offset != 0 {
+        text.pop();
+        let sign = if offset < 0 { '-' } else { '+' };
+        let minutes = offset.unsigned_abs() / 60;
+        text.push_str(&format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60));
+    }
+    Ok(text)
 }
 
 /// What the compiler learns from walking the expression.
@@ -395,7 +419,7 @@ impl Analysis {
                 if name == OBJECT {
                     // `object` used on its own (not as `object.field`): convert all of it.
                     self.whole_object = true;
-                } else if !name.starts_with('@') {
+                } else if !name.starts_with('@') && !is_type_name(name) {
                     self.undeclared.push(name.clone());
                 }
             }
@@ -420,7 +444,12 @@ impl Analysis {
             }
             Expr::Call(call) => {
                 if let Some(target) = &call.target {
-                    self.walk(&target.expr, scope, nesting);
+                    // `math.ceil(x)`: a namespaced function, not a call on a variable `math`.
+                    let namespaced = matches!(&target.expr, Expr::Ident(ns)
+                        if NAMESPACES.contains(&ns.as_str()) && !scope.iter().any(|s| s == ns));
+                    if !namespaced {
+                        self.walk(&target.expr, scope, nesting);
+                    }
                 }
                 for arg in &call.args {
                     self.walk(&arg.expr, scope, nesting);
@@ -518,6 +547,45 @@ mod tests {
         program.evaluate(&CelInput::new(&deployment(), program.need()), &limits)
     }
 
+    /// Every namespaced extension function and type denotation the reference lists works.
+    #[test]
+    fn namespaced_functions_and_type_denotations() {
+        for (expr, expected) in [
+            ("math.ceil(1.2)", json!(2.0)),
+            ("math.floor(1.8)", json!(1.0)),
+            ("math.round(1.5)", json!(2.0)),
+            ("math.trunc(-1.5)", json!(-1.0)),
+            ("math.abs(-3)", json!(3)),
+            ("math.sign(-2.5)", json!(-1.0)),
+            ("math.sqrt(16)", json!(4.0)),
+            ("math.isInf(1.0 / 0.0)", json!(true)),
+            ("math.isNaN(0.0 / 0.0)", json!(true)),
+            ("math.isFinite(1.0)", json!(true)),
+            ("math.bitAnd(6, 3)", json!(2)),
+            ("math.bitOr(4, 1)", json!(5)),
+            ("base64.encode(b'hi')", json!("aGk=")),
+            ("string(base64.decode('aGk='))", json!("hi")),
+            ("strings.quote('a')", json!("\"a\"")),
+            ("lists.range(3)", json!([0, 1, 2])),
+            ("type(1) == int", json!(true)),
+            ("type('a') == string", json!(true)),
+            ("type(object.spec) == map", json!(true)),
+            ("type([1]) == list", json!(true)),
+            (
+                "type(1u) == uint && type(1.0) == double && type(true) == bool",
+                json!(true),
+            ),
+            (
+                "type(null) == null_type && type(b'x') == bytes && type(int) == type",
+                json!(true),
+            ),
+        ] {
+            assert_eq!(eval(expr), Ok(expected), "{expr}");
+        }
+        // A comprehension variable may shadow a namespace.
+        assert_eq!(eval("[1, 2].map(math, math + 1)"), Ok(json!([2, 3])));
+    }
+
     #[test]
     fn standard_library() {
         assert_eq!(eval("size(object.spec.template.spec.containers)"), Ok(json!(2)));
@@ -563,6 +631,31 @@ mod tests {
         assert_eq!(
             eval("object.spec.template.spec.containers[0].image.split(':')[1]"),
             Ok(json!("1.0"))
+        );
+    }
+
+    #[test]
+    fn optional_results_export_their_value_or_null() {
+        assert_eq!(eval("object.?spec.?replicas"), Ok(json!(3)));
+        assert_eq!(eval("object.?spec.?nope"), Ok(Value::Null));
+        assert_eq!(eval("optional.of('a')"), Ok(json!("a")));
+        assert_eq!(eval("optional.none()"), Ok(Value::Null));
+        assert_eq!(eval("object.?status.?nope.orValue(7)"), Ok(json!(7)));
+    }
+
+    #[test]
+    fn timestamps_keep_their_offset() {
+        assert_eq!(
+            eval("timestamp('2026-01-01T10:00:00+02:00')"),
+            Ok(json!("2026-01-01T10:00:00+02:00"))
+        );
+        assert_eq!(
+            eval("timestamp('2026-01-01T10:00:00.5-05:30')"),
+            Ok(json!("2026-01-01T10:00:00.5-05:30"))
+        );
+        assert_eq!(
+            eval("timestamp('2026-01-01T10:00:00Z')"),
+            Ok(json!("2026-01-01T10:00:00Z"))
         );
     }
 

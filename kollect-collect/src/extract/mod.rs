@@ -32,6 +32,7 @@
 //! | an error | the whole object fails | omitted |
 
 pub mod cel;
+mod cel_check;
 pub mod helm;
 pub mod jsonpath;
 pub mod metrics;

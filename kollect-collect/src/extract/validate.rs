@@ -314,6 +314,27 @@ mod tests {
         assert_eq!(errors(spec), Vec::<String>::new());
     }
 
+    /// Programs cel-go's checker refuses are refused when the profile is validated, not at
+    /// every evaluation.
+    #[test]
+    fn statically_wrong_cel_is_refused() {
+        let spec = deployments(vec![
+            AttributeSpec::new("a", "cel:frobnicate(object)"),
+            AttributeSpec::new("b", "cel:'a' * 3"),
+            AttributeSpec::new("c", "cel:-1 * 5u"),
+            AttributeSpec::new("d", "cel:quantity('1')"),
+        ]);
+        assert_eq!(
+            errors(spec),
+            [
+                "spec.attributes[0].path: Invalid value: \"cel:frobnicate(object)\": compile CEL: undeclared reference to 'frobnicate' (in container '')",
+                "spec.attributes[1].path: Invalid value: \"cel:'a' * 3\": compile CEL: found no matching overload for '_*_' applied to '(string, int)'",
+                "spec.attributes[2].path: Invalid value: \"cel:-1 * 5u\": compile CEL: found no matching overload for '_*_' applied to '(int, uint)'",
+                "spec.attributes[3].path: Invalid value: \"cel:quantity('1')\": compile CEL: undeclared reference to 'quantity' (in container '')",
+            ]
+        );
+    }
+
     #[test]
     fn gvk_names_and_paths() {
         let spec = KollectProfileSpec {
