@@ -667,11 +667,12 @@ fn eval_step_over<'a>(step: &Step, input: &[&'a Value]) -> Result<Vec<&'a Value>
                 match value {
                     // A null list is not found, not an error.
                     Value::Null => {}
-                    Value::Array(items) => match range.select(items)? {
-                        Some(selected) => out.extend(selected),
+                    Value::Array(items) => {
                         // client-go ends the step at the first empty range, whatever follows.
-                        None => return Ok(out),
-                    },
+                        if !range.select_into(items, &mut out)? {
+                            return Ok(out);
+                        }
+                    }
                     other => {
                         return Err(EvalError(format!(
                             "{} is not array or slice",
@@ -725,8 +726,8 @@ impl ArrayRange {
         }
     }
 
-    /// The selected elements, or `None` for an empty range.
-    fn select<'a>(&self, items: &'a [Value]) -> Result<Option<Vec<&'a Value>>, EvalError> {
+    /// Appends the selected elements to `out`; `false` for an empty range.
+    fn select_into<'a>(&self, items: &'a [Value], out: &mut Vec<&'a Value>) -> Result<bool, EvalError> {
         let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
         let mut start = self.start.unwrap_or(0);
         if start < 0 {
@@ -737,7 +738,7 @@ impl ArrayRange {
             end = end.saturating_add(len);
         }
         if start == end {
-            return Ok(None);
+            return Ok(false);
         }
         let out_of_bounds =
             |index: i64| EvalError(format!("array index out of bounds: index {index}, length {len}"));
@@ -762,7 +763,8 @@ impl ArrayRange {
             usize::try_from(start).unwrap_or_default(),
             usize::try_from(end).unwrap_or_default(),
         );
-        Ok(Some(items[from..to].iter().step_by(step).collect()))
+        out.extend(items[from..to].iter().step_by(step));
+        Ok(true)
     }
 }
 
