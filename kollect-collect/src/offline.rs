@@ -51,15 +51,104 @@ pub fn load_objects(path: &Path) -> Result<Vec<Value>, SourceError> {
             message: e.to_string(),
         })?;
         for (i, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
-            let value: Value = serde::Deserialize::deserialize(document).map_err(|e| SourceError::Parse {
-                path: file.clone(),
-                document: i + 1,
-                message: e.to_string(),
-            })?;
+            let GoJson(value) =
+                serde::Deserialize::deserialize(document).map_err(|e| SourceError::Parse {
+                    path: file.clone(),
+                    document: i + 1,
+                    message: e.to_string(),
+                })?;
             flatten(value, &mut objects);
         }
     }
     Ok(objects)
+}
+
+/// A JSON value decoded as Kubernetes' Go decoder decodes it: an integer beyond the 64-bit
+/// range is a float, not an error. (`serde_json::Value` refuses the 128-bit integers the YAML
+/// parser hands over for such literals; a `kubectl get -o json` dump can hold them, because
+/// Go writes floats up to 1e21 without an exponent.) The API server's JSON is parsed by
+/// `serde_json` directly, which already reads them as floats.
+struct GoJson(Value);
+
+impl<'de> serde::Deserialize<'de> for GoJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(GoJsonVisitor).map(GoJson)
+    }
+}
+
+struct GoJsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for GoJsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+        // Beyond 64 bits: a float, as Go decodes it.
+        #[allow(clippy::cast_precision_loss)]
+        let float = v as f64;
+        Ok(i64::try_from(v).map_or_else(|_| Value::from(float), Value::from))
+    }
+
+    fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
+        #[allow(clippy::cast_precision_loss)]
+        let float = v as f64;
+        Ok(u64::try_from(v).map_or_else(|_| Value::from(float), Value::from))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(GoJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some((key, GoJson(value))) = map.next_entry::<String, GoJson>()? {
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
@@ -196,6 +285,31 @@ pub fn collect(targets: &[TargetRegistration], objects: &[Value]) -> OfflineResu
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Integers beyond 64 bits are floats, in source files as from the API server (where
+    /// `serde_json` parses the body), as Go decodes them; nothing fails.
+    #[test]
+    fn integers_beyond_64_bits_are_floats() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\nspec: {n: 123456789012345678901234, m: -123456789012345678901234, small: 7}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.json"),
+            r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}, "spec": {"n": 123456789012345678901234, "u": 18446744073709551615}}"#,
+        )
+        .unwrap();
+        let objects = load_objects(dir.path()).unwrap();
+        assert_eq!(objects[0]["spec"]["n"], json!(1.2345678901234568e23));
+        assert_eq!(objects[0]["spec"]["m"], json!(-1.2345678901234568e23));
+        assert_eq!(objects[0]["spec"]["small"], json!(7));
+        assert_eq!(objects[1]["spec"]["n"], json!(1.2345678901234568e23));
+        assert_eq!(objects[1]["spec"]["u"], json!(18446744073709551615u64));
+        let from_api: Value = serde_json::from_str(r#"{"n": 123456789012345678901234}"#).unwrap();
+        assert_eq!(from_api["n"], objects[1]["spec"]["n"]);
+    }
 
     #[test]
     fn lists_are_flattened_and_gvks_parsed() {

@@ -102,3 +102,34 @@ async fn json_records_are_one_indented_array_and_empty_is_brackets() {
     assert!(text.starts_with("[\n  {\n    \"context\": \"kind-dev\",\n    \"targetNamespace\": \"team-a\",\n    \"targetName\": \"apps\",\n    \"path\": \"inventory/team-a/apps.json\",\n    \"envelope\": {\n      \"schemaVersion\": \"kollect.dev/v1alpha1\""), "{text}");
     assert!(text.ends_with("]\n"));
 }
+
+/// NDJSON lines carry the envelope exactly as it was encoded: floats as Go writes them
+/// (`100000000000000000000`, not `1e20`), and the checksum therefore matches the bytes.
+#[tokio::test]
+async fn ndjson_lines_keep_the_envelope_bytes() {
+    use kollect_core::model::Snapshot;
+    use kollect_core::sink::{ExportRequest, Sink};
+    let (sink, records) = setup(Format::Ndjson);
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    let mut row = kollect_testkit::conformance::sample_row(&inventory, "web", 1);
+    if let Some(attributes) = row.attributes.as_mut() {
+        attributes.insert("big".into(), serde_json::json!(1e20));
+        attributes.insert("small".into(), serde_json::json!(1e-7));
+    }
+    let request = ExportRequest::full(
+        inventory,
+        1,
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        Snapshot::new(vec![row]),
+    );
+    sink.export(&request).await.unwrap();
+    let text = String::from_utf8(records.0.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains(r#""big":100000000000000000000"#), "{text}");
+    assert!(text.contains(r#""small":1e-7"#), "{text}");
+    let envelope = text
+        .trim_end()
+        .strip_prefix(r#"{"context":"","targetNamespace":"team-a","targetName":"apps","path":"inventory/team-a/apps.json","envelope":"#)
+        .and_then(|rest| rest.strip_suffix('}'))
+        .expect("the record's fields, then the envelope");
+    assert_eq!(envelope.as_bytes(), request.envelope().as_slice());
+}

@@ -45,34 +45,58 @@ impl StdoutSink {
         }
     }
 
+    /// The record's fields before the envelope, in output order.
+    fn fields(inventory: &InventoryRef, path: String) -> [(&'static str, String); 4] {
+        [
+            ("context", inventory.cluster.clone()),
+            ("targetNamespace", inventory.namespace.clone()),
+            ("targetName", inventory.name.clone()),
+            ("path", path),
+        ]
+    }
+
     fn record(inventory: &InventoryRef, path: String, envelope: &[u8]) -> Result<Value, SinkError> {
         let envelope: Value = serde_json::from_slice(envelope)
             .map_err(|e| SinkError::terminal(format!("re-read envelope: {e}")))?;
-        let mut record = Map::new();
-        record.insert("context".into(), inventory.cluster.clone().into());
-        record.insert("targetNamespace".into(), inventory.namespace.clone().into());
-        record.insert("targetName".into(), inventory.name.clone().into());
-        record.insert("path".into(), path.into());
+        let mut record: Map<String, Value> = Self::fields(inventory, path)
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), Value::String(value)))
+            .collect();
         record.insert("envelope".into(), envelope);
         Ok(Value::Object(record))
     }
 
-    fn emit(&self, record: Value) -> Result<u64, SinkError> {
+    /// One NDJSON line with the envelope's bytes as they were encoded: re-rendering them
+    /// through `serde_json` would print floats its own way (`1e20`) instead of Go's
+    /// (`100000000000000000000`).
+    fn ndjson_line(inventory: &InventoryRef, path: String, envelope: &[u8]) -> Vec<u8> {
+        let mut line = Vec::with_capacity(envelope.len() + 128);
+        line.push(b'{');
+        for (key, value) in Self::fields(inventory, path) {
+            kollect_core::model::canonical::write_str(&mut line, key);
+            line.push(b':');
+            kollect_core::model::canonical::write_str(&mut line, &value);
+            line.push(b',');
+        }
+        line.extend_from_slice(b"\"envelope\":");
+        line.extend_from_slice(envelope);
+        line.extend_from_slice(b"}\n");
+        line
+    }
+
+    fn emit(&self, inventory: &InventoryRef, path: String, envelope: &[u8]) -> Result<u64, SinkError> {
         let bytes = match self.format {
             Format::Json => {
+                let record = Self::record(inventory, path, envelope)?;
                 self.pending
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(record);
                 return Ok(0);
             }
-            Format::Ndjson => {
-                let mut line = serde_json::to_vec(&record)
-                    .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
-                line.push(b'\n');
-                line
-            }
+            Format::Ndjson => Self::ndjson_line(inventory, path, envelope),
             Format::Yaml => {
+                let record = Self::record(inventory, path, envelope)?;
                 let yaml = serde_norway::to_string(&record)
                     .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
                 format!("---\n{yaml}").into_bytes()
@@ -130,8 +154,7 @@ impl Sink for StdoutSink {
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
         let path = request.part_path(&request.inventory.default_object_path(".json"));
-        let record = Self::record(&request.inventory, path, &request.envelope())?;
-        let bytes = self.emit(record)?;
+        let bytes = self.emit(&request.inventory, path, &request.envelope())?;
         Ok(ExportReceipt::written(bytes))
     }
 
@@ -142,12 +165,12 @@ impl Sink for StdoutSink {
             exported_at: k8s_openapi::jiff::Timestamp::now(),
         };
         let envelope = Part::whole(&Snapshot::empty()).encode(&Snapshot::empty(), &meta);
-        let record = Self::record(
+        self.emit(
             &request.inventory,
             request.inventory.default_object_path(".json"),
             &envelope,
-        )?;
-        self.emit(record).map(|_| ())
+        )
+        .map(|_| ())
     }
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
