@@ -230,7 +230,7 @@ impl CelProgram {
         }
         self.program
             .execute(&input.context)
-            .map_err(|e| CelError::Eval(e.to_string()))
+            .map_err(|e| CelError::Eval(go_message(&e)))
     }
 
     /// Evaluates and converts the result to JSON: integers stay integers, timestamps become
@@ -375,6 +375,18 @@ fn to_json(value: &CelValue) -> Result<Value, String> {
         }
         other => return Err(format!("result of type {} cannot be exported", other.type_of())),
     })
+}
+
+/// cel-go's wording for the runtime errors users match on (`no such key: x`, in lower case);
+/// the crate's own text for the rest.
+fn go_message(error: &cel::ExecutionError) -> String {
+    match error {
+        cel::ExecutionError::NoSuchKey(key) => format!("no such key: {key}"),
+        cel::ExecutionError::DivisionByZero(_) => "division by zero".to_owned(),
+        cel::ExecutionError::RemainderByZero(_) => "modulus by zero".to_owned(),
+        cel::ExecutionError::Overflow(..) => "integer overflow".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// RFC 3339 with nanoseconds, trailing zeros trimmed, in the timestamp's own offset (`Z` for
@@ -681,7 +693,19 @@ mod tests {
     fn missing_keys_are_errors_and_prefixes_are_kept() {
         let err = eval("object.spec.missing").unwrap_err();
         assert!(err.to_string().starts_with("eval CEL: "), "{err}");
-        assert!(err.to_string().to_lowercase().contains("no such key"), "{err}");
+        assert_eq!(err.to_string(), "eval CEL: no such key: missing");
+        assert_eq!(
+            eval("1 / 0").unwrap_err().to_string(),
+            "eval CEL: division by zero"
+        );
+        assert_eq!(
+            eval("1 % 0").unwrap_err().to_string(),
+            "eval CEL: modulus by zero"
+        );
+        assert_eq!(
+            eval("9223372036854775807 + 1").unwrap_err().to_string(),
+            "eval CEL: integer overflow"
+        );
         assert_eq!(eval(""), Err(CelError::Empty));
         assert!(
             eval("object.spec.(")
