@@ -150,7 +150,7 @@ impl JsonPath {
                 for node in nodes {
                     let matches = match node {
                         Node::Text(text) => Matches::Literal(Value::String(text.clone())),
-                        Node::Steps(steps) => match eval_steps_found(steps, root)? {
+                        Node::Steps(steps) => match eval_steps_found(steps, vec![root])? {
                             Some(values) => Matches::Values(values),
                             None => return Ok(Matches::Values(Vec::new())),
                         },
@@ -622,20 +622,16 @@ fn go_type_name(value: &Value) -> &'static str {
     }
 }
 
-fn eval_steps<'a>(steps: &[Step], mut current: Vec<&'a Value>) -> Result<Vec<&'a Value>, EvalError> {
-    for step in steps {
-        current = eval_step_over(step, &current)?;
-        if current.is_empty() {
-            break;
-        }
-    }
-    Ok(current)
+fn eval_steps<'a>(steps: &[Step], current: Vec<&'a Value>) -> Result<Vec<&'a Value>, EvalError> {
+    Ok(eval_steps_found(steps, current)?.unwrap_or_default())
 }
 
-/// Like [`eval_steps`] from `root`, but `None` when a field step found nothing in a non-empty
-/// input: client-go's "not found", which a later template block turns into a null result.
-fn eval_steps_found<'a>(steps: &[Step], root: &'a Value) -> Result<Option<Vec<&'a Value>>, EvalError> {
-    let mut current = vec![root];
+/// Like [`eval_steps`], but `None` when a field step found nothing in a non-empty input:
+/// client-go's "not found", which a later template block turns into a null result.
+fn eval_steps_found<'a>(
+    steps: &[Step],
+    mut current: Vec<&'a Value>,
+) -> Result<Option<Vec<&'a Value>>, EvalError> {
     for step in steps {
         let next = eval_step_over(step, &current)?;
         if next.is_empty() {
