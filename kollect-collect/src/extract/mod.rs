@@ -33,6 +33,9 @@
 
 pub mod cel;
 mod cel_check;
+#[cfg(test)]
+mod cel_conformance;
+mod cel_string;
 pub mod helm;
 pub mod jsonpath;
 pub mod metrics;
@@ -44,7 +47,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use kollect_core::api::v1alpha1::{ExportMode, KollectProfile, KollectProfileSpec};
-use kollect_core::model::Attributes;
+use kollect_core::model::{Attributes, canonical};
 use serde_json::Value;
 
 use self::cel::{CelError, CelInput, CelLimits, CelProgram, FieldNeed};
@@ -210,6 +213,10 @@ impl CompiledProfile {
                 Err(error) => Err(error.clone()),
                 Ok(AttributePath::JsonPath(path)) => path
                     .extract(object)
+                    .map(|mut value| {
+                        canonical::zeros_as_kubernetes_decodes(&mut value);
+                        value
+                    })
                     .map_err(|e| PathError::EvalJsonPath(e.to_string())),
                 Ok(AttributePath::Cel(program)) => {
                     let need = self.cel_need.as_ref().unwrap_or(&FieldNeed::All);
@@ -243,7 +250,9 @@ impl CompiledProfile {
             }
         }
         if let Some(resource) = &self.resource {
-            attributes.insert(resource.key.clone(), resource.render(object));
+            let mut copy = resource.render(object);
+            canonical::zeros_as_kubernetes_decodes(&mut copy);
+            attributes.insert(resource.key.clone(), copy);
         }
         Ok(attributes)
     }
@@ -461,6 +470,38 @@ mod tests {
         );
         assert_eq!(attrs["celbig"], json!(9007199254740993i64));
         assert!(attrs["jpf"].is_f64() && attrs["celf"].is_f64());
+    }
+
+    #[test]
+    fn negative_zeros_encode_as_the_go_operator_encodes_them() {
+        // The API server's `-0` is the integer 0 to Kubernetes' decoder; a CEL negative zero
+        // stays a float, which Go prints `-0`.
+        let obj: Value = serde_json::from_str(r#"{"spec": {"z": -0, "list": [-0, 1]}}"#).unwrap();
+        let spec = KollectProfileSpec {
+            target_gvk: GroupVersionKind::new("", "v1", "ConfigMap"),
+            attributes: vec![
+                AttributeSpec::new("jp", "$.spec.z"),
+                AttributeSpec::new("jplist", "$.spec.list"),
+                AttributeSpec::new("celtype", "cel:type(object.spec.z) == int"),
+                AttributeSpec::new("celneg", "cel:0.0 * -1.0"),
+            ],
+            export: Some(ExportSpec {
+                mode: ExportMode::Resource,
+                as_: "manifest".into(),
+                include: kollect_core::api::v1alpha1::ExportInclude::SpecOnly,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let attrs = CompiledProfile::compile(&spec, &ExtractOptions::default())
+            .extract(&obj)
+            .unwrap();
+        let encode = |v: &Value| kollect_core::model::canonical::to_string(v);
+        assert_eq!(encode(&attrs["jp"]), "0");
+        assert_eq!(encode(&attrs["jplist"]), "[0,1]");
+        assert_eq!(attrs["celtype"], true);
+        assert_eq!(encode(&attrs["celneg"]), "-0");
+        assert_eq!(encode(&attrs["manifest"]["spec"]), r#"{"list":[0,1],"z":0}"#);
     }
 
     #[test]

@@ -11,13 +11,30 @@
 //! - integers printed plainly; floats in Go's shortest round-trip form, switching to exponent
 //!   notation below `1e-6` and from `1e21` (`1e-7`, `1e+21`).
 //!
-//! Numbers above `i64::MAX` are printed as floats, as Go sees them after Kubernetes' JSON decoding;
-//! a negative zero is printed as `0` (Kubernetes decodes the `-0` the API server sends as an
-//! integer).
+//! Numbers above `i64::MAX` are printed as floats, as Go sees them after Kubernetes' JSON decoding.
+//! A negative zero float is printed `-0`, as Go prints one (a CEL result such as `0.0 * -1.0`).
+//! The `-0` the API server sends decodes to the integer 0 in Kubernetes' Go decoder, but to a
+//! negative zero float in serde_json, so extraction turns the negative zeros it reads from an
+//! object into integer zeros before they reach this encoder.
 //! The workspace enables serde_json's `float_roundtrip` feature so that parsed floats are correctly
 //! rounded (as Go's parser does); without it, re-encoding could print a different last digit.
 
 use serde_json::{Map, Number, Value};
+
+/// Turns negative zero floats into the integer 0, in place, as Kubernetes' decoder reads the
+/// text `-0` (serde_json reads it as a negative zero float, which this encoder prints `-0`, as
+/// Go prints one). Apply it to values copied out of an object; computed values (CEL results)
+/// keep their negative zeros, as they do in Go.
+pub fn zeros_as_kubernetes_decodes(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) => {
+            *value = Value::from(0);
+        }
+        Value::Array(items) => items.iter_mut().for_each(zeros_as_kubernetes_decodes),
+        Value::Object(map) => map.values_mut().for_each(zeros_as_kubernetes_decodes),
+        _ => {}
+    }
+}
 
 /// Appends the canonical encoding of `value` to `out`.
 pub fn write_value(out: &mut Vec<u8>, value: &Value) {
@@ -128,13 +145,6 @@ fn write_number(out: &mut Vec<u8>, n: &Number) {
     if let Some(i) = n.as_i64() {
         out.extend_from_slice(i.to_string().as_bytes());
     } else if let Some(f) = n.as_f64() {
-        if f == 0.0 {
-            // serde_json parses the text `-0` as the float -0.0, while Kubernetes' Go decoder
-            // reads it as the integer 0. The API server never emits `-0.0` (Go prints a negative
-            // zero float as `-0`), so every zero from the API is an integer zero to the Go operator.
-            out.push(b'0');
-            return;
-        }
         // u64 above i64::MAX lands here too: Go decodes such numbers as float64.
         out.extend_from_slice(format_float(f).as_bytes());
     }
@@ -249,9 +259,12 @@ mod tests {
     }
 
     #[test]
-    fn negative_zero_from_the_api_is_integer_zero() {
-        let v: Value = serde_json::from_str("[-0, -0.0, 0.0]").unwrap();
-        assert_eq!(to_string(&v), "[0,0,0]");
+    fn negative_zero_floats_print_as_go_prints_them() {
+        let mut v: Value = serde_json::from_str(r#"[-0.0, 0.0, 0, {"a": [-0]}]"#).unwrap();
+        assert_eq!(to_string(&v), r#"[-0,0,0,{"a":[-0]}]"#);
+        zeros_as_kubernetes_decodes(&mut v);
+        assert_eq!(to_string(&v), r#"[0,0,0,{"a":[0]}]"#);
+        assert!(v[0].is_i64());
     }
 
     #[test]
