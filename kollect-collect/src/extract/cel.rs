@@ -8,10 +8,11 @@
 //! registered, matching cel-go's `ext` package:
 //!
 //! - strings: `charAt`, `indexOf`, `lastIndexOf`, `lowerAscii`, `upperAscii`, `replace`,
-//!   `split`, `substring`, `trim`, `reverse`, `join` (on lists), `strings.quote`;
+//!   `split`, `substring`, `trim`, `reverse`, `join` (on lists), `format`, `strings.quote`;
 //! - lists: `slice`, `flatten`, `distinct`, `reverse`, `sort`, `sortBy`, `lists.range`;
 //! - math: `math.ceil`, `math.floor`, `math.round`, `math.trunc`, `math.abs`, `math.sign`,
-//!   `math.sqrt`, `math.isInf`, `math.isNaN`, `math.isFinite`, bit operations;
+//!   `math.sqrt`, `math.isInf`, `math.isNaN`, `math.isFinite`, `math.greatest`, `math.least`,
+//!   bit operations;
 //! - encoders: `base64.encode`, `base64.decode`.
 //!
 //! Iterating a map in a macro (`object.data.map(k, k)`) has no defined order, as in cel-go; add
@@ -83,8 +84,14 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let _ = cel::extensions::lists(&mut env);
     let _ = cel::extensions::math(&mut env);
     let _ = cel::extensions::encoders(&mut env);
+    let _ = super::cel_string::register(&mut env);
     Arc::new(env)
 });
+
+/// The environment every program runs in.
+pub(super) fn environment() -> &'static Env {
+    &ENV
+}
 
 /// Which parts of `object` a program reads: a trie of field chains, or everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +160,8 @@ impl FieldNeed {
 /// A compiled CEL expression.
 #[derive(Debug)]
 pub struct CelProgram {
-    program: Program,
+    /// The parsed program, with `string` calls renamed for cel-go's double formatting.
+    expr: IdedExpr,
     need: FieldNeed,
     nesting: u32,
     nodes: u64,
@@ -176,6 +184,12 @@ pub enum CelError {
 impl CelProgram {
     /// Parses and checks `source`.
     pub fn compile(source: &str, limits: &CelLimits) -> Result<Self, CelError> {
+        Self::compile_checked(source, limits, true)
+    }
+
+    /// [`CelProgram::compile`], with the static checks optional: cel-go's conformance tests
+    /// run some programs without its checker.
+    pub(super) fn compile_checked(source: &str, limits: &CelLimits, check: bool) -> Result<Self, CelError> {
         let source = source.trim();
         if source.is_empty() {
             return Err(CelError::Empty);
@@ -190,7 +204,9 @@ impl CelProgram {
                 "undeclared reference to '{name}' (only 'object' is defined)"
             )));
         }
-        super::cel_check::check(&program.expression().expr).map_err(CelError::Compile)?;
+        if check {
+            super::cel_check::check(&program.expression().expr).map_err(CelError::Compile)?;
+        }
         if analysis.max_nesting > limits.max_nesting {
             return Err(CelError::Compile(format!(
                 "comprehensions nested {} deep exceed the limit of {}",
@@ -206,8 +222,10 @@ impl CelProgram {
             }
             FieldNeed::Paths(trie)
         };
+        let mut expr = program.expression().clone();
+        super::cel_string::rewrite(&mut expr);
         Ok(Self {
-            program,
+            expr,
             need,
             nesting: analysis.max_nesting,
             nodes: analysis.nodes,
@@ -219,6 +237,12 @@ impl CelProgram {
         &self.need
     }
 
+    /// The program as it runs, for tests that need the raw CEL result.
+    #[cfg(test)]
+    pub(super) fn expr(&self) -> &IdedExpr {
+        &self.expr
+    }
+
     fn execute(&self, input: &CelInput<'_>, limits: &CelLimits) -> Result<CelValue, CelError> {
         let base = (input.largest_collection as u64).saturating_add(1);
         let cost = self.nodes.saturating_mul(base.saturating_pow(self.nesting));
@@ -228,9 +252,7 @@ impl CelProgram {
                 limits.max_cost, self.nesting, input.largest_collection
             )));
         }
-        self.program
-            .execute(&input.context)
-            .map_err(|e| CelError::Eval(go_message(&e)))
+        CelValue::resolve(&self.expr, &input.context).map_err(|e| CelError::Eval(go_message(&e)))
     }
 
     /// Evaluates and converts the result to JSON: integers stay integers, timestamps become
@@ -266,6 +288,12 @@ impl std::fmt::Debug for CelInput<'_> {
 }
 
 impl<'v> CelInput<'v> {
+    /// The evaluation context, for tests that need the raw CEL result.
+    #[cfg(test)]
+    pub(super) fn context(&self) -> &Context<'v, 'v> {
+        &self.context
+    }
+
     /// Converts the parts of `object` that `need` asks for.
     pub fn new(object: &'v Value, need: &FieldNeed) -> Self {
         let mut largest = 0;
@@ -316,6 +344,10 @@ fn to_val<'v>(value: &'v Value, largest: &mut usize) -> Box<dyn Val + 'v> {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Box::new(CelInt::from(i))
+            } else if n.as_f64() == Some(0.0) {
+                // `-0`, which serde_json reads as a negative zero float and Kubernetes' decoder
+                // (so cel-go's input) as the integer 0.
+                Box::new(CelInt::from(0))
             } else if let Some(u) = n.as_u64() {
                 Box::new(CelUInt::from(u))
             } else {
@@ -575,6 +607,9 @@ mod tests {
             ("math.isFinite(1.0)", json!(true)),
             ("math.bitAnd(6, 3)", json!(2)),
             ("math.bitOr(4, 1)", json!(5)),
+            ("math.greatest(1, 5, 3)", json!(5)),
+            ("math.least(object.spec.replicas, 2)", json!(2)),
+            ("'%s has %d'.format(['web', 3])", json!("web has 3")),
             ("base64.encode(b'hi')", json!("aGk=")),
             ("string(base64.decode('aGk='))", json!("hi")),
             ("strings.quote('a')", json!("\"a\"")),
@@ -643,6 +678,58 @@ mod tests {
         assert_eq!(
             eval("object.spec.template.spec.containers[0].image.split(':')[1]"),
             Ok(json!("1.0"))
+        );
+    }
+
+    #[test]
+    fn string_of_a_double_is_go_percent_g() {
+        assert_eq!(eval("string(1234567.0)"), Ok(json!("1.234567e+06")));
+        assert_eq!(eval("string(1e21)"), Ok(json!("1e+21")));
+        assert_eq!(eval("string(1e-5)"), Ok(json!("1e-05")));
+        assert_eq!(eval("string(123.456)"), Ok(json!("123.456")));
+        assert_eq!(eval("[1.5e7].map(x, string(x))"), Ok(json!(["1.5e+07"])));
+        // Every other argument type keeps the standard conversion and its errors.
+        assert_eq!(
+            eval("string(42) + string(7u) + string(true)"),
+            Ok(json!("427true"))
+        );
+        assert_eq!(eval("string(b'hi')"), Ok(json!("hi")));
+        assert_eq!(eval("string(duration('90s'))"), Ok(json!("90s")));
+        assert!(
+            eval("string(object.spec.template.spec.containers)")
+                .is_err_and(|e| e.to_string().contains("string"))
+        );
+        assert!(matches!(eval("string(1, 2)"), Err(CelError::Compile(_))));
+    }
+
+    #[test]
+    fn element_types_are_not_tracked_by_the_checker() {
+        // cel-go's checker refuses both; ours sees `dyn` elements, so evaluation fails instead.
+        for expr in ["[1, 2][0] + 'a'", "{'a': 1}.a + 'b'"] {
+            assert!(matches!(eval(expr), Err(CelError::Eval(_))), "{expr}");
+        }
+    }
+
+    #[test]
+    fn results_the_go_operator_cannot_export_are_exported() {
+        // cel-go's native conversion fails on these, so the Go operator exported nothing.
+        assert_eq!(eval("[[1, 2], [3]]"), Ok(json!([[1, 2], [3]])));
+        assert_eq!(
+            eval("[{'a': 1}, {'b': [true]}]"),
+            Ok(json!([{"a": 1}, {"b": [true]}]))
+        );
+        assert_eq!(
+            eval("[null, duration('1s')]"),
+            Ok(json!([null, 1_000_000_000i64]))
+        );
+        assert_eq!(
+            eval("{'replicas': object.spec.replicas}"),
+            Ok(json!({"replicas": 3}))
+        );
+        // JSON has no infinities: the attribute fails with a clear error instead of the export.
+        assert_eq!(
+            eval("1.0 / 0.0"),
+            Err(CelError::Eval("result inf is not a finite number".into()))
         );
     }
 

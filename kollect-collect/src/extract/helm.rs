@@ -253,6 +253,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn integers_above_2_pow_53_keep_every_digit() {
+        // Go decodes release JSON into float64, so 9007199254740993 became 9007199254740992.
+        let release = json!({"name": "r", "config": {"big": 9_007_199_254_740_993i64}});
+        let secret = secret_with(release.to_string().as_bytes(), true, false);
+        let decoded = decode_release(&secret, DEFAULT_MAX_DECOMPRESSED).unwrap();
+        assert_eq!(
+            HelmField::parse("config.big").unwrap().lookup(&decoded),
+            Ok(json!(9_007_199_254_740_993i64))
+        );
+    }
+
+    #[test]
     fn denied_and_empty_fields() {
         for denied in [
             "manifest",
