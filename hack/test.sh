@@ -40,6 +40,10 @@ if ! diff -u "$golden" "$KOLLECT_CACHE/canonical-golden.json"; then
 fi
 echo "golden vectors match Go"
 
+step "CEL conformance cases match the CEL specification's tests"
+python3 hack/conformance/cel_simple.py --check
+echo "cel-conformance.json is up to date"
+
 step "Helm chart: values schema and README are up to date"
 python3 hack/chart/schema.py --check
 bash hack/chart/docs.sh --check

@@ -95,6 +95,7 @@ const MEMBERS: &[(&str, Receiver, &[usize], Ty)] = &[
     ("split", Receiver::String, &[1, 2], Ty::List),
     ("substring", Receiver::String, &[1, 2], Ty::String),
     ("trim", Receiver::String, &[0], Ty::String),
+    ("format", Receiver::String, &[1], Ty::String),
     ("reverse", Receiver::StringOrList, &[0], Ty::Dyn),
     ("join", Receiver::List, &[0, 1], Ty::String),
     ("slice", Receiver::List, &[2], Ty::List),
@@ -148,6 +149,10 @@ const GLOBALS: &[(&str, &[usize], Ty)] = &[
     ("math.bitNot", &[1], Ty::Dyn),
     ("math.bitShiftLeft", &[2], Ty::Dyn),
     ("math.bitShiftRight", &[2], Ty::Dyn),
+    // `math.greatest(..)` and `math.least(..)` are macros over these: one argument, two, or a
+    // list of more.
+    ("math.@max", &[1, 2], Ty::Dyn),
+    ("math.@min", &[1, 2], Ty::Dyn),
     ("base64.encode", &[1], Ty::String),
     ("base64.decode", &[1], Ty::Bytes),
     ("strings.quote", &[1], Ty::String),

@@ -1031,6 +1031,14 @@ mod tests {
     }
 
     #[test]
+    fn parse_errors_name_the_position() {
+        assert_eq!(
+            JsonPath::parse("{.a[0}").unwrap_err().to_string(),
+            r#"expected ']' at position 4 in ".a[0""#
+        );
+    }
+
+    #[test]
     fn dollar_and_brace_forms_agree() {
         let p = pod();
         assert_eq!(eval("$.spec.replicas", &p), Ok(json!(3)));
