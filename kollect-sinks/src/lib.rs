@@ -28,6 +28,8 @@ pub mod git;
 #[cfg(feature = "local")]
 pub mod local;
 mod net;
+#[cfg(feature = "object")]
+pub mod object;
 pub mod path;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -42,6 +42,59 @@ pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig
         .with_no_client_auth())
 }
 
+/// A client configuration that accepts any server certificate (`spec.tls.insecureSkipVerify`);
+/// signatures are still checked, so the peer must hold the key of the certificate it shows.
+#[cfg(feature = "object")]
+pub(crate) fn insecure_client_config() -> Result<rustls::ClientConfig, SinkError> {
+    let provider = provider();
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SinkError::terminal(format!("TLS setup: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth())
+}
+
+#[cfg(feature = "object")]
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+#[cfg(feature = "object")]
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// Verifies a server certificate (DER) for `host` against the CA certificates in `pem`, for
 /// transports that hand the certificate to us instead of using rustls themselves.
 pub(crate) fn verify_with_ca(pem: &str, der: &[u8], host: &str) -> Result<(), String> {

@@ -1,0 +1,134 @@
+//! Object stores — `s3`, `gcs` and `azureblob` — on one backend built on the `object_store`
+//! crate.
+//!
+//! This module holds the store transport the three types share: [`Location`] (what
+//! `spec.endpoint` names), [`client`] (credentials from the Secret, TLS, the SSRF guard in the
+//! HTTP client's resolver, the crate's retries off) and [`ObjectTarget`] with its probe and the
+//! error classes every operation reports. The export layout (formats, keys, the `latest`
+//! pointer and retention) builds on it; until it lands, the three types are not registered, so
+//! a sink of these types reports `SinkTypeUnsupported` rather than accepting exports it cannot
+//! write.
+//!
+//! Credentials (`spec.secretRef`):
+//!
+//! | Type | Keys | Without them |
+//! |---|---|---|
+//! | `s3` | `accessKeyID` (or `accessKeyId`, `AWS_ACCESS_KEY_ID`) and `secretAccessKey` (or `AWS_SECRET_ACCESS_KEY`), optional `sessionToken` | the ambient AWS credentials (environment, web identity, instance metadata) |
+//! | `gcs` | HMAC keys under the S3 names (the XML API, as the Go operator), or a service-account JSON key in `credentials.json` (or `serviceAccountKey`) (the JSON API) | application default credentials |
+//! | `azureblob` | `accountKey` (or `AZURE_STORAGE_KEY`) or `sasToken` (or `AZURE_STORAGE_SAS_TOKEN`); `accountName` when the endpoint does not name the account | — |
+//!
+//! `spec.options.region` sets the S3 signing region (default `us-east-1`).
+
+pub mod client;
+mod errors;
+mod location;
+
+use std::sync::Arc;
+
+use kollect_core::api::v1alpha1::KollectSnapshotSinkSpec;
+use kollect_core::error::Redactor;
+use kollect_core::sink::{ProbeReport, SinkError};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+pub use self::client::ClientSettings;
+pub use self::location::{Location, StoreKind};
+use crate::context::BuildContext;
+
+/// A bucket (or container) and key prefix with a client for it.
+#[derive(Debug, Clone)]
+pub struct ObjectTarget {
+    location: Location,
+    store: Arc<dyn ObjectStore>,
+    redactor: Redactor,
+}
+
+impl ObjectTarget {
+    /// The settings a snapshot sink spec of `kind` and its build context describe.
+    pub fn settings(
+        kind: StoreKind,
+        spec: &KollectSnapshotSinkSpec,
+        context: &BuildContext,
+    ) -> Result<ClientSettings, SinkError> {
+        let endpoint = spec.common.endpoint.as_deref().unwrap_or_default();
+        let location = Location::parse(kind, endpoint).map_err(SinkError::terminal)?;
+        Ok(ClientSettings {
+            location,
+            secret: context.secret.clone(),
+            ca_pem: context.ca_pem.clone(),
+            insecure_skip_verify: spec.common.tls_insecure(),
+            region: spec.common.options.get("region").cloned(),
+            policy: context.net_policy,
+        })
+    }
+
+    /// A target over an already built client (see [`client::build`]).
+    pub fn new(settings: &ClientSettings, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            location: settings.location.clone(),
+            store,
+            redactor: Redactor::new(settings.secret.values()),
+        }
+    }
+
+    /// Builds the client for `settings` and the target over it.
+    pub fn connect(settings: &ClientSettings) -> Result<Self, SinkError> {
+        Ok(Self::new(settings, client::build(settings)?))
+    }
+
+    /// Where this target writes.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The client.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The store path of `key` under the prefix.
+    pub fn path(&self, key: &str) -> Path {
+        Path::from(self.location.key(key))
+    }
+
+    /// An error of `operation` in the sink's words: classified, without credentials.
+    pub fn error(&self, operation: &str, error: &object_store::Error) -> SinkError {
+        errors::classify(&self.location, operation, error, &self.redactor)
+    }
+
+    /// Checks that the bucket exists and the credentials may list it (the HeadBucket of the
+    /// Go operator, which no store-neutral call has); with `write_marker`, also writes and
+    /// deletes a marker object under the prefix, proving write access.
+    pub async fn probe(&self, write_marker: bool) -> Result<ProbeReport, SinkError> {
+        use futures::StreamExt;
+        let started = std::time::Instant::now();
+        let prefix = (!self.location.prefix.is_empty()).then(|| Path::from(self.location.prefix.as_str()));
+        let mut listing = self.store.list(prefix.as_ref());
+        if let Some(Err(e)) = listing.next().await {
+            return Err(self.error("list", &e));
+        }
+        drop(listing);
+        let kind = self.location.kind.type_name();
+        let what = match self.location.kind {
+            StoreKind::AzureBlob => "container",
+            StoreKind::S3 | StoreKind::Gcs => "bucket",
+        };
+        let mut message = format!("{kind} {what} {} is reachable and listable", self.location.bucket);
+        if write_marker {
+            let marker = self.path(".kollect-probe");
+            self.store
+                .put(
+                    &marker,
+                    object_store::PutPayload::from_static(b"kollect connection test\n"),
+                )
+                .await
+                .map_err(|e| self.error("write the probe marker", &e))?;
+            self.store
+                .delete(&marker)
+                .await
+                .map_err(|e| self.error("delete the probe marker", &e))?;
+            message.push_str("; a marker object was written and deleted");
+        }
+        Ok(ProbeReport::new(started.elapsed(), message))
+    }
+}
