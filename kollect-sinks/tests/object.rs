@@ -261,3 +261,306 @@ async fn azure_blob_on_azurite_with_an_account_key() {
         "azureblob list: container nope does not exist",
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// The sink: conformance suite on each server, formats and compression read back, the pointer.
+// ------------------------------------------------------------------------------------------
+
+use kollect_core::model::Row;
+use kollect_core::sink::InventoryRef;
+use kollect_sinks::format::Format;
+use kollect_sinks::object::{Encoding, ObjectCompression, ObjectFormat, ObjectSink};
+use kollect_testkit::conformance::Inspect;
+
+/// Reads an inventory's objects back from the bucket (all parts, in order).
+pub struct Bucket {
+    sink: ObjectSink,
+}
+
+#[async_trait]
+impl Inspect for Bucket {
+    async fn rows(&self, inventory: &InventoryRef) -> Result<Option<Vec<Row>>, String> {
+        let objects = self
+            .sink
+            .objects_of(inventory, 0)
+            .await
+            .map_err(|e| e.to_string())?;
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        let mut rows = Vec::new();
+        for object in objects {
+            let bytes = self
+                .sink
+                .target()
+                .store()
+                .get(&object)
+                .await
+                .map_err(|e| e.to_string())?
+                .bytes()
+                .await
+                .map_err(|e| e.to_string())?;
+            rows.extend(self.sink.encoding().read_rows(&bytes)?);
+        }
+        Ok(Some(rows))
+    }
+}
+
+/// A bucket name no other test of this binary uses.
+fn fresh_bucket(label: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{label}-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn encoding(format: ObjectFormat, compression: ObjectCompression) -> Encoding {
+    Encoding { format, compression }
+}
+
+fn pair(target: ObjectTarget, encoding: Encoding) -> (ObjectSink, Bucket) {
+    let sink = ObjectSink::new(target, encoding, None, true).unwrap();
+    (sink.clone(), Bucket { sink })
+}
+
+/// A sink on a fresh MinIO bucket, with a key prefix.
+pub async fn on_minio(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    let minio = minio()?;
+    let bucket = fresh_bucket("conformance");
+    minio.create_bucket(&bucket).await.unwrap();
+    let endpoint = format!("{}/{bucket}/fleet", minio.endpoint());
+    let target = ObjectTarget::connect(&settings(StoreKind::S3, &endpoint, minio_keys())).unwrap();
+    Some(pair(target, encoding))
+}
+
+/// A sink on a fresh fake-gcs-server bucket (JSON API, service-account key).
+pub async fn on_gcs(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    let gcs = fake_gcs()?;
+    let bucket = fresh_bucket("conformance");
+    gcs.create_bucket(&bucket).await.unwrap();
+    let keys = secret(&[("credentials.json", &gcs.service_account_key())]);
+    let target = ObjectTarget::connect(&settings(
+        StoreKind::Gcs,
+        &format!("{}/{bucket}", gcs.base_url()),
+        keys,
+    ))
+    .unwrap();
+    Some(pair(target, encoding))
+}
+
+/// A sink on a fresh Azurite container (account key).
+pub async fn on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    let azurite = azurite()?;
+    let container = fresh_bucket("conformance");
+    azurite.create_container(&container).await.unwrap();
+    let endpoint = format!("{}/{container}/fleet", azurite.blob_endpoint());
+    let target = ObjectTarget::connect(&settings(
+        StoreKind::AzureBlob,
+        &endpoint,
+        secret(&[("accountKey", Azurite::KEY)]),
+    ))
+    .unwrap();
+    Some(pair(target, encoding))
+}
+
+/// The conformance suite over one setup (like PostgreSQL's, it needs its server).
+macro_rules! conformance {
+    ($module:ident, $setup:ident, $format:expr, $compression:expr) => {
+        mod $module {
+            use super::*;
+            kollect_testkit::sink_conformance_tests!(async {
+                $setup(encoding($format, $compression))
+                    .await
+                    .expect("the object store server (run hack/setup.sh)")
+            });
+        }
+    };
+}
+
+conformance!(
+    minio_json,
+    on_minio,
+    ObjectFormat::Document(Format::Json),
+    ObjectCompression::None
+);
+conformance!(
+    minio_ndjson,
+    on_minio,
+    ObjectFormat::Document(Format::Ndjson),
+    ObjectCompression::None
+);
+conformance!(
+    minio_yaml,
+    on_minio,
+    ObjectFormat::Document(Format::Yaml),
+    ObjectCompression::None
+);
+conformance!(minio_csv, on_minio, ObjectFormat::Csv, ObjectCompression::None);
+conformance!(
+    minio_json_gzip,
+    on_minio,
+    ObjectFormat::Document(Format::Json),
+    ObjectCompression::Gzip
+);
+conformance!(
+    gcs_json,
+    on_gcs,
+    ObjectFormat::Document(Format::Json),
+    ObjectCompression::None
+);
+conformance!(gcs_csv_gzip, on_gcs, ObjectFormat::Csv, ObjectCompression::Gzip);
+conformance!(
+    azurite_json,
+    on_azurite,
+    ObjectFormat::Document(Format::Json),
+    ObjectCompression::None
+);
+conformance!(
+    azurite_ndjson_gzip,
+    on_azurite,
+    ObjectFormat::Document(Format::Ndjson),
+    ObjectCompression::Gzip
+);
+
+fn request_of(inventory: &InventoryRef, names: &[String]) -> kollect_core::sink::ExportRequest {
+    kollect_core::sink::ExportRequest::full(
+        inventory.clone(),
+        4,
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        kollect_core::model::Snapshot::new(
+            names
+                .iter()
+                .map(|n| kollect_testkit::conformance::sample_row(inventory, n, 1))
+                .collect(),
+        ),
+    )
+}
+
+#[tokio::test]
+async fn the_latest_pointer_names_exactly_the_objects_of_the_last_export() {
+    use kollect_core::sink::Sink;
+    let (sink, _) = on_minio(encoding(
+        ObjectFormat::Document(Format::Json),
+        ObjectCompression::Gzip,
+    ))
+    .await
+    .expect("MinIO (run hack/setup.sh)");
+    let inventory = InventoryRef::namespaced("shop", "images").with_cluster("east");
+    let names: Vec<String> = (0..60).map(|i| format!("deployment-{i:02}")).collect();
+
+    // Three parts, then one: the pointer follows, and the parts are gone.
+    let whole = request_of(&inventory, &names);
+    let meta = whole.meta();
+    let parts = kollect_core::model::partition(&whole.snapshot, &meta, Some(4096))
+        .unwrap()
+        .parts;
+    assert!(parts.len() >= 3);
+    for part in parts {
+        let mut request = whole.clone();
+        request.part = std::sync::Arc::new(part);
+        sink.export(&request).await.unwrap();
+    }
+    let pointer_path = sink.target().path(&ObjectSink::pointer_key(&inventory));
+    let read_pointer = || async {
+        let got = sink.target().store().get(&pointer_path).await.unwrap();
+        serde_json::from_slice::<serde_json::Value>(&got.bytes().await.unwrap()).unwrap()
+    };
+    let pointer = read_pointer().await;
+    let listed: Vec<String> = sink
+        .objects_of(&inventory, 4)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(pointer["objects"], serde_json::json!(listed));
+    assert!(
+        listed[0].starts_with("fleet/east/inventory/shop/images.part-0001-of-"),
+        "{listed:?}"
+    );
+    assert!(listed[0].ends_with(".json.gz"), "{listed:?}");
+    assert_eq!(pointer["schemaVersion"], kollect_sinks::object::POINTER_SCHEMA);
+    assert_eq!(pointer["checksum"], whole.snapshot.fingerprint().as_str());
+    assert_eq!(
+        (pointer["itemCount"].as_u64(), pointer["generation"].as_i64()),
+        (Some(60), Some(4))
+    );
+    assert_eq!(
+        (pointer["format"].as_str(), pointer["compression"].as_str()),
+        (Some("json"), Some("gzip"))
+    );
+
+    sink.export(&request_of(&inventory, &names[..2])).await.unwrap();
+    let pointer = read_pointer().await;
+    assert_eq!(
+        pointer["objects"],
+        serde_json::json!(["fleet/east/inventory/shop/images.json.gz"])
+    );
+    let listed: Vec<String> = sink
+        .objects_of(&inventory, 4)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(listed, ["fleet/east/inventory/shop/images.json.gz"]);
+
+    // Content-Type and Content-Encoding are set on the data object.
+    let got = sink
+        .target()
+        .store()
+        .get(&object_store::path::Path::from(listed[0].as_str()))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.attributes
+            .get(&object_store::Attribute::ContentType)
+            .map(|v| v.as_ref()),
+        Some("application/json")
+    );
+    assert_eq!(
+        got.attributes
+            .get(&object_store::Attribute::ContentEncoding)
+            .map(|v| v.as_ref()),
+        Some("gzip")
+    );
+
+    // Removal takes the data and the pointer.
+    sink.remove(&kollect_core::sink::RemoveRequest {
+        inventory: inventory.clone(),
+        generation: 4,
+    })
+    .await
+    .unwrap();
+    assert!(sink.objects_of(&inventory, 4).await.unwrap().is_empty());
+    assert!(matches!(
+        sink.target().store().head(&pointer_path).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_sink_from_its_spec_and_build_context() {
+    use kollect_core::sink::Sink;
+    let minio = minio().expect("MinIO (run hack/setup.sh)");
+    minio.create_bucket("from-spec").await.unwrap();
+    let spec: kollect_core::api::v1alpha1::KollectSnapshotSinkSpec = serde_norway::from_str(&format!(
+        "type: s3\nendpoint: {}/from-spec/inv\noptions: {{region: us-east-1}}\nserialization: {{format: ndjson}}\nprovisioning: {{mode: existing}}\n",
+        minio.endpoint()
+    ))
+    .unwrap();
+    let context = kollect_sinks::BuildContext::new("ns/s3", NetPolicy::permissive_for_tests())
+        .with_secret(minio_keys());
+    let sink = ObjectSink::from_spec(StoreKind::S3, &spec, &context).unwrap();
+    assert_eq!(sink.sink_type(), "s3");
+    assert_eq!(sink.encoding().extension(), ".ndjson");
+    // `existing`: the probe lists, and writes nothing.
+    let report = sink.probe().await.unwrap();
+    assert_eq!(report.message, "s3 bucket from-spec is reachable and listable");
+    let request = request_of(&InventoryRef::namespaced("shop", "images"), &["web".to_owned()]);
+    assert_eq!(
+        sink.preview(&request).object_path.as_deref(),
+        Some("inv/inventory/shop/images.ndjson")
+    );
+}

@@ -20,8 +20,10 @@
 //! `spec.options.region` sets the S3 signing region (default `us-east-1`).
 
 pub mod client;
+pub mod encoding;
 mod errors;
 mod location;
+mod sink;
 
 use std::sync::Arc;
 
@@ -32,7 +34,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 pub use self::client::ClientSettings;
+pub use self::encoding::{Encoding, ObjectCompression, ObjectFormat};
 pub use self::location::{Location, StoreKind};
+pub use self::sink::{ObjectSink, POINTER_SCHEMA};
 use crate::context::BuildContext;
 
 /// A bucket (or container) and key prefix with a client for it.

@@ -93,6 +93,8 @@ impl Minio {
     /// object_store's SigV4 URL signer.
     pub async fn create_bucket(&self, bucket: &str) -> Result<(), BackendError> {
         use object_store::signer::Signer;
+        // The store builds a reqwest client, which needs the process's rustls provider.
+        super::install_crypto_provider();
         let store = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(self.endpoint())
             .with_allow_http(true)
