@@ -564,3 +564,74 @@ async fn a_sink_from_its_spec_and_build_context() {
         Some("inv/inventory/shop/images.ndjson")
     );
 }
+
+/// Exports one row with a sink that must create its bucket, and reads it back.
+async fn created_on_first_write(target: ObjectTarget) {
+    use kollect_core::sink::Sink;
+    let (sink, bucket) = pair(
+        target,
+        encoding(ObjectFormat::Document(Format::Json), ObjectCompression::None),
+    );
+    let inventory = InventoryRef::namespaced("shop", "created");
+    sink.export(&request_of(&inventory, &["web".to_owned()]))
+        .await
+        .unwrap();
+    let rows = bucket.rows(&inventory).await.unwrap().unwrap();
+    assert_eq!(rows.len(), 1);
+    // A second sink finds it there: a probe in ensure mode does not fail on "already exists".
+    sink.probe().await.unwrap();
+}
+
+#[tokio::test]
+async fn ensure_mode_creates_missing_buckets_and_existing_mode_does_not() {
+    use kollect_core::sink::Sink;
+    let minio = minio().expect("MinIO (run hack/setup.sh)");
+    let endpoint = format!("{}/{}", minio.endpoint(), fresh_bucket("created"));
+    let target = ObjectTarget::connect(&settings(StoreKind::S3, &endpoint, minio_keys())).unwrap();
+    // `existing`: the missing bucket is an error, and nothing is created.
+    let existing = ObjectSink::new(
+        target.clone(),
+        encoding(ObjectFormat::Csv, ObjectCompression::None),
+        None,
+        false,
+    )
+    .unwrap();
+    let error = existing
+        .export(&request_of(
+            &InventoryRef::namespaced("shop", "x"),
+            &["web".to_owned()],
+        ))
+        .await
+        .unwrap_err();
+    assert_error(
+        &error,
+        ErrorClass::Terminal,
+        "does not exist or these credentials cannot see it",
+    );
+    assert!(
+        ObjectSink::new(
+            target.clone(),
+            encoding(ObjectFormat::Csv, ObjectCompression::None),
+            None,
+            false
+        )
+        .unwrap()
+        .probe()
+        .await
+        .is_err()
+    );
+    created_on_first_write(target).await;
+
+    let azurite = azurite().expect("Azurite (run hack/setup.sh)");
+    let endpoint = format!("{}/{}", azurite.blob_endpoint(), fresh_bucket("created"));
+    let keys = secret(&[("accountKey", Azurite::KEY)]);
+    created_on_first_write(ObjectTarget::connect(&settings(StoreKind::AzureBlob, &endpoint, keys)).unwrap())
+        .await;
+
+    let gcs = fake_gcs().expect("fake-gcs-server (run hack/setup.sh)");
+    let mut key: serde_json::Value = serde_json::from_str(&gcs.service_account_key()).unwrap();
+    key["project_id"] = "kollect-test".into();
+    let endpoint = format!("{}/{}", gcs.base_url(), fresh_bucket("created"));
+    let keys = secret(&[("credentials.json", &key.to_string())]);
+    created_on_first_write(ObjectTarget::connect(&settings(StoreKind::Gcs, &endpoint, keys)).unwrap()).await;
+}

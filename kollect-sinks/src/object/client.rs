@@ -21,6 +21,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 use super::location::{Location, StoreKind};
+use super::provision::{AzureAuth, Creator};
 use crate::secret::SecretData;
 
 /// Secret keys read for S3 (and GCS HMAC) access keys, in order of preference.
@@ -62,9 +63,17 @@ pub struct ClientSettings {
     pub policy: NetPolicy,
 }
 
+/// A built client: the store, how to create its bucket, and the guarded HTTP client for that.
+#[derive(Debug, Clone)]
+pub struct StoreClient {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) creator: Creator,
+    pub(crate) http: reqwest::Client,
+}
+
 /// Builds the store client. Fails (terminally) on incomplete credentials or a denied endpoint;
 /// nothing is contacted.
-pub fn build(settings: &ClientSettings) -> Result<Arc<dyn ObjectStore>, SinkError> {
+pub fn build(settings: &ClientSettings) -> Result<StoreClient, SinkError> {
     build_with_resolver(settings, GuardedResolver::new(settings.policy))
 }
 
@@ -72,11 +81,12 @@ pub fn build(settings: &ClientSettings) -> Result<Arc<dyn ObjectStore>, SinkErro
 pub fn build_with_resolver<R>(
     settings: &ClientSettings,
     resolver: GuardedResolver<R>,
-) -> Result<Arc<dyn ObjectStore>, SinkError>
+) -> Result<StoreClient, SinkError>
 where
     R: Resolve + Clone + std::fmt::Debug + 'static,
 {
     let location = &settings.location;
+    let kind = location.kind.type_name();
     if let Some(endpoint) = &location.endpoint {
         settings
             .policy
@@ -84,63 +94,87 @@ where
             .map_err(|e| SinkError::terminal(format!("spec.endpoint: {e}")))?;
     }
     let connector = GuardedConnector::new(settings, resolver)?;
+    let http = connector
+        .reqwest_client()
+        .map_err(|e| SinkError::terminal(format!("{kind} HTTP client: {e}")))?;
     let options = ClientOptions::new()
-        .with_allow_http(location.endpoint.as_ref().is_some_and(|u| u.scheme() == "http"))
-        .with_connect_timeout(Duration::from_secs(10))
-        .with_timeout(Duration::from_secs(120));
+        .with_allow_http(location.endpoint.as_ref().is_some_and(|u| u.scheme() == "http"));
     // Our retry and circuit-breaker stack is the only one: the crate must not retry as well.
     let no_retries = RetryConfig {
         max_retries: 0,
         ..RetryConfig::default()
     };
-    let configured =
-        |e: object_store::Error| SinkError::terminal(format!("{} client: {}", location.kind.type_name(), e));
+    let configured = |e: object_store::Error| SinkError::terminal(format!("{kind} client: {e}"));
     let secret = &settings.secret;
+    let s3 = |region: &str, endpoint: Option<&str>| -> Result<StoreClient, SinkError> {
+        let store = Arc::new(
+            s3_builder(settings, region, endpoint)?
+                .with_client_options(options.clone())
+                .with_retry(no_retries.clone())
+                .with_http_connector(connector.clone())
+                .build()
+                .map_err(configured)?,
+        );
+        Ok(StoreClient {
+            store: store.clone(),
+            creator: Creator::S3 {
+                store,
+                region: region.to_owned(),
+            },
+            http: http.clone(),
+        })
+    };
     match location.kind {
-        StoreKind::S3 => s3_builder(
-            settings,
+        StoreKind::S3 => s3(
             settings.region.as_deref().unwrap_or(DEFAULT_S3_REGION),
             location.endpoint.as_ref().map(url::Url::as_str),
-        )?
-        .with_client_options(options)
-        .with_retry(no_retries)
-        .with_http_connector(connector)
-        .build()
-        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-        .map_err(configured),
-        StoreKind::Gcs if secret.first_text(ACCESS_KEY_KEYS).is_some() => {
-            // HMAC keys: the XML API through the S3 client, as the Go operator does.
-            let endpoint = location
-                .endpoint
-                .as_ref()
-                .map_or(GCS_XML_ENDPOINT, url::Url::as_str);
-            s3_builder(
-                settings,
-                settings.region.as_deref().unwrap_or(GCS_HMAC_REGION),
-                Some(endpoint),
-            )?
-            .with_client_options(options)
-            .with_retry(no_retries)
-            .with_http_connector(connector)
-            .build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-            .map_err(configured)
-        }
+        ),
+        // HMAC keys: the XML API through the S3 client, as the Go operator does.
+        StoreKind::Gcs if secret.first_text(ACCESS_KEY_KEYS).is_some() => s3(
+            settings.region.as_deref().unwrap_or(GCS_HMAC_REGION),
+            Some(
+                location
+                    .endpoint
+                    .as_ref()
+                    .map_or(GCS_XML_ENDPOINT, url::Url::as_str),
+            ),
+        ),
         StoreKind::Gcs => {
             let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(&location.bucket);
-            if let Some(key) = secret.first_text(GCS_KEY_KEYS) {
+            let key = secret.first_text(GCS_KEY_KEYS);
+            if let Some(key) = &key {
                 builder = builder.with_service_account_key(key);
             }
-            if let Some(endpoint) = &location.endpoint {
-                builder = builder.with_base_url(endpoint.as_str().trim_end_matches('/'));
+            let base_url = location
+                .endpoint
+                .as_ref()
+                .map_or(GCS_XML_ENDPOINT, url::Url::as_str)
+                .trim_end_matches('/')
+                .to_owned();
+            if location.endpoint.is_some() {
+                builder = builder.with_base_url(&base_url);
             }
-            builder
-                .with_client_options(options)
-                .with_retry(no_retries)
-                .with_http_connector(connector)
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                .map_err(configured)
+            let store = Arc::new(
+                builder
+                    .with_client_options(options.clone())
+                    .with_retry(no_retries.clone())
+                    .with_http_connector(connector.clone())
+                    .build()
+                    .map_err(configured)?,
+            );
+            let project = key
+                .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
+                .and_then(|k| k.get("project_id").and_then(|p| p.as_str()).map(str::to_owned))
+                .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok());
+            Ok(StoreClient {
+                store: store.clone(),
+                creator: Creator::Gcs {
+                    store,
+                    base_url,
+                    project,
+                },
+                http: http.clone(),
+            })
         }
         StoreKind::AzureBlob => {
             let account = location
@@ -152,28 +186,47 @@ where
                         "azureblob: no storage account: use an https://<account>.blob.core.windows.net endpoint or set accountName in the Secret",
                     )
                 })?;
+            let endpoint = location.endpoint.as_ref().map_or_else(
+                || format!("https://{account}.blob.core.windows.net"),
+                |e| e.as_str().trim_end_matches('/').to_owned(),
+            );
             let mut builder = MicrosoftAzureBuilder::new()
-                .with_account(account)
+                .with_account(&account)
                 .with_container_name(&location.bucket);
+            let mut creator = Creator::Unavailable("the Secret has neither an account key nor a SAS token");
             if let Some(key) = secret.first_text(AZURE_KEY_KEYS) {
-                builder = builder.with_access_key(key);
+                builder = builder.with_access_key(&key);
+                creator = Creator::Azure {
+                    account: account.clone(),
+                    endpoint: endpoint.clone(),
+                    auth: AzureAuth::SharedKey(key),
+                };
             } else if let Some(sas) = secret.first_text(AZURE_SAS_KEYS) {
-                let pairs: Vec<(String, String)> =
-                    url::form_urlencoded::parse(sas.trim_start_matches('?').as_bytes())
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                        .collect();
+                let query = sas.trim_start_matches('?').to_owned();
+                let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
                 builder = builder.with_sas_authorization(pairs);
+                creator = Creator::Azure {
+                    account: account.clone(),
+                    endpoint: endpoint.clone(),
+                    auth: AzureAuth::Sas(query),
+                };
             }
-            if let Some(endpoint) = &location.endpoint {
-                builder = builder.with_endpoint(endpoint.as_str().trim_end_matches('/').to_owned());
+            if location.endpoint.is_some() {
+                builder = builder.with_endpoint(endpoint);
             }
-            builder
+            let store = builder
                 .with_client_options(options)
                 .with_retry(no_retries)
                 .with_http_connector(connector)
                 .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                .map_err(configured)
+                .map_err(configured)?;
+            Ok(StoreClient {
+                store: Arc::new(store),
+                creator,
+                http,
+            })
         }
     }
 }
@@ -224,7 +277,7 @@ fn s3_builder(
 }
 
 /// Builds `object_store`'s HTTP client: reqwest with the SSRF guard as its resolver.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct GuardedConnector<R> {
     resolver: GuardedResolver<R>,
     tls: rustls::ClientConfig,
@@ -240,9 +293,9 @@ impl<R> GuardedConnector<R> {
     }
 }
 
-impl<R: Resolve + Clone + std::fmt::Debug + 'static> HttpConnector for GuardedConnector<R> {
-    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let client = reqwest::Client::builder()
+impl<R: Resolve + Clone + 'static> GuardedConnector<R> {
+    fn reqwest_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedDns(self.resolver.clone())))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -250,10 +303,15 @@ impl<R: Resolve + Clone + std::fmt::Debug + 'static> HttpConnector for GuardedCo
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             .build()
-            .map_err(|e| object_store::Error::Generic {
-                store: "HTTP client",
-                source: Box::new(e),
-            })?;
+    }
+}
+
+impl<R: Resolve + Clone + std::fmt::Debug + 'static> HttpConnector for GuardedConnector<R> {
+    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = self.reqwest_client().map_err(|e| object_store::Error::Generic {
+            store: "HTTP client",
+            source: Box::new(e),
+        })?;
         Ok(HttpClient::new(client))
     }
 }

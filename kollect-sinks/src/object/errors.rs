@@ -27,6 +27,14 @@ const CREDENTIAL_MARKERS: &[&str] = &[
     "failed to authenticate the request",
 ];
 
+/// What the message of a missing bucket or container says after its name.
+pub(super) const MISSING_BUCKET: &str = "does not exist or these credentials cannot see it";
+
+/// Whether `error` (from [`classify`]) says the bucket or container is missing.
+pub(super) fn is_missing_bucket(error: &SinkError) -> bool {
+    error.message().ends_with(MISSING_BUCKET)
+}
+
 /// Error codes that mean the bucket or container is missing.
 const MISSING_BUCKET_MARKERS: &[&str] = &["NoSuchBucket", "ContainerNotFound"];
 
@@ -58,12 +66,12 @@ pub(super) fn classify(
     let missing_bucket = MISSING_BUCKET_MARKERS.iter().any(|m| detail.contains(m));
     match error {
         Error::Unauthenticated { .. } => refused(),
+        // A list or a write that finds nothing can only be missing the bucket.
         _ if missing_bucket
-            || (operation == "list" && (status == Some(404) || matches!(error, Error::NotFound { .. }))) =>
+            || (matches!(operation, "list" | "put")
+                && (status == Some(404) || matches!(error, Error::NotFound { .. }))) =>
         {
-            SinkError::terminal(format!(
-                "{kind} {operation}: {what} {bucket} does not exist or these credentials cannot see it"
-            ))
+            SinkError::terminal(format!("{kind} {operation}: {what} {bucket} {MISSING_BUCKET}"))
         }
         Error::PermissionDenied { .. } => forbidden(kind, operation, what, bucket),
         _ if status == Some(403) => forbidden(kind, operation, what, bucket),

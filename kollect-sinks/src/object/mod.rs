@@ -23,6 +23,7 @@ pub mod client;
 pub mod encoding;
 mod errors;
 mod location;
+mod provision;
 mod sink;
 
 use std::sync::Arc;
@@ -43,7 +44,7 @@ use crate::context::BuildContext;
 #[derive(Debug, Clone)]
 pub struct ObjectTarget {
     location: Location,
-    store: Arc<dyn ObjectStore>,
+    client: client::StoreClient,
     redactor: Redactor,
 }
 
@@ -67,10 +68,10 @@ impl ObjectTarget {
     }
 
     /// A target over an already built client (see [`client::build`]).
-    pub fn new(settings: &ClientSettings, store: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(settings: &ClientSettings, client: client::StoreClient) -> Self {
         Self {
             location: settings.location.clone(),
-            store,
+            client,
             redactor: Redactor::new(settings.secret.values()),
         }
     }
@@ -87,12 +88,44 @@ impl ObjectTarget {
 
     /// The client.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        &self.client.store
+    }
+
+    /// Creates the bucket (or container) when it does not exist.
+    pub async fn ensure_bucket(&self) -> Result<(), SinkError> {
+        match self.list_one().await {
+            Err(e) if errors::is_missing_bucket(&e) => self.create_bucket().await,
+            other => other,
+        }
+    }
+
+    /// Creates the bucket (or container); one that exists already is success.
+    pub async fn create_bucket(&self) -> Result<(), SinkError> {
+        self.client
+            .creator
+            .create(&self.client.http, &self.location)
+            .await
+    }
+
+    /// Lists at most one key under the prefix: the bucket exists and may be listed.
+    async fn list_one(&self) -> Result<(), SinkError> {
+        use futures::StreamExt;
+        let prefix = (!self.location.prefix.is_empty()).then(|| Path::from(self.location.prefix.as_str()));
+        let mut listing = self.store().list(prefix.as_ref());
+        match listing.next().await {
+            Some(Err(e)) => Err(self.error("list", &e)),
+            _ => Ok(()),
+        }
     }
 
     /// The store path of `key` under the prefix.
     pub fn path(&self, key: &str) -> Path {
         Path::from(self.location.key(key))
+    }
+
+    /// Whether `error` says the bucket or container is missing.
+    pub fn is_missing_bucket(error: &SinkError) -> bool {
+        errors::is_missing_bucket(error)
     }
 
     /// An error of `operation` in the sink's words: classified, without credentials.
@@ -104,14 +137,8 @@ impl ObjectTarget {
     /// Go operator, which no store-neutral call has); with `write_marker`, also writes and
     /// deletes a marker object under the prefix, proving write access.
     pub async fn probe(&self, write_marker: bool) -> Result<ProbeReport, SinkError> {
-        use futures::StreamExt;
         let started = std::time::Instant::now();
-        let prefix = (!self.location.prefix.is_empty()).then(|| Path::from(self.location.prefix.as_str()));
-        let mut listing = self.store.list(prefix.as_ref());
-        if let Some(Err(e)) = listing.next().await {
-            return Err(self.error("list", &e));
-        }
-        drop(listing);
+        self.list_one().await?;
         let kind = self.location.kind.type_name();
         let what = match self.location.kind {
             StoreKind::AzureBlob => "container",
@@ -120,14 +147,14 @@ impl ObjectTarget {
         let mut message = format!("{kind} {what} {} is reachable and listable", self.location.bucket);
         if write_marker {
             let marker = self.path(".kollect-probe");
-            self.store
+            self.store()
                 .put(
                     &marker,
                     object_store::PutPayload::from_static(b"kollect connection test\n"),
                 )
                 .await
                 .map_err(|e| self.error("write the probe marker", &e))?;
-            self.store
+            self.store()
                 .delete(&marker)
                 .await
                 .map_err(|e| self.error("delete the probe marker", &e))?;

@@ -35,23 +35,24 @@ pub struct ObjectSink {
     target: ObjectTarget,
     encoding: Encoding,
     path_template: Option<String>,
-    write_probe_marker: bool,
+    ensure: bool,
 }
 
 impl ObjectSink {
-    /// A sink writing to `target`; `write_probe_marker` makes probes write and delete a marker
-    /// object (`provisioning.mode: ensure`). The template is checked now.
+    /// A sink writing to `target`. With `ensure` (`provisioning.mode: ensure`), a missing
+    /// bucket is created, by the first write that finds it missing or by a probe, and probes
+    /// also write and delete a marker object. The template is checked now.
     pub fn new(
         target: ObjectTarget,
         encoding: Encoding,
         path_template: Option<String>,
-        write_probe_marker: bool,
+        ensure: bool,
     ) -> Result<Self, SinkError> {
         let sink = Self {
             target,
             encoding,
             path_template,
-            write_probe_marker,
+            ensure,
         };
         let sample = InventoryRef::namespaced("ns", "name").with_cluster("c");
         sink.base_key(&sample, 1)?;
@@ -170,7 +171,20 @@ impl ObjectSink {
         Ok(objects)
     }
 
-    async fn put(&self, key: &Path, bytes: Vec<u8>, encoded: bool) -> Result<(), SinkError> {
+    /// Writes one object; in `ensure` mode, a missing bucket is created and the write tried
+    /// once more.
+    async fn put(&self, key: &Path, payload: PutPayload, encoded: bool) -> Result<(), SinkError> {
+        // A payload's clone shares its buffers.
+        match self.put_once(key, payload.clone(), encoded).await {
+            Err(e) if self.ensure && ObjectTarget::is_missing_bucket(&e) => {
+                self.target.create_bucket().await?;
+                self.put_once(key, payload, encoded).await
+            }
+            other => other,
+        }
+    }
+
+    async fn put_once(&self, key: &Path, payload: PutPayload, encoded: bool) -> Result<(), SinkError> {
         let mut attributes = Attributes::new();
         if encoded {
             attributes.insert(Attribute::ContentType, self.encoding.content_type().into());
@@ -191,7 +205,7 @@ impl ObjectSink {
         };
         self.target
             .store()
-            .put_opts(key, PutPayload::from(bytes), options)
+            .put_opts(key, payload, options)
             .await
             .map(|_| ())
             .map_err(|e| self.target.error("put", &e))
@@ -213,7 +227,7 @@ impl ObjectSink {
         });
         let bytes = kollect_core::model::canonical::to_string(&pointer).into_bytes();
         let key = self.target.path(&Self::pointer_key(&request.inventory));
-        self.put(&key, bytes, false).await
+        self.put(&key, PutPayload::from(bytes), false).await
     }
 }
 
@@ -238,7 +252,7 @@ impl Sink for ObjectSink {
         let key = self.target.path(&self.key(request)?);
         let bytes = self.encoding.render(request)?;
         let written = bytes.len() as u64;
-        self.put(&key, bytes, true).await?;
+        self.put(&key, PutPayload::from(bytes), true).await?;
         if request.is_last_part() {
             // Every part of this export is written: point at them, then drop what an earlier
             // export with another part count left.
@@ -291,7 +305,10 @@ impl Sink for ObjectSink {
     }
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
-        self.target.probe(self.write_probe_marker).await
+        if self.ensure {
+            self.target.ensure_bucket().await?;
+        }
+        self.target.probe(self.ensure).await
     }
 
     fn preview(&self, request: &ExportRequest) -> SinkPreview {
