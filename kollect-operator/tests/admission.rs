@@ -296,7 +296,7 @@ spec:
             "apiVersion: kollect.dev/v1alpha1
 kind: KollectSnapshotSink
 metadata: {name: bucket}
-spec: {type: gcs, endpoint: 'gs://inventory'}
+spec: {type: gitlab, endpoint: 'https://gitlab.example.com/platform/inventory.git'}
 "
         )
         .await,
@@ -304,7 +304,7 @@ spec: {type: gcs, endpoint: 'gs://inventory'}
             "KollectSnapshotSink",
             &format!(
                 "KollectSnapshotSink \"bucket\" is invalid: spec.type: Unsupported value: {}",
-                unsupported("gcs")
+                unsupported("gitlab")
             )
         ))
     );

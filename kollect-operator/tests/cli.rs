@@ -508,8 +508,8 @@ spec:
 kind: KollectSnapshotSink
 metadata: {name: archive, namespace: kollect-system}
 spec:
-  type: azureblob
-  endpoint: azblob://inventory
+  type: gitlab
+  endpoint: https://gitlab.example.com/platform/inventory.git
 "#;
     let dir = config(&[
         ("profile.yaml", PROFILE),
@@ -528,7 +528,7 @@ spec:
     );
     assert!(
         stderr.contains(
-            "invalid: KollectSnapshotSink \"archive\" is invalid: spec.type: Unsupported value: unknown sink type \"azureblob\" (supported: "
+            "invalid: KollectSnapshotSink \"archive\" is invalid: spec.type: Unsupported value: unknown sink type \"gitlab\" (supported: "
         ),
         "{stderr}"
     );

@@ -1472,8 +1472,8 @@ apiVersion: kollect.dev/v1alpha1
 kind: KollectSnapshotSink
 metadata: {name: archive}
 spec:
-  type: azureblob
-  endpoint: azblob://inventory
+  type: gitlab
+  endpoint: https://gitlab.example.com/platform/inventory.git
   secretRef: {name: does-not-exist}
 ---
 apiVersion: kollect.dev/v1alpha1
@@ -1494,7 +1494,7 @@ spec:
         .unwrap();
     let client = plane.client().await.unwrap();
     let operator = Running::start(client.clone(), test_options()).await;
-    let expected = "snapshot sink {ns}/archive: unknown sink type \"azureblob\" (supported: ";
+    let expected = "snapshot sink {ns}/archive: unknown sink type \"gitlab\" (supported: ";
     let expected = expected.replace("{ns}", &ns);
 
     let sinks: Api<KollectSnapshotSink> = Api::namespaced(client.clone(), &ns);
@@ -1536,10 +1536,7 @@ spec:
     assert_eq!(degraded.1, "SinkTypeUnsupported", "{degraded:?}");
     assert!(degraded.2.starts_with(&expected), "{degraded:?}");
     assert_eq!(binding.0, "False", "{binding:?}");
-    assert!(
-        binding.2.contains("unknown sink type \"azureblob\""),
-        "{binding:?}"
-    );
+    assert!(binding.2.contains("unknown sink type \"gitlab\""), "{binding:?}");
 
     inventories
         .delete("archived", &DeleteParams::default())
@@ -2583,5 +2580,116 @@ spec: {profileRef: nodes}
             .any(|r| r.path.contains(&format!("/namespaces/{outside}"))),
         "nothing of the namespace outside is read"
     );
+    operator.stop().await;
+}
+
+/// One inventory bound to a Git sink and an S3 sink (MinIO) exports to both, and deleting it
+/// removes what it wrote to the bucket.
+#[tokio::test]
+async fn an_inventory_exports_to_git_and_an_s3_bucket() {
+    use kollect_sinks::object::{ClientSettings, Location, ObjectSink, ObjectTarget, StoreKind};
+    use kollect_testkit::backends::Minio;
+    use object_store::ObjectStoreExt;
+    let _serial = SERIAL.lock().await;
+    let Some((plane, git, ns, _)) = git_pipeline("s3").await else {
+        return;
+    };
+    let Some(minio) = kollect_testkit::backends::start_for_test(Minio::start) else {
+        return;
+    };
+    minio.create_bucket("inventory").await.unwrap();
+    plane
+        .apply_yaml(
+            &format!(
+                "apiVersion: v1
+kind: Secret
+metadata: {{name: bucket-keys}}
+stringData: {{accessKeyID: {key}, secretAccessKey: {secret}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {{name: inventory-s3}}
+spec:
+  type: s3
+  endpoint: {endpoint}/inventory/fleet
+  secretRef: {{name: bucket-keys}}
+  serialization: {{format: csv}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {{name: first-inventory}}
+spec:
+  exportMinInterval: 1h
+  snapshotSinkRefs: [{{name: inventory-git}}, {{name: inventory-s3}}]
+",
+                key = Minio::ACCESS_KEY,
+                secret = Minio::SECRET_KEY,
+                endpoint = minio.endpoint()
+            ),
+            &ns,
+        )
+        .await
+        .unwrap();
+    let client = plane.client().await.unwrap();
+    let operator = Running::start(client.clone(), test_options()).await;
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let status = eventually("the inventory exports to Git and S3", || async {
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        let both = status
+            .sink_exports
+            .iter()
+            .filter(|e| e.last_checksum.is_some())
+            .count()
+            == 2;
+        both.then_some(status)
+    })
+    .await;
+    let names: Vec<&str> = status.sink_exports.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["snapshot/inventory-git", "snapshot/inventory-s3"]);
+    assert!(git_file(&git, "inventory", &format!("inventory/{ns}/first-inventory.yaml")).is_some());
+
+    // The bucket holds the rows as CSV, and the pointer names that object.
+    let settings = ClientSettings {
+        location: Location::parse(StoreKind::S3, &format!("{}/inventory/fleet", minio.endpoint())).unwrap(),
+        secret: kollect_sinks::SecretData::new([
+            ("accessKeyID".to_owned(), Minio::ACCESS_KEY.as_bytes().to_vec()),
+            (
+                "secretAccessKey".to_owned(),
+                Minio::SECRET_KEY.as_bytes().to_vec(),
+            ),
+        ]),
+        ca_pem: None,
+        insecure_skip_verify: false,
+        region: None,
+        policy: NetPolicy::permissive_for_tests(),
+    };
+    let target = ObjectTarget::connect(&settings).unwrap();
+    let key = target.path(&format!("inventory/{ns}/first-inventory.csv"));
+    let csv = target.store().get(&key).await.unwrap().bytes().await.unwrap();
+    let csv = String::from_utf8(csv.to_vec()).unwrap();
+    assert!(
+        csv.starts_with("cluster,inventory_namespace,inventory_name,"),
+        "{csv}"
+    );
+    assert!(csv.contains("nginx:1.27"), "{csv}");
+    let inventory = kollect_core::sink::InventoryRef::namespaced(&ns, "first-inventory");
+    let pointer = target.path(&ObjectSink::pointer_key(&inventory));
+    let pointer: serde_json::Value =
+        serde_json::from_slice(&target.store().get(&pointer).await.unwrap().bytes().await.unwrap()).unwrap();
+    assert_eq!(pointer["objects"], json!([key.to_string()]));
+
+    // Deleting the inventory removes its object and its pointer from the bucket.
+    inventories
+        .delete("first-inventory", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the bucket no longer holds the inventory", || async {
+        let gone = matches!(
+            target.store().head(&key).await,
+            Err(object_store::Error::NotFound { .. })
+        );
+        gone.then_some(())
+    })
+    .await;
     operator.stop().await;
 }

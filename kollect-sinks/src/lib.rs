@@ -9,6 +9,7 @@
 //! | `stdout` | [`stdout::StdoutSink`]: records on standard output (CLI) | CLI only |
 //! | `git` | [`git::GitSink`]: files committed and pushed to a Git branch | snapshot |
 //! | `postgres` | [`postgres::PostgresSink`]: rows in a PostgreSQL table | database |
+//! | `object` | [`object::ObjectSink`]: `s3`, `gcs` and `azureblob`, documents in a bucket or container | snapshot |
 //!
 //! Every backend implements [`kollect_core::sink::Sink`] and passes the conformance suite of
 //! `kollect-testkit` against the real service. Backends never read Kubernetes Secrets: the

@@ -34,6 +34,12 @@ const BUILTIN: &[Backend] = &[
     crate::git::BACKEND,
     #[cfg(feature = "local")]
     crate::local::BACKEND,
+    #[cfg(feature = "object")]
+    crate::object::S3_BACKEND,
+    #[cfg(feature = "object")]
+    crate::object::GCS_BACKEND,
+    #[cfg(feature = "object")]
+    crate::object::AZURE_BACKEND,
     #[cfg(feature = "postgres")]
     crate::postgres::BACKEND,
     #[cfg(feature = "stdout")]
@@ -162,10 +168,10 @@ mod tests {
     #[test]
     fn an_unknown_type_is_terminal_and_lists_the_supported_ones() {
         let spec: KollectSnapshotSinkSpec = serde_json::from_value(serde_json::json!({
-            "type": "azureblob", "endpoint": "azblob://container"
+            "type": "gitlab", "endpoint": "https://gitlab.example.com/platform/inventory.git"
         }))
         .unwrap();
-        assert_eq!(spec.type_, SnapshotSinkType::Azureblob);
+        assert_eq!(spec.type_, SnapshotSinkType::Gitlab);
         let error = build(
             &SinkConfig::Snapshot(Box::new(spec)),
             BuildContext::new("ns/blob", NetPolicy::new(false)),
@@ -176,7 +182,7 @@ mod tests {
         assert_eq!(
             error.message(),
             format!(
-                "unknown sink type \"azureblob\" (supported: {})",
+                "unknown sink type \"gitlab\" (supported: {})",
                 supported_types().join(", ")
             )
         );

@@ -1,13 +1,18 @@
 //! Object stores — `s3`, `gcs` and `azureblob` — on one backend built on the `object_store`
 //! crate.
 //!
-//! This module holds the store transport the three types share: [`Location`] (what
-//! `spec.endpoint` names), [`client`] (credentials from the Secret, TLS, the SSRF guard in the
-//! HTTP client's resolver, the crate's retries off) and [`ObjectTarget`] with its probe and the
-//! error classes every operation reports. The export layout (formats, keys, the `latest`
-//! pointer and retention) builds on it; until it lands, the three types are not registered, so
-//! a sink of these types reports `SinkTypeUnsupported` rather than accepting exports it cannot
-//! write.
+//! - [`Location`]: what `spec.endpoint` names (store, bucket, prefix, service endpoint);
+//! - [`client`]: credentials from the Secret, TLS from `spec.tls`, the SSRF guard as the HTTP
+//!   client's resolver, the crate's own retries off;
+//! - [`ObjectTarget`]: a bucket and prefix with its client, the probe, bucket creation in
+//!   `provisioning.mode: ensure`, and the error classes every operation reports;
+//! - [`ObjectSink`]: the [`Sink`](kollect_core::sink::Sink): documents at the path template in
+//!   the format and compression of [`Encoding`], a `latest` pointer per inventory written after
+//!   the data, stale parts and inventory removal.
+//!
+//! Parquet, zstd and Snappy compression and `objectStore.hotAttributes` are not written by
+//! this build: a sink asking for them is refused, at admission and when it is reconciled, with
+//! a message naming the field.
 //!
 //! Credentials (`spec.secretRef`):
 //!
@@ -35,6 +40,62 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 pub use self::client::ClientSettings;
+use kollect_core::api::v1alpha1::SinkFamily;
+use kollect_core::netguard::EndpointKind;
+use kollect_core::sink::{BoxSink, Capabilities};
+
+use crate::backend::{Backend, BackendFamily, EndpointField};
+use crate::family::SinkConfig;
+
+/// The endpoint every object store sink dials (bare buckets and `s3://`-style forms name no
+/// host and are not checked; `http(s)://` endpoints are).
+const ENDPOINTS: &[EndpointField] = &[EndpointField::new("spec.endpoint", EndpointKind::ObjectStore)];
+
+/// The `s3` backend.
+pub(crate) const S3_BACKEND: Backend = Backend::new(
+    "s3",
+    BackendFamily::Crd(SinkFamily::Snapshot),
+    Capabilities::DOCUMENTS,
+    build_s3,
+)
+.with_endpoints(ENDPOINTS);
+
+/// The `gcs` backend.
+pub(crate) const GCS_BACKEND: Backend = Backend::new(
+    "gcs",
+    BackendFamily::Crd(SinkFamily::Snapshot),
+    Capabilities::DOCUMENTS,
+    build_gcs,
+)
+.with_endpoints(ENDPOINTS);
+
+/// The `azureblob` backend.
+pub(crate) const AZURE_BACKEND: Backend = Backend::new(
+    "azureblob",
+    BackendFamily::Crd(SinkFamily::Snapshot),
+    Capabilities::DOCUMENTS,
+    build_azure,
+)
+.with_endpoints(ENDPOINTS);
+
+fn build_s3(config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkError> {
+    build(StoreKind::S3, config, &context)
+}
+
+fn build_gcs(config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkError> {
+    build(StoreKind::Gcs, config, &context)
+}
+
+fn build_azure(config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkError> {
+    build(StoreKind::AzureBlob, config, &context)
+}
+
+fn build(kind: StoreKind, config: &SinkConfig, context: &BuildContext) -> Result<BoxSink, SinkError> {
+    match config {
+        SinkConfig::Snapshot(spec) => Ok(Box::new(ObjectSink::from_spec(kind, spec, context)?)),
+        other => Err(crate::backend::wrong_family(kind.type_name(), other)),
+    }
+}
 pub use self::encoding::{Encoding, ObjectCompression, ObjectFormat};
 pub use self::location::{Location, StoreKind};
 pub use self::sink::{ObjectSink, POINTER_SCHEMA};
