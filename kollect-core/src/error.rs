@@ -143,6 +143,22 @@ impl Redactor {
     }
 }
 
+/// An error and its sources on one line (`a: b: c`), each source added unless the text
+/// already holds it (many errors repeat their source in their own message).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}
+
 /// Replaces the user-info of every `scheme://user[:password]@host` in `text` with `***`.
 pub fn scrub_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

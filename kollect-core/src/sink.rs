@@ -378,16 +378,7 @@ impl SinkError {
         error: &(dyn std::error::Error + 'static),
         redactor: &Redactor,
     ) -> Self {
-        let mut text = format!("{context}: {error}");
-        let mut source = error.source();
-        while let Some(inner) = source {
-            let inner_text = inner.to_string();
-            if !text.contains(&inner_text) {
-                text.push_str(": ");
-                text.push_str(&inner_text);
-            }
-            source = inner.source();
-        }
+        let text = format!("{context}: {}", crate::error::error_chain(error));
         let class = match ErrorClass::from_message(&text) {
             Some(ErrorClass::Terminal) => ErrorClass::Terminal,
             _ => class,

@@ -53,7 +53,7 @@ pub(super) fn classify(
     if let Some(denied) = guard_refusal(error) {
         return SinkError::terminal(format!("{kind} {operation}: {denied}"));
     }
-    let detail = redactor.scrub(&full_text(error));
+    let detail = redactor.scrub(&kollect_core::error::error_chain(error));
     let status = http_status(&detail);
     let refused = || {
         SinkError::terminal(format!(
@@ -112,21 +112,6 @@ fn guard_refusal(error: &Error) -> Option<String> {
         source = current.source();
     }
     None
-}
-
-/// The error and its sources on one line.
-fn full_text(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]
