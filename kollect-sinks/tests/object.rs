@@ -396,6 +396,12 @@ conformance!(
     ObjectFormat::Document(Format::Yaml),
     ObjectCompression::None
 );
+conformance!(
+    minio_ndjson_zstd,
+    on_minio,
+    ObjectFormat::Document(Format::Ndjson),
+    ObjectCompression::Zstd
+);
 conformance!(minio_csv, on_minio, ObjectFormat::Csv, ObjectCompression::None);
 conformance!(
     minio_json_gzip,

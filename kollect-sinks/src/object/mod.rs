@@ -10,8 +10,7 @@
 //!   the format and compression of [`Encoding`], a `latest` pointer per inventory written after
 //!   the data, stale parts and inventory removal.
 //!
-//! Parquet, zstd and Snappy compression and `objectStore.hotAttributes` are not written by
-//! this build: a sink asking for them is refused, at admission and when it is reconciled, with
+//! Parquet, Snappy compression and `objectStore.hotAttributes` are not written by this build: a sink asking for them is refused, at admission and when it is reconciled, with
 //! a message naming the field.
 //!
 //! Credentials (`spec.secretRef`):
@@ -101,6 +100,9 @@ pub use self::location::{Location, StoreKind};
 pub use self::sink::{ObjectSink, POINTER_SCHEMA};
 use crate::context::BuildContext;
 
+/// The `spec.options` object store sinks read; any other key is refused rather than ignored.
+const OPTIONS: &[&str] = &["region"];
+
 /// A bucket (or container) and key prefix with a client for it.
 #[derive(Debug, Clone)]
 pub struct ObjectTarget {
@@ -117,6 +119,18 @@ impl ObjectTarget {
         context: &BuildContext,
     ) -> Result<ClientSettings, SinkError> {
         let endpoint = spec.common.endpoint.as_deref().unwrap_or_default();
+        if let Some(unknown) = spec
+            .common
+            .options
+            .keys()
+            .find(|k| !OPTIONS.contains(&k.as_str()))
+        {
+            return Err(SinkError::terminal(format!(
+                "spec.options.{unknown}: not an option of {} sinks (supported: {})",
+                kind.type_name(),
+                OPTIONS.join(", ")
+            )));
+        }
         let location = Location::parse(kind, endpoint).map_err(SinkError::terminal)?;
         Ok(ClientSettings {
             location,
@@ -222,5 +236,29 @@ impl ObjectTarget {
             message.push_str("; a marker object was written and deleted");
         }
         Ok(ProbeReport::new(started.elapsed(), message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kollect_core::netguard::NetPolicy;
+
+    #[test]
+    fn unknown_options_are_refused_by_name() {
+        let spec: KollectSnapshotSinkSpec = serde_norway::from_str(
+            "type: s3\nendpoint: s3://b\noptions: {region: eu-west-1, storageClass: GLACIER}\n",
+        )
+        .unwrap();
+        let context = BuildContext::new("ns/s", NetPolicy::new(false));
+        let error = ObjectTarget::settings(StoreKind::S3, &spec, &context).unwrap_err();
+        assert_eq!(
+            error.message(),
+            "spec.options.storageClass: not an option of s3 sinks (supported: region)"
+        );
+        let mut spec = spec;
+        spec.common.options.remove("storageClass");
+        let settings = ObjectTarget::settings(StoreKind::S3, &spec, &context).unwrap();
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
     }
 }
