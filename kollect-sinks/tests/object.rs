@@ -641,3 +641,45 @@ async fn ensure_mode_creates_missing_buckets_and_existing_mode_does_not() {
     let keys = secret(&[("credentials.json", &key.to_string())]);
     created_on_first_write(ObjectTarget::connect(&settings(StoreKind::Gcs, &endpoint, keys)).unwrap()).await;
 }
+
+#[tokio::test]
+async fn a_private_ca_is_trusted_only_when_given() {
+    let pki = kollect_testkit::pki::serving_pki("minio").unwrap();
+    let Some(minio) = backends::start_for_test(|| Minio::start_tls(&pki)) else {
+        return;
+    };
+    let endpoint = format!("{}/tls/fleet", minio.endpoint());
+    let mut with_ca = settings(StoreKind::S3, &endpoint, minio_keys());
+    with_ca.ca_pem = Some(pki.ca_pem.clone());
+    let target = ObjectTarget::connect(&with_ca).unwrap();
+    // MinIO answers 503 for a moment after its port opens: wait until it creates the bucket.
+    let mut created = Err(SinkError::transient("not tried"));
+    for _ in 0..100 {
+        created = target.ensure_bucket().await;
+        if created.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    created.unwrap();
+    target.probe(true).await.unwrap();
+    round_trip(&target).await;
+
+    // Without the CA the certificate is unknown; with insecureSkipVerify it is not checked.
+    let without = ObjectTarget::connect(&settings(StoreKind::S3, &endpoint, minio_keys())).unwrap();
+    let error = without.probe(false).await.unwrap_err();
+    assert!(error.message().starts_with("s3 list: "), "{error}");
+    assert_error(
+        &error,
+        ErrorClass::Terminal,
+        "the store's TLS certificate is not trusted",
+    );
+    assert!(error.message().contains("UnknownIssuer"), "{error}");
+    let mut insecure = settings(StoreKind::S3, &endpoint, minio_keys());
+    insecure.insecure_skip_verify = true;
+    ObjectTarget::connect(&insecure)
+        .unwrap()
+        .probe(false)
+        .await
+        .unwrap();
+}

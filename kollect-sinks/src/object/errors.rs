@@ -7,6 +7,7 @@
 //! | the bucket is missing (on list) | terminal | `… bucket b does not exist …` |
 //! | the store refused the credentials (401, S3 `InvalidAccessKeyId`/`SignatureDoesNotMatch`, Azure `AuthenticationFailed`) | terminal | `… the credentials were refused …` |
 //! | access denied (403) | forbidden | `… access denied …` |
+//! | the server's TLS certificate is not trusted | terminal | `… TLS certificate is not trusted …` |
 //! | anything else (connection failures, 5xx, throttling) | transient | the library's text, redacted |
 
 use kollect_core::error::{ErrorClass, Redactor};
@@ -35,6 +36,9 @@ pub(super) fn is_missing_bucket(error: &SinkError) -> bool {
     error.message().ends_with(MISSING_BUCKET)
 }
 
+/// rustls' words for a server certificate it refused: retrying cannot help.
+const CERTIFICATE_MARKERS: &[&str] = &["invalid peer certificate", "UnknownIssuer", "NotValidForName"];
+
 /// Error codes that mean the bucket or container is missing.
 const MISSING_BUCKET_MARKERS: &[&str] = &["NoSuchBucket", "ContainerNotFound"];
 
@@ -62,6 +66,11 @@ pub(super) fn classify(
     };
     if CREDENTIAL_MARKERS.iter().any(|m| detail.contains(m)) || status == Some(401) {
         return refused();
+    }
+    if CERTIFICATE_MARKERS.iter().any(|m| detail.contains(m)) {
+        return SinkError::terminal(format!(
+            "{kind} {operation}: the store's TLS certificate is not trusted (add its CA with spec.tls.caBundle or spec.tls.caSecretRef): {detail}"
+        ));
     }
     let missing_bucket = MISSING_BUCKET_MARKERS.iter().any(|m| detail.contains(m));
     match error {

@@ -38,6 +38,7 @@ async fn expect_success(
 #[derive(Debug)]
 pub struct Minio {
     server: super::ServerProcess,
+    tls: bool,
 }
 
 impl Minio {
@@ -50,13 +51,33 @@ impl Minio {
 
     /// Starts MinIO on a free port with its data in a temporary directory.
     pub fn start() -> Result<Self, BackendError> {
+        Self::start_with(None)
+    }
+
+    /// Starts MinIO serving HTTPS with `pki`'s serving certificate (clients trust
+    /// `pki.ca_pem`). The port is open when this returns; MinIO may answer `503` for a moment
+    /// after that.
+    pub fn start_tls(pki: &crate::pki::ServingPki) -> Result<Self, BackendError> {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&crate::pki::ServingPki>) -> Result<Self, BackendError> {
         let binary = find("minio", &[go_backends_dir()])?;
         let dir = temp_dir("minio")?;
         let port = free("minio")?;
         let console = free("minio")?;
         let log = dir.path().join("minio.log");
         let (out, err) = log_file(&log)?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(pki) = pki {
+            let certs = dir.path().join("certs");
+            std::fs::create_dir_all(&certs)
+                .and_then(|()| std::fs::write(certs.join("public.crt"), &pki.cert_pem))
+                .and_then(|()| std::fs::write(certs.join("private.key"), &pki.key_pem))
+                .map_err(|e| start_error("minio", format!("write the certificates: {e}"), None))?;
+            command.arg("--certs-dir").arg(&certs);
+        }
+        let mut child = command
             .arg("server")
             .arg(dir.path().join("data"))
             .args(["--address", &format!("127.0.0.1:{port}")])
@@ -71,22 +92,28 @@ impl Minio {
             .stderr(err)
             .spawn()
             .map_err(|e| start_error("minio", format!("start minio: {e}"), None))?;
-        wait_for_http(
-            "minio",
-            port,
-            "/minio/health/ready",
-            &mut child,
-            &log,
-            Duration::from_secs(60),
-        )?;
+        if pki.is_some() {
+            super::wait_for_port("minio", port, &mut child, &log, Duration::from_secs(60))?;
+        } else {
+            wait_for_http(
+                "minio",
+                port,
+                "/minio/health/ready",
+                &mut child,
+                &log,
+                Duration::from_secs(60),
+            )?;
+        }
         Ok(Self {
             server: super::ServerProcess::new(dir, child, port),
+            tls: pki.is_some(),
         })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` when started with [`Minio::start_tls`].
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.server.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.server.port)
     }
 
     /// Creates a bucket (path-style `PUT /<bucket>`), signed with the root key through
