@@ -344,7 +344,7 @@ fn to_val<'v>(value: &'v Value, largest: &mut usize) -> Box<dyn Val + 'v> {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Box::new(CelInt::from(i))
-            } else if n.as_f64() == Some(0.0) {
+            } else if n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) {
                 // `-0`, which serde_json reads as a negative zero float and Kubernetes' decoder
                 // (so cel-go's input) as the integer 0.
                 Box::new(CelInt::from(0))
