@@ -56,6 +56,24 @@ pub fn render_for(template: &str, request: &ExportRequest, extension: &str) -> R
     )?))
 }
 
+/// The template of `inventory`'s documents: the configured one, or the default, under a
+/// `<cluster>/` directory when the inventory has a cluster identity (so several contexts
+/// exporting to one place cannot overwrite each other).
+pub fn template_for(configured: Option<&str>, inventory: &InventoryRef) -> String {
+    match configured {
+        Some(template) => template.to_owned(),
+        None if inventory.cluster.is_empty() => DEFAULT_TEMPLATE.to_owned(),
+        None => format!("{{cluster}}/{DEFAULT_TEMPLATE}"),
+    }
+}
+
+/// Whether `text` is the `NNNN-of-NNNN` of a part name (`<stem>.part-NNNN-of-NNNN<ext>`).
+pub fn is_part_name(text: &str) -> bool {
+    let mut halves = text.split("-of-");
+    matches!((halves.next(), halves.next(), halves.next()), (Some(a), Some(b), None)
+        if !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()))
+}
+
 /// Checks that `path` stays inside a root directory: relative, no `..`, no empty segments.
 pub fn check_relative(path: &str) -> Result<(), SinkError> {
     let bad = path.starts_with('/')

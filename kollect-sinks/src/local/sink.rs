@@ -46,15 +46,8 @@ impl LocalSink {
         Ok(sink)
     }
 
-    /// The template for `inventory`: the configured one, or the default, under a `<cluster>/`
-    /// directory when the inventory has a cluster identity (so several contexts exported into
-    /// one directory cannot overwrite each other).
     fn template_for(&self, inventory: &kollect_core::sink::InventoryRef) -> String {
-        match &self.config.path_template {
-            Some(template) => template.clone(),
-            None if inventory.cluster.is_empty() => path::DEFAULT_TEMPLATE.to_owned(),
-            None => format!("{{cluster}}/{}", path::DEFAULT_TEMPLATE),
-        }
+        path::template_for(self.config.path_template.as_deref(), inventory)
     }
 
     /// The relative path of the document (or part) of `request`.
@@ -115,7 +108,7 @@ impl LocalSink {
                             name == file
                                 || (name.starts_with(&prefix)
                                     && name.ends_with(extension)
-                                    && is_part_name(&name[prefix.len()..name.len() - extension.len()]))
+                                    && path::is_part_name(&name[prefix.len()..name.len() - extension.len()]))
                         })
                     })
                     .collect()
@@ -124,13 +117,6 @@ impl LocalSink {
         files.sort();
         files
     }
-}
-
-/// `NNNN-of-NNNN`.
-fn is_part_name(text: &str) -> bool {
-    let mut halves = text.split("-of-");
-    matches!((halves.next(), halves.next(), halves.next()), (Some(a), Some(b), None)
-        if !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()))
 }
 
 fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), SinkError> {
@@ -253,9 +239,9 @@ mod tests {
 
     #[test]
     fn part_names_are_recognised() {
-        assert!(is_part_name("0001-of-0003"));
-        assert!(!is_part_name("0001-of-"));
-        assert!(!is_part_name("x-of-0003"));
+        assert!(path::is_part_name("0001-of-0003"));
+        assert!(!path::is_part_name("0001-of-"));
+        assert!(!path::is_part_name("x-of-0003"));
     }
 
     #[test]

@@ -285,10 +285,11 @@ struct GuardedConnector<R> {
 
 impl<R> GuardedConnector<R> {
     fn new(settings: &ClientSettings, resolver: GuardedResolver<R>) -> Result<Self, SinkError> {
-        let mut tls = crate::tls::client_config(settings.ca_pem.as_deref())?;
-        if settings.insecure_skip_verify {
-            tls = crate::tls::insecure_client_config()?;
-        }
+        let tls = if settings.insecure_skip_verify {
+            crate::tls::insecure_client_config()?
+        } else {
+            crate::tls::client_config(settings.ca_pem.as_deref())?
+        };
         Ok(Self { resolver, tls })
     }
 }

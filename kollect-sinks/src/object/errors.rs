@@ -15,7 +15,7 @@ use kollect_core::netguard::NetError;
 use kollect_core::sink::SinkError;
 use object_store::Error;
 
-use super::location::{Location, StoreKind};
+use super::location::Location;
 
 /// Error codes (and, for Azurite, message text) in a store's response body that mean the
 /// credentials themselves are wrong rather than lacking a permission.
@@ -49,10 +49,7 @@ pub(super) fn classify(
     redactor: &Redactor,
 ) -> SinkError {
     let kind = location.kind.type_name();
-    let what = match location.kind {
-        StoreKind::AzureBlob => "container",
-        StoreKind::S3 | StoreKind::Gcs => "bucket",
-    };
+    let what = location.kind.bucket_word();
     let bucket = &location.bucket;
     if let Some(denied) = guard_refusal(error) {
         return SinkError::terminal(format!("{kind} {operation}: {denied}"));
@@ -82,8 +79,10 @@ pub(super) fn classify(
         {
             SinkError::terminal(format!("{kind} {operation}: {what} {bucket} {MISSING_BUCKET}"))
         }
-        Error::PermissionDenied { .. } => forbidden(kind, operation, what, bucket),
-        _ if status == Some(403) => forbidden(kind, operation, what, bucket),
+        _ if matches!(error, Error::PermissionDenied { .. }) || status == Some(403) => SinkError::new(
+            ErrorClass::Forbidden,
+            format!("{kind} {operation}: access denied to {what} {bucket}"),
+        ),
         Error::NotFound { .. } => SinkError::terminal(format!("{kind} {operation}: not found: {detail}")),
         Error::NotSupported { .. } | Error::NotImplemented { .. } | Error::InvalidPath { .. } => {
             SinkError::terminal(format!("{kind} {operation}: {detail}"))
@@ -93,13 +92,6 @@ pub(super) fn classify(
             format!("{kind} {operation}: {detail}"),
         ),
     }
-}
-
-fn forbidden(kind: &str, operation: &str, what: &str, bucket: &str) -> SinkError {
-    SinkError::new(
-        ErrorClass::Forbidden,
-        format!("{kind} {operation}: access denied to {what} {bucket}"),
-    )
 }
 
 /// The HTTP status of a failed request, read from the error's text: `object_store` reports
@@ -135,7 +127,7 @@ mod tests {
     }
 
     fn class(text: &str, operation: &str) -> SinkError {
-        let location = Location::parse(StoreKind::S3, "s3://inv").unwrap();
+        let location = Location::parse(super::super::StoreKind::S3, "s3://inv").unwrap();
         classify(
             &location,
             operation,

@@ -42,7 +42,8 @@ impl StoreKind {
         }
     }
 
-    fn bucket_word(self) -> &'static str {
+    /// What the store calls a bucket: `container` for Azure Blob, `bucket` otherwise.
+    pub fn bucket_word(self) -> &'static str {
         match self {
             Self::AzureBlob => "container",
             Self::S3 | Self::Gcs => "bucket",

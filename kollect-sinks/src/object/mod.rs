@@ -32,50 +32,42 @@ mod sink;
 
 use std::sync::Arc;
 
-use kollect_core::api::v1alpha1::KollectSnapshotSinkSpec;
+use kollect_core::api::v1alpha1::{KollectSnapshotSinkSpec, SinkFamily};
 use kollect_core::error::Redactor;
-use kollect_core::sink::{ProbeReport, SinkError};
+use kollect_core::netguard::EndpointKind;
+use kollect_core::sink::{BoxSink, Capabilities, ProbeReport, SinkError};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 pub use self::client::ClientSettings;
-use kollect_core::api::v1alpha1::SinkFamily;
-use kollect_core::netguard::EndpointKind;
-use kollect_core::sink::{BoxSink, Capabilities};
-
-use crate::backend::{Backend, BackendFamily, EndpointField};
+pub use self::encoding::{Encoding, ObjectCompression, ObjectFormat};
+pub use self::location::{Location, StoreKind};
+pub use self::sink::{ObjectSink, POINTER_SCHEMA};
+use crate::backend::{Backend, BackendFamily, BuildFn, EndpointField};
+use crate::context::BuildContext;
 use crate::family::SinkConfig;
 
 /// The endpoint every object store sink dials (bare buckets and `s3://`-style forms name no
 /// host and are not checked; `http(s)://` endpoints are).
 const ENDPOINTS: &[EndpointField] = &[EndpointField::new("spec.endpoint", EndpointKind::ObjectStore)];
 
+/// A snapshot-family object store backend of `type_name`, built by `build`.
+const fn backend(type_name: &'static str, build: BuildFn) -> Backend {
+    Backend::new(
+        type_name,
+        BackendFamily::Crd(SinkFamily::Snapshot),
+        Capabilities::DOCUMENTS,
+        build,
+    )
+    .with_endpoints(ENDPOINTS)
+}
+
 /// The `s3` backend.
-pub(crate) const S3_BACKEND: Backend = Backend::new(
-    "s3",
-    BackendFamily::Crd(SinkFamily::Snapshot),
-    Capabilities::DOCUMENTS,
-    build_s3,
-)
-.with_endpoints(ENDPOINTS);
-
+pub(crate) const S3_BACKEND: Backend = backend("s3", build_s3);
 /// The `gcs` backend.
-pub(crate) const GCS_BACKEND: Backend = Backend::new(
-    "gcs",
-    BackendFamily::Crd(SinkFamily::Snapshot),
-    Capabilities::DOCUMENTS,
-    build_gcs,
-)
-.with_endpoints(ENDPOINTS);
-
+pub(crate) const GCS_BACKEND: Backend = backend("gcs", build_gcs);
 /// The `azureblob` backend.
-pub(crate) const AZURE_BACKEND: Backend = Backend::new(
-    "azureblob",
-    BackendFamily::Crd(SinkFamily::Snapshot),
-    Capabilities::DOCUMENTS,
-    build_azure,
-)
-.with_endpoints(ENDPOINTS);
+pub(crate) const AZURE_BACKEND: Backend = backend("azureblob", build_azure);
 
 fn build_s3(config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkError> {
     build(StoreKind::S3, config, &context)
@@ -95,10 +87,6 @@ fn build(kind: StoreKind, config: &SinkConfig, context: &BuildContext) -> Result
         other => Err(crate::backend::wrong_family(kind.type_name(), other)),
     }
 }
-pub use self::encoding::{Encoding, ObjectCompression, ObjectFormat};
-pub use self::location::{Location, StoreKind};
-pub use self::sink::{ObjectSink, POINTER_SCHEMA};
-use crate::context::BuildContext;
 
 /// The `spec.options` object store sinks read; any other key is refused rather than ignored.
 const OPTIONS: &[&str] = &["region"];
@@ -209,18 +197,19 @@ impl ObjectTarget {
     }
 
     /// Checks that the bucket exists and the credentials may list it (the HeadBucket of the
-    /// Go operator, which no store-neutral call has); with `write_marker`, also writes and
-    /// deletes a marker object under the prefix, proving write access.
-    pub async fn probe(&self, write_marker: bool) -> Result<ProbeReport, SinkError> {
+    /// Go operator, which no store-neutral call has). With `ensure`, a missing bucket is created
+    /// first, and a marker object is written under the prefix and deleted, proving write access.
+    pub async fn probe(&self, ensure: bool) -> Result<ProbeReport, SinkError> {
         let started = std::time::Instant::now();
-        self.list_one().await?;
+        if ensure {
+            self.ensure_bucket().await?;
+        } else {
+            self.list_one().await?;
+        }
         let kind = self.location.kind.type_name();
-        let what = match self.location.kind {
-            StoreKind::AzureBlob => "container",
-            StoreKind::S3 | StoreKind::Gcs => "bucket",
-        };
+        let what = self.location.kind.bucket_word();
         let mut message = format!("{kind} {what} {} is reachable and listable", self.location.bucket);
-        if write_marker {
+        if ensure {
             let marker = self.path(".kollect-probe");
             self.store()
                 .put(

@@ -22,7 +22,7 @@ use object_store::gcp::GoogleCloudStorage;
 use object_store::path::Path;
 use object_store::signer::Signer;
 
-use super::location::{Location, StoreKind};
+use super::location::Location;
 
 /// How a missing bucket or container can be created with the sink's credentials.
 #[derive(Debug, Clone)]
@@ -82,10 +82,7 @@ impl Creator {
     /// another writer) is success.
     pub(crate) async fn create(&self, http: &reqwest::Client, location: &Location) -> Result<(), SinkError> {
         let kind = location.kind.type_name();
-        let what = match location.kind {
-            StoreKind::AzureBlob => "container",
-            StoreKind::S3 | StoreKind::Gcs => "bucket",
-        };
+        let what = location.kind.bucket_word();
         let failed = |e: &dyn std::fmt::Display| {
             SinkError::transient(format!("{kind} create {what} {}: {e}", location.bucket))
         };
@@ -124,9 +121,8 @@ impl Creator {
             }
             Creator::Azure { account, endpoint, auth } => {
                 let url = format!("{endpoint}/{}", location.bucket);
-                let request = http.put(format!("{url}?restype=container")).header("x-ms-version", AZURE_API_VERSION);
-                match auth {
-                    AzureAuth::Sas(query) => http.put(format!("{url}?restype=container&{query}")).header("x-ms-version", AZURE_API_VERSION),
+                let request = match auth {
+                    AzureAuth::Sas(query) => http.put(format!("{url}?restype=container&{query}")),
                     AzureAuth::SharedKey(key) => {
                         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
                         let path = url::Url::parse(&url).map_err(|e| failed(&e))?.path().to_owned();
@@ -134,14 +130,13 @@ impl Creator {
                             "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{AZURE_API_VERSION}\n/{account}{path}\nrestype:container"
                         );
                         let signature = shared_key_signature(key, &string_to_sign)?;
-                        request
+                        http.put(format!("{url}?restype=container"))
                             .header("x-ms-date", date)
                             .header("Content-Length", "0")
                             .header("Authorization", format!("SharedKey {account}:{signature}"))
                     }
-                }
-                .send()
-                .await
+                };
+                request.header("x-ms-version", AZURE_API_VERSION).send().await
             }
             Creator::Unavailable(why) => {
                 return Err(SinkError::terminal(format!(

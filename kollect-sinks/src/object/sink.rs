@@ -87,11 +87,7 @@ impl ObjectSink {
     }
 
     fn template_for(&self, inventory: &InventoryRef) -> String {
-        match &self.path_template {
-            Some(template) => template.clone(),
-            None if inventory.cluster.is_empty() => path::DEFAULT_TEMPLATE.to_owned(),
-            None => format!("{{cluster}}/{}", path::DEFAULT_TEMPLATE),
-        }
+        path::template_for(self.path_template.as_deref(), inventory)
     }
 
     /// The key (under the prefix) of an inventory's single-part object, before any part
@@ -164,7 +160,7 @@ impl ObjectSink {
                     || name
                         .strip_prefix(&part_prefix)
                         .and_then(|rest| rest.strip_suffix(&tail))
-                        .is_some_and(is_part_name)
+                        .is_some_and(path::is_part_name)
             })
             .collect();
         objects.sort();
@@ -231,13 +227,6 @@ impl ObjectSink {
     }
 }
 
-/// `NNNN-of-NNNN`.
-fn is_part_name(text: &str) -> bool {
-    let mut halves = text.split("-of-");
-    matches!((halves.next(), halves.next(), halves.next()), (Some(a), Some(b), None)
-        if !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()))
-}
-
 #[async_trait]
 impl Sink for ObjectSink {
     fn sink_type(&self) -> &str {
@@ -256,26 +245,31 @@ impl Sink for ObjectSink {
         if request.is_last_part() {
             // Every part of this export is written: point at them, then drop what an earlier
             // export with another part count left.
-            let total = request.marker().map_or(1, |m| m.total);
-            let current: Vec<String> = (1..=total)
-                .map(|index| {
-                    let marker = request.marker().map(|m| kollect_core::model::PartMarker {
-                        index,
-                        total: m.total,
-                    });
-                    let rendered = path::render(
-                        &self.template_for(&request.inventory),
-                        &request.inventory,
-                        request.generation,
-                        self.encoding.extension(),
-                    )?;
-                    Ok(self.target.location().key(&format!(
-                        "{}{}",
-                        kollect_core::model::part_path(&rendered, marker),
-                        self.encoding.suffix()
-                    )))
-                })
-                .collect::<Result<_, SinkError>>()?;
+            let rendered = path::render(
+                &self.template_for(&request.inventory),
+                &request.inventory,
+                request.generation,
+                self.encoding.extension(),
+            )?;
+            let current: Vec<String> = match request.marker() {
+                None => vec![rendered],
+                Some(marker) => (1..=marker.total)
+                    .map(|index| {
+                        let part = kollect_core::model::PartMarker {
+                            index,
+                            total: marker.total,
+                        };
+                        kollect_core::model::part_path(&rendered, Some(part))
+                    })
+                    .collect(),
+            }
+            .into_iter()
+            .map(|key| {
+                self.target
+                    .location()
+                    .key(&format!("{key}{}", self.encoding.suffix()))
+            })
+            .collect();
             self.write_pointer(request, &current).await?;
             for stale in self.objects_of(&request.inventory, request.generation).await? {
                 if !current.iter().any(|c| c == stale.as_ref()) {
@@ -305,9 +299,6 @@ impl Sink for ObjectSink {
     }
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
-        if self.ensure {
-            self.target.ensure_bucket().await?;
-        }
         self.target.probe(self.ensure).await
     }
 
