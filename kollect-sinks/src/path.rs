@@ -13,6 +13,38 @@ pub fn render(
     generation: i64,
     extension: &str,
 ) -> Result<String, SinkError> {
+    render_text(template, inventory, &generation.to_string(), extension)
+}
+
+/// What separates the two halves [`split_at_generation`] returns: a character no placeholder
+/// value contains.
+const GENERATION_MARK: &str = "\u{0}";
+
+/// `template` rendered for an inventory on both sides of its `{generation}`: every key of the
+/// inventory is `<before><generation><after>`. `None` when the template has no `{generation}`;
+/// an error when it has several (a key would not name one generation).
+pub fn split_at_generation(
+    template: &str,
+    inventory: &InventoryRef,
+    extension: &str,
+) -> Result<Option<(String, String)>, SinkError> {
+    let rendered = render_text(template, inventory, GENERATION_MARK, extension)?;
+    let mut halves = rendered.split(GENERATION_MARK);
+    match (halves.next(), halves.next(), halves.next()) {
+        (Some(_), None, _) => Ok(None),
+        (Some(before), Some(after), None) => Ok(Some((before.to_owned(), after.to_owned()))),
+        _ => Err(SinkError::terminal(format!(
+            "pathTemplate \"{template}\": {{generation}} may appear only once"
+        ))),
+    }
+}
+
+fn render_text(
+    template: &str,
+    inventory: &InventoryRef,
+    generation: &str,
+    extension: &str,
+) -> Result<String, SinkError> {
     let cluster = if inventory.cluster.is_empty() {
         "default"
     } else {
@@ -32,7 +64,7 @@ pub fn render(
             "cluster" => out.push_str(cluster),
             "namespace" => out.push_str(inventory.path_namespace()),
             "name" => out.push_str(&inventory.name),
-            "generation" => out.push_str(&generation.to_string()),
+            "generation" => out.push_str(generation),
             "extension" => out.push_str(extension),
             other => {
                 return Err(SinkError::terminal(format!(
@@ -117,6 +149,21 @@ mod tests {
         );
         let error = render("{nope}", &inventory, 1, "").unwrap_err();
         assert!(error.message().contains("{nope}"), "{error}");
+    }
+
+    #[test]
+    fn a_template_splits_at_its_generation() {
+        let inventory = InventoryRef::namespaced("ns", "inv");
+        assert_eq!(
+            split_at_generation("{namespace}/{name}/g={generation}{extension}", &inventory, ".csv").unwrap(),
+            Some(("ns/inv/g=".to_owned(), ".csv".to_owned()))
+        );
+        assert_eq!(
+            split_at_generation(DEFAULT_TEMPLATE, &inventory, ".csv").unwrap(),
+            None
+        );
+        let twice = split_at_generation("{generation}/{generation}", &inventory, "").unwrap_err();
+        assert!(twice.message().contains("only once"), "{twice}");
     }
 
     #[test]

@@ -269,37 +269,58 @@ async fn azure_blob_on_azurite_with_an_account_key() {
 use kollect_core::model::Row;
 use kollect_core::sink::InventoryRef;
 use kollect_sinks::format::Format;
+use kollect_sinks::object::parquet::{PageCodec, ParquetLayout};
 use kollect_sinks::object::{Encoding, ObjectCompression, ObjectFormat, ObjectSink};
 use kollect_testkit::conformance::Inspect;
 
-/// Reads an inventory's objects back from the bucket (all parts, in order).
+/// Reads an inventory back as a consumer does: the objects its `latest` pointer names, in
+/// order. The pointer must name exactly the data objects of its generation in the bucket.
 pub struct Bucket {
     sink: ObjectSink,
+}
+
+impl Bucket {
+    async fn get(&self, path: &object_store::path::Path) -> Result<Option<bytes::Bytes>, String> {
+        match self.sink.target().store().get(path).await {
+            Ok(got) => got.bytes().await.map(Some).map_err(|e| e.to_string()),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 #[async_trait]
 impl Inspect for Bucket {
     async fn rows(&self, inventory: &InventoryRef) -> Result<Option<Vec<Row>>, String> {
-        let objects = self
-            .sink
-            .objects_of(inventory, 0)
-            .await
-            .map_err(|e| e.to_string())?;
-        if objects.is_empty() {
-            return Ok(None);
+        let pointer_path = self.sink.target().path(&ObjectSink::pointer_key(inventory));
+        let listed = self.sink.objects_of(inventory).await.map_err(|e| e.to_string())?;
+        let Some(pointer) = self.get(&pointer_path).await? else {
+            return if listed.is_empty() {
+                Ok(None)
+            } else {
+                Err(format!("no pointer, but objects {listed:?}"))
+            };
+        };
+        let pointer: serde_json::Value = serde_json::from_slice(&pointer).map_err(|e| e.to_string())?;
+        let named: Vec<String> =
+            serde_json::from_value(pointer["objects"].clone()).map_err(|e| e.to_string())?;
+        let generation = pointer["generation"].as_i64();
+        let present: Vec<String> = listed
+            .iter()
+            .filter(|(_, g)| g.is_none() || *g == generation)
+            .map(|(p, _)| p.to_string())
+            .collect();
+        if present != named {
+            return Err(format!(
+                "the pointer names {named:?}, the bucket holds {present:?}"
+            ));
         }
         let mut rows = Vec::new();
-        for object in objects {
+        for object in &named {
             let bytes = self
-                .sink
-                .target()
-                .store()
-                .get(&object)
-                .await
-                .map_err(|e| e.to_string())?
-                .bytes()
-                .await
-                .map_err(|e| e.to_string())?;
+                .get(&object_store::path::Path::from(object.as_str()))
+                .await?
+                .ok_or_else(|| format!("the pointer names the missing object {object}"))?;
             rows.extend(self.sink.encoding().read_rows(&bytes)?);
         }
         Ok(Some(rows))
@@ -317,6 +338,10 @@ fn fresh_bucket(label: &str) -> String {
 
 fn encoding(format: ObjectFormat, compression: ObjectCompression) -> Encoding {
     Encoding { format, compression }
+}
+
+fn parquet(codec: PageCodec) -> ObjectFormat {
+    ObjectFormat::Parquet(ParquetLayout::new(&[], codec).unwrap())
 }
 
 fn pair(target: ObjectTarget, encoding: Encoding) -> (ObjectSink, Bucket) {
@@ -410,6 +435,36 @@ conformance!(
     ObjectCompression::Gzip
 );
 conformance!(
+    minio_parquet,
+    on_minio,
+    parquet(PageCodec::None),
+    ObjectCompression::None
+);
+conformance!(
+    minio_parquet_snappy,
+    on_minio,
+    parquet(PageCodec::Snappy),
+    ObjectCompression::None
+);
+conformance!(
+    minio_parquet_zstd,
+    on_minio,
+    parquet(PageCodec::Zstd),
+    ObjectCompression::None
+);
+conformance!(
+    gcs_parquet_gzip,
+    on_gcs,
+    parquet(PageCodec::Gzip),
+    ObjectCompression::None
+);
+conformance!(
+    azurite_parquet_snappy,
+    on_azurite,
+    parquet(PageCodec::Snappy),
+    ObjectCompression::None
+);
+conformance!(
     gcs_json,
     on_gcs,
     ObjectFormat::Document(Format::Json),
@@ -474,11 +529,11 @@ async fn the_latest_pointer_names_exactly_the_objects_of_the_last_export() {
     };
     let pointer = read_pointer().await;
     let listed: Vec<String> = sink
-        .objects_of(&inventory, 4)
+        .objects_of(&inventory)
         .await
         .unwrap()
         .iter()
-        .map(|p| p.to_string())
+        .map(|(p, _)| p.to_string())
         .collect();
     assert_eq!(pointer["objects"], serde_json::json!(listed));
     assert!(
@@ -504,11 +559,11 @@ async fn the_latest_pointer_names_exactly_the_objects_of_the_last_export() {
         serde_json::json!(["fleet/east/inventory/shop/images.json.gz"])
     );
     let listed: Vec<String> = sink
-        .objects_of(&inventory, 4)
+        .objects_of(&inventory)
         .await
         .unwrap()
         .iter()
-        .map(|p| p.to_string())
+        .map(|(p, _)| p.to_string())
         .collect();
     assert_eq!(listed, ["fleet/east/inventory/shop/images.json.gz"]);
 
@@ -539,7 +594,7 @@ async fn the_latest_pointer_names_exactly_the_objects_of_the_last_export() {
     })
     .await
     .unwrap();
-    assert!(sink.objects_of(&inventory, 4).await.unwrap().is_empty());
+    assert!(sink.objects_of(&inventory).await.unwrap().is_empty());
     assert!(matches!(
         sink.target().store().head(&pointer_path).await,
         Err(object_store::Error::NotFound { .. })

@@ -7,9 +7,11 @@
 //! | `yaml` | the same document as YAML | `application/yaml` |
 //! | `ndjson` | the envelope header on the first line, then one item per line | `application/x-ndjson` |
 //! | `csv` | a header line, then one row per item: [`CSV_COLUMNS`], attributes as compact JSON | `text/csv` |
+//! | `parquet` | one row per item, typed columns (see [`super::parquet`]) | `application/vnd.apache.parquet` |
 //!
-//! `gzip` and `zstd` compress the whole object, add `.gz` or `.zst` to its key and set
-//! `Content-Encoding: gzip` or `zstd`.
+//! For the text formats, `gzip` and `zstd` compress the whole object, add `.gz` or `.zst` to
+//! its key and set `Content-Encoding: gzip` or `zstd`. For Parquet, `snappy`, `gzip` and `zstd`
+//! are page codecs inside the file, whose key and headers stay those of a Parquet file.
 
 use std::io::{Read, Write};
 
@@ -19,6 +21,7 @@ use kollect_core::api::v1alpha1::{
 use kollect_core::model::Row;
 use kollect_core::sink::{ExportRequest, SinkError};
 
+use super::parquet::{PageCodec, ParquetLayout};
 use crate::format::Format;
 
 /// The CSV columns, in order. `cluster`, `inventory_namespace` and `inventory_name` say whose
@@ -42,12 +45,14 @@ pub const CSV_COLUMNS: [&str; 12] = [
 const ZSTD_LEVEL: i32 = 3;
 
 /// The layout of an object's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectFormat {
     /// An envelope document (JSON, YAML or NDJSON).
     Document(Format),
     /// Rows as CSV.
     Csv,
+    /// Rows as Parquet.
+    Parquet(ParquetLayout),
 }
 
 /// How objects are compressed.
@@ -63,7 +68,7 @@ pub enum ObjectCompression {
 }
 
 /// Format and compression together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoding {
     /// The format.
     pub format: ObjectFormat,
@@ -73,8 +78,9 @@ pub struct Encoding {
 
 impl Encoding {
     /// The encoding a snapshot sink spec asks for: `serialization.format` (or the legacy
-    /// `objectStore.format`) and `serialization.compression`. What this build cannot write is
-    /// refused with a message naming the field, never ignored.
+    /// `objectStore.format`), `serialization.compression` and, for Parquet,
+    /// `objectStore.hotAttributes`. A combination that cannot be written is refused with a
+    /// message naming the field, never ignored.
     pub fn from_spec(spec: &KollectSnapshotSinkSpec) -> Result<Self, SinkError> {
         let serialization = spec.common.serialization.as_ref();
         let legacy = spec
@@ -85,18 +91,36 @@ impl Encoding {
                 ObjectStoreFormat::Json => SerializationFormat::Json,
                 ObjectStoreFormat::Parquet => SerializationFormat::Parquet,
             });
+        let compression = serialization.and_then(|s| s.compression);
+        let hot_attributes = spec
+            .object_store
+            .as_ref()
+            .map(|o| o.hot_attributes.as_slice())
+            .unwrap_or_default();
         let format = match serialization.and_then(|s| s.format).or(legacy) {
             None | Some(SerializationFormat::Json) => ObjectFormat::Document(Format::Json),
             Some(SerializationFormat::Yaml) => ObjectFormat::Document(Format::Yaml),
             Some(SerializationFormat::Ndjson) => ObjectFormat::Document(Format::Ndjson),
             Some(SerializationFormat::Csv) => ObjectFormat::Csv,
             Some(SerializationFormat::Parquet) => {
-                return Err(SinkError::terminal(
-                    "serialization.format parquet: this build's object store sinks do not write Parquet; use json, ndjson, yaml or csv",
-                ));
+                let codec = match compression {
+                    None | Some(Compression::None) => PageCodec::None,
+                    Some(Compression::Snappy) => PageCodec::Snappy,
+                    Some(Compression::Gzip) => PageCodec::Gzip,
+                    Some(Compression::Zstd) => PageCodec::Zstd,
+                };
+                return Ok(Self {
+                    format: ObjectFormat::Parquet(ParquetLayout::new(hot_attributes, codec)?),
+                    compression: ObjectCompression::None,
+                });
             }
         };
-        let compression = match serialization.and_then(|s| s.compression) {
+        if !hot_attributes.is_empty() {
+            return Err(SinkError::terminal(
+                "objectStore.hotAttributes: promoted columns exist only in Parquet; set serialization.format: parquet or remove them",
+            ));
+        }
+        let compression = match compression {
             None | Some(Compression::None) => ObjectCompression::None,
             Some(Compression::Gzip) => ObjectCompression::Gzip,
             Some(Compression::Zstd) => ObjectCompression::Zstd,
@@ -106,15 +130,6 @@ impl Encoding {
                 ));
             }
         };
-        if spec
-            .object_store
-            .as_ref()
-            .is_some_and(|o| !o.hot_attributes.is_empty())
-        {
-            return Err(SinkError::terminal(
-                "objectStore.hotAttributes: promoted columns exist only in Parquet, which this build's object store sinks do not write",
-            ));
-        }
         Ok(Self { format, compression })
     }
 
@@ -123,6 +138,7 @@ impl Encoding {
         match self.format {
             ObjectFormat::Document(format) => format.extension(),
             ObjectFormat::Csv => ".csv",
+            ObjectFormat::Parquet(_) => ".parquet",
         }
     }
 
@@ -142,6 +158,7 @@ impl Encoding {
             ObjectFormat::Document(Format::Yaml) => "application/yaml",
             ObjectFormat::Document(Format::Ndjson) => "application/x-ndjson",
             ObjectFormat::Csv => "text/csv",
+            ObjectFormat::Parquet(_) => super::parquet::CONTENT_TYPE,
         }
     }
 
@@ -161,11 +178,20 @@ impl Encoding {
             ObjectFormat::Document(Format::Yaml) => "yaml",
             ObjectFormat::Document(Format::Ndjson) => "ndjson",
             ObjectFormat::Csv => "csv",
+            ObjectFormat::Parquet(_) => "parquet",
         }
     }
 
-    /// `none` or `gzip`, as the pointer object names it.
+    /// `none`, `gzip`, ... as the pointer object names it (for Parquet, the page codec).
     pub fn compression_name(&self) -> &'static str {
+        if let ObjectFormat::Parquet(layout) = &self.format {
+            return match layout.codec() {
+                PageCodec::None => "none",
+                PageCodec::Snappy => "snappy",
+                PageCodec::Gzip => "gzip",
+                PageCodec::Zstd => "zstd",
+            };
+        }
         match self.compression {
             ObjectCompression::None => "none",
             ObjectCompression::Gzip => "gzip",
@@ -175,9 +201,10 @@ impl Encoding {
 
     /// The bytes of the object for `request`'s part.
     pub fn render(&self, request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
-        let plain = match self.format {
+        let plain = match &self.format {
             ObjectFormat::Document(format) => format.render(request)?,
             ObjectFormat::Csv => csv_rows(request)?,
+            ObjectFormat::Parquet(layout) => return layout.render(request),
         };
         match self.compression {
             ObjectCompression::None => Ok(plain),
@@ -206,9 +233,10 @@ impl Encoding {
             }
             ObjectCompression::Zstd => zstd::decode_all(bytes).map_err(|e| format!("zstd: {e}"))?,
         };
-        match self.format {
+        match &self.format {
             ObjectFormat::Document(format) => format.read_rows(&plain),
             ObjectFormat::Csv => read_csv(&plain),
+            ObjectFormat::Parquet(_) => super::parquet::read_rows(&plain),
         }
     }
 }
@@ -305,16 +333,51 @@ mod tests {
     }
 
     #[test]
+    fn parquet_takes_page_codecs_and_keeps_its_key_and_headers() {
+        for (yaml, codec) in [
+            ("serialization: {format: parquet}", "none"),
+            ("objectStore: {format: parquet}", "none"),
+            ("serialization: {format: parquet, compression: snappy}", "snappy"),
+            ("serialization: {format: parquet, compression: gzip}", "gzip"),
+            ("serialization: {format: parquet, compression: zstd}", "zstd"),
+        ] {
+            let encoding =
+                Encoding::from_spec(&spec(&format!("type: s3\nendpoint: s3://b\n{yaml}\n"))).unwrap();
+            assert_eq!(
+                (
+                    encoding.extension(),
+                    encoding.suffix(),
+                    encoding.content_type(),
+                    encoding.content_encoding(),
+                    encoding.format_name(),
+                    encoding.compression_name()
+                ),
+                (
+                    ".parquet",
+                    "",
+                    "application/vnd.apache.parquet",
+                    None,
+                    "parquet",
+                    codec
+                ),
+                "{yaml}"
+            );
+        }
+    }
+
+    #[test]
     fn what_cannot_be_written_is_refused_by_name() {
         for (yaml, field) in [
-            ("serialization: {format: parquet}", "serialization.format parquet"),
-            ("objectStore: {format: parquet}", "serialization.format parquet"),
             (
                 "serialization: {compression: snappy}",
                 "serialization.compression snappy",
             ),
             (
                 "objectStore: {hotAttributes: [image]}",
+                "objectStore.hotAttributes",
+            ),
+            (
+                "serialization: {format: parquet}\nobjectStore: {hotAttributes: [a.b, a-b]}",
                 "objectStore.hotAttributes",
             ),
         ] {

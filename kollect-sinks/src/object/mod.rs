@@ -27,6 +27,7 @@ pub mod client;
 pub mod encoding;
 mod errors;
 mod location;
+pub mod parquet;
 mod provision;
 mod sink;
 
@@ -42,7 +43,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 pub use self::client::ClientSettings;
 pub use self::encoding::{Encoding, ObjectCompression, ObjectFormat};
 pub use self::location::{Location, StoreKind};
-pub use self::sink::{ObjectSink, POINTER_SCHEMA};
+pub use self::sink::{ObjectSink, PARQUET_TEMPLATE, POINTER_SCHEMA};
 use crate::backend::{Backend, BackendFamily, BuildFn, EndpointField};
 use crate::context::BuildContext;
 use crate::family::SinkConfig;

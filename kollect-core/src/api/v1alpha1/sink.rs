@@ -616,6 +616,20 @@ pub struct ObjectStoreSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub hot_attributes: Vec<String>,
+    /// How many generations of an inventory's objects to keep; unset keeps every generation.
+    /// Needs `{generation}` in the object key (the Parquet default key has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<ObjectRetention>,
+}
+
+/// Retention of an inventory's object generations.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRetention {
+    /// Generations kept per inventory, the current one included; older ones are deleted after
+    /// each export.
+    #[schemars(range(min = 1, max = 1000))]
+    pub generations: u32,
 }
 
 /// Legacy object store formats.
