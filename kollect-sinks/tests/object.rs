@@ -624,6 +624,37 @@ async fn a_sink_from_its_spec_and_build_context() {
         sink.preview(&request).object_path.as_deref(),
         Some("inv/inventory/shop/images.ndjson")
     );
+
+    // Parquet with hot attributes and retention from the spec; retention without
+    // `{generation}` in the key is refused by name.
+    let spec = |extra: &str| -> kollect_core::api::v1alpha1::KollectSnapshotSinkSpec {
+        serde_norway::from_str(&format!(
+            "type: s3\nendpoint: {}/from-spec/inv\n{extra}\n",
+            minio.endpoint()
+        ))
+        .unwrap()
+    };
+    let sink = ObjectSink::from_spec(
+        StoreKind::S3,
+        &spec("serialization: {format: parquet, compression: snappy}\nobjectStore: {hotAttributes: [replicas], retention: {generations: 3}}"),
+        &context,
+    )
+    .unwrap();
+    assert_eq!(
+        sink.preview(&request).object_path.as_deref(),
+        Some("inv/inventory/cluster=default/ns=shop/name=images/generation=4.parquet")
+    );
+    let ObjectFormat::Parquet(layout) = &sink.encoding().format else {
+        panic!("not Parquet: {:?}", sink.encoding());
+    };
+    assert_eq!(layout.hot_attributes()[0].column, "attr_replicas");
+    let error = ObjectSink::from_spec(
+        StoreKind::S3,
+        &spec("serialization: {format: json}\nobjectStore: {retention: {generations: 3}}"),
+        &context,
+    )
+    .unwrap_err();
+    assert!(error.message().starts_with("objectStore.retention"), "{error}");
 }
 
 /// Exports one row with a sink that must create its bucket, and reads it back.
@@ -737,4 +768,248 @@ async fn a_private_ca_is_trusted_only_when_given() {
         .probe(false)
         .await
         .unwrap();
+}
+
+/// The SQL block of the object store reference page that starts with `-- <marker>`, for the
+/// bucket URL `url` instead of the page's example.
+fn documented_query(marker: &str, url: &str) -> String {
+    let page = include_str!("../../docs/src/reference/object-stores.md");
+    let start = page
+        .find(&format!("```sql\n-- {marker}\n"))
+        .unwrap_or_else(|| panic!("no `{marker}` query in the reference page"));
+    let block = &page[start + "```sql\n".len()..];
+    let end = block.find("```").unwrap();
+    block[..end].replace("s3://acme-inventory/fleet", url)
+}
+
+fn rows_named(inventory: &InventoryRef, names: &[&str], version: i64) -> Vec<Row> {
+    names
+        .iter()
+        .map(|n| kollect_testkit::conformance::sample_row(inventory, n, version))
+        .collect()
+}
+
+fn generation_request(
+    inventory: &InventoryRef,
+    generation: i64,
+    rows: Vec<Row>,
+) -> kollect_core::sink::ExportRequest {
+    kollect_core::sink::ExportRequest::full(
+        inventory.clone(),
+        generation,
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + generation).unwrap(),
+        kollect_core::model::Snapshot::new(rows),
+    )
+}
+
+#[tokio::test]
+async fn duckdb_reads_the_latest_generation_of_parquet_and_csv() {
+    use kollect_core::sink::Sink;
+    use kollect_testkit::backends::{DuckDb, S3Access, start_for_test};
+    let Some(duckdb) = start_for_test(DuckDb::locate) else {
+        return;
+    };
+    let minio = minio().expect("MinIO (run hack/setup.sh)");
+    let bucket = fresh_bucket("duckdb");
+    minio.create_bucket(&bucket).await.unwrap();
+    let endpoint = format!("{}/{bucket}/fleet", minio.endpoint());
+    let target = || ObjectTarget::connect(&settings(StoreKind::S3, &endpoint, minio_keys())).unwrap();
+    let parquet_sink = ObjectSink::new(
+        target(),
+        encoding(parquet(PageCodec::Zstd), ObjectCompression::None),
+        None,
+        false,
+    )
+    .unwrap();
+    let csv_sink = ObjectSink::new(
+        target(),
+        encoding(ObjectFormat::Csv, ObjectCompression::None),
+        None,
+        false,
+    )
+    .unwrap();
+
+    let images = InventoryRef::namespaced("shop", "images").with_cluster("east");
+    let tools = InventoryRef::namespaced("ops", "tools").with_cluster("east");
+    for sink in [&parquet_sink, &csv_sink] {
+        for request in [
+            generation_request(&images, 1, rows_named(&images, &["x", "y", "z"], 1)),
+            generation_request(&images, 2, rows_named(&images, &["w", "x"], 2)),
+            generation_request(&tools, 1, rows_named(&tools, &["t"], 1)),
+        ] {
+            sink.export(&request).await.unwrap();
+        }
+    }
+    // Parquet keeps both generations of `images` (no retention); CSV overwrote its one key.
+    assert_eq!(parquet_sink.objects_of(&images).await.unwrap().len(), 2);
+    assert_eq!(csv_sink.objects_of(&images).await.unwrap().len(), 1);
+
+    let access = S3Access {
+        endpoint: minio.endpoint().trim_start_matches("http://").to_owned(),
+        key_id: Minio::ACCESS_KEY.to_owned(),
+        secret: Minio::SECRET_KEY.to_owned(),
+        region: Minio::REGION.to_owned(),
+    };
+    let url = format!("s3://{bucket}/fleet");
+    for marker in ["latest generation: parquet", "latest generation: csv"] {
+        let result = duckdb
+            .query(&documented_query(marker, &url), Some(&access))
+            .unwrap();
+        let seen: Vec<(String, String, i64)> = result
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                (
+                    result.column("inventory_name")[i].as_str().unwrap().to_owned(),
+                    result.column("name")[i].as_str().unwrap().to_owned(),
+                    result.column("generation")[i].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("tools".to_owned(), "t".to_owned(), 1),
+                ("images".to_owned(), "w".to_owned(), 2),
+                ("images".to_owned(), "x".to_owned(), 2)
+            ],
+            "{marker}"
+        );
+        assert_eq!(
+            result.column("cluster"),
+            vec![serde_json::json!("east"); 3],
+            "{marker}"
+        );
+    }
+
+    // Typed columns as DuckDB sees them.
+    let result = duckdb
+        .query(
+            &documented_query("latest generation: parquet", &url),
+            Some(&access),
+        )
+        .unwrap();
+    assert_eq!(
+        result.columns[..4],
+        ["api_version", "attr_image", "attr_version", "attributes"]
+    );
+    for (column, want) in [
+        ("exported_at", "TIMESTAMP WITH TIME ZONE"),
+        ("attributes", "JSON"),
+        ("generation", "BIGINT"),
+        ("attr_image", "VARCHAR"),
+        ("group", "VARCHAR"),
+    ] {
+        assert_eq!(result.type_of(column), Some(want), "{column}");
+    }
+    assert_eq!(
+        result.column("attr_image")[2],
+        serde_json::json!("registry.example.com/x:2")
+    );
+    assert_eq!(result.column("attr_version")[2], serde_json::Value::Null);
+    assert!(
+        result.column("exported_at")[2]
+            .as_str()
+            .unwrap()
+            .starts_with("2027-01-15 08:00:02"),
+        "{:?}",
+        result.column("exported_at")
+    );
+    let attributes: serde_json::Value =
+        serde_json::from_str(result.column("attributes")[2].as_str().unwrap()).unwrap();
+    assert_eq!(attributes["replicas"], 2);
+}
+
+#[tokio::test]
+async fn retention_keeps_the_newest_generations_and_removal_takes_them_all() {
+    use kollect_core::sink::Sink;
+    let minio = minio().expect("MinIO (run hack/setup.sh)");
+    let bucket = fresh_bucket("retention");
+    minio.create_bucket(&bucket).await.unwrap();
+    let endpoint = format!("{}/{bucket}", minio.endpoint());
+    let target = || ObjectTarget::connect(&settings(StoreKind::S3, &endpoint, minio_keys())).unwrap();
+    let plain = ObjectSink::new(
+        target(),
+        encoding(parquet(PageCodec::Snappy), ObjectCompression::None),
+        None,
+        false,
+    )
+    .unwrap();
+    let kept = plain.clone().with_retention(2).unwrap();
+    let inventory = InventoryRef::namespaced("shop", "images");
+    async fn generations(sink: &ObjectSink, inventory: &InventoryRef) -> Vec<i64> {
+        let mut found: Vec<i64> = sink
+            .objects_of(inventory)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, g)| g)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+    let rows = rows_named(&inventory, &["a"], 1);
+
+    // Generation 9 is left by an earlier inventory of the same name; without retention
+    // nothing is deleted.
+    for generation in [9, 1, 2] {
+        plain
+            .export(&generation_request(&inventory, generation, rows.clone()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(generations(&plain, &inventory).await, [1, 2, 9]);
+
+    // With retention 2: the current and the newest one below it; 9 goes too.
+    kept.export(&generation_request(&inventory, 3, rows.clone()))
+        .await
+        .unwrap();
+    assert_eq!(generations(&kept, &inventory).await, [2, 3]);
+    for generation in [4, 5] {
+        kept.export(&generation_request(&inventory, generation, rows.clone()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(generations(&kept, &inventory).await, [4, 5]);
+    let listed: Vec<String> = kept
+        .objects_of(&inventory)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "inventory/cluster=default/ns=shop/name=images/generation=4.parquet",
+            "inventory/cluster=default/ns=shop/name=images/generation=5.parquet"
+        ]
+    );
+
+    kept.remove(&kollect_core::sink::RemoveRequest {
+        inventory: inventory.clone(),
+        generation: 5,
+    })
+    .await
+    .unwrap();
+    assert!(kept.objects_of(&inventory).await.unwrap().is_empty());
+
+    // A key without {generation} cannot have retention.
+    let error = ObjectSink::new(
+        target(),
+        encoding(ObjectFormat::Csv, ObjectCompression::None),
+        None,
+        false,
+    )
+    .unwrap()
+    .with_retention(2)
+    .unwrap_err();
+    assert!(
+        error
+            .message()
+            .starts_with("objectStore.retention: the object key"),
+        "{error}"
+    );
 }

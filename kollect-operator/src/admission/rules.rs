@@ -445,7 +445,7 @@ fn sink_warnings(sink: &FamilySink, v: &mut Validation) {
     if format == Some(SerializationFormat::Parquet) {
         v.warn(
             "spec.serialization.format",
-            "parquet writes typed columns: attributes keep the type of their first value",
+            "parquet writes typed identity columns, the attributes as one JSON column and objectStore.hotAttributes (default image, version) as text columns",
         );
     }
     if format.is_none() && (type_name == "git" || type_name == "gitlab") {

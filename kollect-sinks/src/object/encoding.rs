@@ -24,12 +24,14 @@ use kollect_core::sink::{ExportRequest, SinkError};
 use super::parquet::{PageCodec, ParquetLayout};
 use crate::format::Format;
 
-/// The CSV columns, in order. `cluster`, `inventory_namespace` and `inventory_name` say whose
-/// inventory a row belongs to, so files of several inventories can be read as one table.
-pub const CSV_COLUMNS: [&str; 12] = [
+/// The CSV columns, in order. `cluster`, `inventory_namespace`, `inventory_name` and
+/// `generation` say whose inventory a row belongs to, so files of several inventories (and
+/// generations) can be read as one table.
+pub const CSV_COLUMNS: [&str; 13] = [
     "cluster",
     "inventory_namespace",
     "inventory_name",
+    "generation",
     "target_namespace",
     "target_name",
     "namespace",
@@ -246,6 +248,7 @@ fn csv_rows(request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(CSV_COLUMNS).map_err(error)?;
     let inventory = &request.inventory;
+    let generation = request.generation.to_string();
     for row in request.rows() {
         let attributes = row
             .attributes
@@ -257,6 +260,7 @@ fn csv_rows(request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
                 inventory.cluster.as_str(),
                 inventory.namespace.as_str(),
                 inventory.name.as_str(),
+                &generation,
                 &row.target_namespace,
                 &row.target_name,
                 &row.namespace,
@@ -280,19 +284,19 @@ fn read_csv(bytes: &[u8]) -> Result<Vec<Row>, String> {
     for record in reader.records() {
         let record = record.map_err(|e| e.to_string())?;
         let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
-        let attributes = match record.get(11).unwrap_or_default() {
+        let attributes = match record.get(12).unwrap_or_default() {
             "" => None,
             text => Some(serde_json::from_str(text).map_err(|e| format!("attributes: {e}"))?),
         };
         rows.push(Row {
-            target_namespace: field(3),
-            target_name: field(4),
-            namespace: field(5),
-            name: field(6),
-            group: field(7),
-            version: field(8),
-            kind: field(9),
-            uid: field(10),
+            target_namespace: field(4),
+            target_name: field(5),
+            namespace: field(6),
+            name: field(7),
+            group: field(8),
+            version: field(9),
+            kind: field(10),
+            uid: field(11),
             attributes,
         });
     }

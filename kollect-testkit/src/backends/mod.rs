@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use crate::control_plane::infra_required;
 
+mod duckdb;
 mod ferretdb;
 mod kafka;
 mod nats;
 mod object_stores;
 mod postgres;
 
+pub use duckdb::{DuckDb, QueryResult, S3Access};
 pub use ferretdb::FerretDb;
 pub use kafka::Kafka;
 pub use nats::Nats;
