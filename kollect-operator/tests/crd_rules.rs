@@ -270,8 +270,8 @@ fn invalid_objects_are_rejected_with_clear_messages() {
         ),
         (
             obj(
-                "KollectSnapshotSink",
-                json!({"type": "s3", "endpoint": "bucket", "layout": {"mode": "perResource"}}),
+                "KollectDatabaseSink",
+                json!({"type": "postgres", "postgres": {"databaseRef": {"name": "d"}, "table": "t"}, "layout": {"mode": "perResource"}}),
             ),
             "layout is only allowed",
         ),

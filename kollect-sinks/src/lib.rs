@@ -26,6 +26,8 @@ pub mod family;
 pub mod format;
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(any(feature = "git", feature = "object"))]
+pub mod layout;
 #[cfg(feature = "local")]
 pub mod local;
 mod net;

@@ -280,6 +280,32 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The rows of a per-resource layout: one object per row under `root`.
+    async fn resource_rows(&self, root: &str) -> Result<Vec<Row>, String> {
+        use futures::TryStreamExt;
+        let objects: Vec<object_store::ObjectMeta> = self
+            .sink
+            .target()
+            .store()
+            .list(Some(&object_store::path::Path::from(root)))
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for object in objects {
+            let bytes = self.get(&object.location).await?.ok_or("listed, then missing")?;
+            let plain = self.sink.encoding().decompress(&bytes)?;
+            let row: Row = match self.sink.encoding().format {
+                ObjectFormat::Document(Format::Yaml) => {
+                    serde_norway::from_slice(&plain).map_err(|e| e.to_string())?
+                }
+                _ => serde_json::from_slice(&plain).map_err(|e| e.to_string())?,
+            };
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
     async fn get(&self, path: &object_store::path::Path) -> Result<Option<bytes::Bytes>, String> {
         match self.sink.target().store().get(path).await {
             Ok(got) => got.bytes().await.map(Some).map_err(|e| e.to_string()),
@@ -302,6 +328,9 @@ impl Inspect for Bucket {
             };
         };
         let pointer: serde_json::Value = serde_json::from_slice(&pointer).map_err(|e| e.to_string())?;
+        if let Some(root) = pointer["root"].as_str() {
+            return self.resource_rows(root).await.map(Some);
+        }
         let named: Vec<String> =
             serde_json::from_value(pointer["objects"].clone()).map_err(|e| e.to_string())?;
         let generation = pointer["generation"].as_i64();
@@ -389,6 +418,24 @@ pub async fn on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     Some(pair(target, encoding))
 }
 
+fn per_resource(sink_and_bucket: Option<(ObjectSink, Bucket)>) -> Option<(ObjectSink, Bucket)> {
+    let (sink, _) = sink_and_bucket?;
+    let layout: kollect_core::api::v1alpha1::LayoutSpec =
+        serde_norway::from_str("mode: perResource").unwrap();
+    let sink = sink.with_layout(&layout).unwrap();
+    Some((sink.clone(), Bucket { sink }))
+}
+
+/// A per-resource sink on a fresh MinIO bucket.
+pub async fn resources_on_minio(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    per_resource(on_minio(encoding).await)
+}
+
+/// A per-resource sink on a fresh Azurite container.
+pub async fn resources_on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    per_resource(on_azurite(encoding).await)
+}
+
 /// The conformance suite over one setup (like PostgreSQL's, it needs its server).
 macro_rules! conformance {
     ($module:ident, $setup:ident, $format:expr, $compression:expr) => {
@@ -463,6 +510,18 @@ conformance!(
     on_azurite,
     parquet(PageCodec::Snappy),
     ObjectCompression::None
+);
+conformance!(
+    minio_per_resource_json,
+    resources_on_minio,
+    ObjectFormat::Document(Format::Json),
+    ObjectCompression::None
+);
+conformance!(
+    azurite_per_resource_yaml_gzip,
+    resources_on_azurite,
+    ObjectFormat::Document(Format::Yaml),
+    ObjectCompression::Gzip
 );
 conformance!(
     gcs_json,
@@ -1012,4 +1071,207 @@ async fn retention_keeps_the_newest_generations_and_removal_takes_them_all() {
             .starts_with("objectStore.retention: the object key"),
         "{error}"
     );
+}
+
+/// Every object under `root` with its ETag.
+async fn etags(sink: &ObjectSink, root: &str) -> std::collections::BTreeMap<String, String> {
+    use futures::TryStreamExt;
+    let objects: Vec<object_store::ObjectMeta> = sink
+        .target()
+        .store()
+        .list(Some(&object_store::path::Path::from(root)))
+        .try_collect()
+        .await
+        .unwrap();
+    objects
+        .into_iter()
+        .map(|o| (o.location.to_string(), o.e_tag.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_per_resource_layout_writes_only_what_a_delta_changes() {
+    use kollect_core::model::{Delta, Snapshot};
+    use kollect_core::sink::{ExportRequest, RemoveRequest, Sink};
+    let (sink, bucket) = resources_on_minio(encoding(
+        ObjectFormat::Document(Format::Json),
+        ObjectCompression::None,
+    ))
+    .await
+    .expect("MinIO (run hack/setup.sh)");
+    assert_eq!(sink.capabilities(), kollect_core::sink::Capabilities::ROWS);
+    let inventory = InventoryRef::namespaced("shop", "images").with_cluster("east");
+    let names: Vec<String> = (0..50).map(|i| format!("web-{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let first = Snapshot::new(rows_named(&inventory, &names, 1));
+    let at = k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    sink.export(&ExportRequest::full(inventory.clone(), 1, at, first.clone()))
+        .await
+        .unwrap();
+    let root = "fleet/east/inventory/shop/images/";
+    let before = etags(&sink, root).await;
+    assert_eq!(before.len(), 50);
+    assert!(
+        before.contains_key("fleet/east/inventory/shop/images/shop/deployment/web-07.json"),
+        "{before:?}"
+    );
+
+    // One changed row, one deleted row: one object written, one deleted, the rest untouched.
+    let mut rows = rows_named(&inventory, &names[..49], 1);
+    rows[7] = kollect_testkit::conformance::sample_row(&inventory, "web-07", 2);
+    let second = Snapshot::new(rows);
+    let delta = Delta::between(&first, &second);
+    assert_eq!((delta.upserts.len(), delta.removed.len()), (1, 1));
+    sink.export(&ExportRequest::full(inventory.clone(), 1, at, second.clone()).with_delta(delta))
+        .await
+        .unwrap();
+    let after = etags(&sink, root).await;
+    assert_eq!(after.len(), 49);
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(k, e)| before.get(*k) != Some(e))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        changed,
+        ["fleet/east/inventory/shop/images/shop/deployment/web-07.json"]
+    );
+    assert!(!after.contains_key("fleet/east/inventory/shop/images/shop/deployment/web-49.json"));
+    let mut held = bucket.rows(&inventory).await.unwrap().unwrap();
+    kollect_core::model::sort_canonical(&mut held);
+    assert_eq!(held, second.rows());
+
+    // A delta that knows only the keys of deleted rows (a change log) is applied by
+    // reconciling against the snapshot.
+    let third = Snapshot::new(second.rows()[..40].to_vec());
+    let mut keys_only = Delta::between(&second, &third);
+    keys_only.removed.clear();
+    sink.export(&ExportRequest::full(inventory.clone(), 1, at, third.clone()).with_delta(keys_only))
+        .await
+        .unwrap();
+    assert_eq!(etags(&sink, root).await.len(), 40);
+
+    // The pointer names the root; removal takes the tree and the pointer.
+    let pointer = bucket
+        .get(&sink.target().path(&ObjectSink::pointer_key(&inventory)))
+        .await
+        .unwrap()
+        .unwrap();
+    let pointer: serde_json::Value = serde_json::from_slice(&pointer).unwrap();
+    assert_eq!(
+        (pointer["root"].as_str(), pointer["layout"].as_str()),
+        (Some(root), Some("perResource"))
+    );
+    assert_eq!(pointer["itemCount"], 40);
+    sink.remove(&RemoveRequest {
+        inventory: inventory.clone(),
+        generation: 1,
+    })
+    .await
+    .unwrap();
+    assert!(etags(&sink, root).await.is_empty());
+    assert_eq!(bucket.rows(&inventory).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn split_writes_an_index_at_the_document_key() {
+    use kollect_core::sink::Sink;
+    let (sink, bucket) = on_minio(encoding(
+        ObjectFormat::Document(Format::Json),
+        ObjectCompression::Gzip,
+    ))
+    .await
+    .expect("MinIO (run hack/setup.sh)");
+    let layout: kollect_core::api::v1alpha1::LayoutSpec =
+        serde_norway::from_str("mode: split\nfilename: {lowercaseKind: false}").unwrap();
+    let sink = sink.with_layout(&layout).unwrap();
+    let inventory = InventoryRef::namespaced("shop", "images");
+    sink.export(&generation_request(
+        &inventory,
+        3,
+        rows_named(&inventory, &["a", "b"], 1),
+    ))
+    .await
+    .unwrap();
+    let index = bucket
+        .get(&object_store::path::Path::from(
+            "fleet/inventory/shop/images.json.gz",
+        ))
+        .await
+        .unwrap()
+        .expect("the index at the document key");
+    let index: serde_json::Value =
+        serde_json::from_slice(&sink.encoding().decompress(&index).unwrap()).unwrap();
+    assert_eq!(
+        index["paths"],
+        serde_json::json!([
+            "fleet/inventory/shop/images/shop/Deployment/a.json.gz",
+            "fleet/inventory/shop/images/shop/Deployment/b.json.gz"
+        ])
+    );
+    assert_eq!(index["itemCount"], 2);
+    let mut held = bucket.rows(&inventory).await.unwrap().unwrap();
+    kollect_core::model::sort_canonical(&mut held);
+    assert_eq!(held.len(), 2);
+}
+
+#[test]
+fn per_resource_layouts_refuse_what_they_cannot_do() {
+    let Some(minio) = minio() else { return };
+    let target = || {
+        ObjectTarget::connect(&settings(
+            StoreKind::S3,
+            &format!("{}/b", minio.endpoint()),
+            minio_keys(),
+        ))
+        .unwrap()
+    };
+    let layout =
+        |yaml: &str| -> kollect_core::api::v1alpha1::LayoutSpec { serde_norway::from_str(yaml).unwrap() };
+    let sink = |format: ObjectFormat, template: Option<&str>| {
+        ObjectSink::new(
+            target(),
+            encoding(format, ObjectCompression::None),
+            template.map(str::to_owned),
+            false,
+        )
+        .unwrap()
+    };
+    let json = ObjectFormat::Document(Format::Json);
+    for (built, want) in [
+        (
+            sink(parquet(PageCodec::None), None).with_layout(&layout("mode: perResource")),
+            "layout.mode perResource: one object per resource is written as json, yaml or ndjson, not parquet",
+        ),
+        (
+            sink(ObjectFormat::Csv, None).with_layout(&layout("mode: split")),
+            "layout.mode split: one object per resource is written as json, yaml or ndjson, not csv",
+        ),
+        (
+            sink(json.clone(), None).with_layout(&layout(
+                "mode: perResource\npathTemplate: \"{generation}/{sourceName}\"",
+            )),
+            "layout.pathTemplate: {generation} cannot be part of a per-resource key",
+        ),
+        (
+            sink(json.clone(), Some("{namespace}/{name}-{generation}{extension}"))
+                .with_layout(&layout("mode: perResource")),
+            "spec.pathTemplate: {generation} cannot be part of a per-resource key",
+        ),
+        (
+            sink(json.clone(), None).with_layout(&layout("mode: document\nfilename: {lowercaseKind: false}")),
+            "layout.filename applies only to layout.mode perResource or split",
+        ),
+        (
+            sink(json.clone(), Some("{namespace}/{name}-{generation}{extension}"))
+                .with_retention(2)
+                .and_then(|s| s.with_layout(&layout("mode: perResource"))),
+            "layout.mode: a per-resource layout cannot be combined with objectStore.retention",
+        ),
+    ] {
+        let error = built.unwrap_err();
+        assert!(error.message().starts_with(want), "{error}");
+    }
+    // `mode: document` alone is the default layout.
+    assert!(sink(json, None).with_layout(&layout("mode: document")).is_ok());
 }

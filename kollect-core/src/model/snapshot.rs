@@ -70,6 +70,10 @@ pub struct Delta {
     pub upserts: Vec<Row>,
     /// Keys of rows that no longer exist, sorted.
     pub deletes: Vec<RowKey>,
+    /// The deleted rows as they last were, in the order of `deletes`, when the producer still
+    /// has them ([`Delta::between`] does); empty otherwise. Sinks whose keys derive from more
+    /// than the row key (a per-resource file named after the object) need them.
+    pub removed: Vec<Row>,
 }
 
 impl Delta {
@@ -88,9 +92,14 @@ impl Delta {
                 _ => upserts.push(row.clone()),
             }
         }
-        let mut deletes: Vec<RowKey> = previous.into_values().map(Row::key).collect();
-        deletes.sort();
-        Self { upserts, deletes }
+        let mut removed: Vec<Row> = previous.into_values().cloned().collect();
+        removed.sort_by_cached_key(Row::key);
+        let deletes: Vec<RowKey> = removed.iter().map(Row::key).collect();
+        Self {
+            upserts,
+            deletes,
+            removed,
+        }
     }
 
     /// True when nothing changed.
@@ -143,6 +152,7 @@ mod tests {
         let delta = Delta::between(&old, &new);
         assert_eq!(delta.upserts, vec![row("b", "2", 2), row("d", "4", 1)]);
         assert_eq!(delta.deletes, vec![row("c", "3", 1).key()]);
+        assert_eq!(delta.removed, vec![row("c", "3", 1)]);
         assert_eq!(delta.apply(&old).rows(), new.rows());
         assert!(Delta::between(&new, &new).is_empty());
     }

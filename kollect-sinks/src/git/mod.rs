@@ -14,7 +14,6 @@
 
 mod commit;
 mod config;
-pub mod layout;
 pub mod repo;
 mod sink;
 

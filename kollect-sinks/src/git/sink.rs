@@ -16,10 +16,10 @@ use kollect_core::sink::{
 
 use super::commit::{self, CommitContext};
 use super::config::GitConfig;
-use super::layout::Layout;
 use super::repo::{self, Pushed, TreeChange};
 use super::{MAX_PUSH_ATTEMPTS, TYPE};
 use crate::context::BuildContext;
+use crate::layout::Layout;
 
 /// The Git sink. Cheap to clone: clones share the mirror state and the counters, and blocking
 /// git work runs off the async threads on a shared handle.

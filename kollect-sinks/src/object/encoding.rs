@@ -208,6 +208,11 @@ impl Encoding {
             ObjectFormat::Csv => csv_rows(request)?,
             ObjectFormat::Parquet(layout) => return layout.render(request),
         };
+        self.compress(plain)
+    }
+
+    /// `plain` compressed as this encoding says (unchanged without compression).
+    pub fn compress(&self, plain: Vec<u8>) -> Result<Vec<u8>, SinkError> {
         match self.compression {
             ObjectCompression::None => Ok(plain),
             ObjectCompression::Gzip => {
@@ -224,7 +229,17 @@ impl Encoding {
 
     /// Reads back the rows of an object written with this encoding.
     pub fn read_rows(&self, bytes: &[u8]) -> Result<Vec<Row>, String> {
-        let plain = match self.compression {
+        let plain = self.decompress(bytes)?;
+        match &self.format {
+            ObjectFormat::Document(format) => format.read_rows(&plain),
+            ObjectFormat::Csv => read_csv(&plain),
+            ObjectFormat::Parquet(_) => super::parquet::read_rows(&plain),
+        }
+    }
+
+    /// The bytes of an object written with this compression, decompressed.
+    pub fn decompress(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(match self.compression {
             ObjectCompression::None => bytes.to_vec(),
             ObjectCompression::Gzip => {
                 let mut out = Vec::new();
@@ -234,12 +249,7 @@ impl Encoding {
                 out
             }
             ObjectCompression::Zstd => zstd::decode_all(bytes).map_err(|e| format!("zstd: {e}"))?,
-        };
-        match &self.format {
-            ObjectFormat::Document(format) => format.read_rows(&plain),
-            ObjectFormat::Csv => read_csv(&plain),
-            ObjectFormat::Parquet(_) => super::parquet::read_rows(&plain),
-        }
+        })
     }
 }
 

@@ -29,6 +29,7 @@ mod errors;
 mod location;
 pub mod parquet;
 mod provision;
+pub mod resources;
 mod sink;
 
 use std::sync::Arc;

@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use kollect_core::api::v1alpha1::{KollectSnapshotSinkSpec, ProvisioningMode, SinkPreview};
+use kollect_core::api::v1alpha1::{KollectSnapshotSinkSpec, LayoutSpec, ProvisioningMode, SinkPreview};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -23,6 +23,7 @@ use serde_json::json;
 
 use super::ObjectTarget;
 use super::encoding::{Encoding, ObjectFormat};
+use super::resources::{ResourceExport, ResourceLayout};
 use crate::context::BuildContext;
 use crate::path;
 
@@ -42,6 +43,7 @@ pub struct ObjectSink {
     path_template: Option<String>,
     ensure: bool,
     retention: Option<u32>,
+    resources: Option<ResourceLayout>,
 }
 
 impl ObjectSink {
@@ -60,6 +62,7 @@ impl ObjectSink {
             path_template,
             ensure,
             retention: None,
+            resources: None,
         };
         sink.key_pattern(&Self::sample_inventory())?;
         Ok(sink)
@@ -68,6 +71,11 @@ impl ObjectSink {
     /// The same sink keeping only the newest `generations` generations of an inventory's
     /// objects (the current one included). The object key must contain `{generation}`.
     pub fn with_retention(mut self, generations: u32) -> Result<Self, SinkError> {
+        if self.resources.is_some() {
+            return Err(SinkError::terminal(
+                "objectStore.retention keeps generations of whole documents; a per-resource layout has one generation, kept in place",
+            ));
+        }
         if generations == 0 {
             return Err(SinkError::terminal(
                 "objectStore.retention.generations must be at least 1",
@@ -80,6 +88,22 @@ impl ObjectSink {
             )));
         }
         self.retention = Some(generations);
+        Ok(self)
+    }
+
+    /// The same sink with the layout `spec` describes: with `mode: perResource` or `split`, one
+    /// object per row under the inventory's root (see [`super::resources`]).
+    pub fn with_layout(mut self, spec: &LayoutSpec) -> Result<Self, SinkError> {
+        if self.retention.is_some() {
+            return Err(SinkError::terminal(
+                "layout.mode: a per-resource layout cannot be combined with objectStore.retention",
+            ));
+        }
+        self.resources = ResourceLayout::new(
+            spec,
+            &self.encoding,
+            &self.template_for(&Self::sample_inventory()),
+        )?;
         Ok(self)
     }
 
@@ -102,6 +126,10 @@ impl ObjectSink {
             spec.common.path_template.clone(),
             spec.common.provisioning_mode() == ProvisioningMode::Ensure,
         )?;
+        let sink = match &spec.common.layout {
+            Some(layout) => sink.with_layout(layout)?,
+            None => sink,
+        };
         match spec.object_store.as_ref().and_then(|o| o.retention) {
             Some(retention) => sink.with_retention(retention.generations),
             None => Ok(sink),
@@ -253,7 +281,7 @@ impl ObjectSink {
     }
 
     /// Deletes `objects`; one already gone is fine.
-    async fn delete_all(&self, objects: Vec<Path>, operation: &str) -> Result<(), SinkError> {
+    pub(super) async fn delete_all(&self, objects: Vec<Path>, operation: &str) -> Result<(), SinkError> {
         let store = self.target.store();
         let mut deletions = store.delete_stream(futures::stream::iter(objects.into_iter().map(Ok)).boxed());
         while let Some(outcome) = deletions.next().await {
@@ -316,7 +344,7 @@ impl ObjectSink {
 
     /// Writes one object; in `ensure` mode, a missing bucket is created and the write tried
     /// once more.
-    async fn put(&self, key: &Path, payload: PutPayload, encoded: bool) -> Result<(), SinkError> {
+    pub(super) async fn put(&self, key: &Path, payload: PutPayload, encoded: bool) -> Result<(), SinkError> {
         // A payload's clone shares its buffers.
         match self.put_once(key, payload.clone(), encoded).await {
             Err(e) if self.ensure && ObjectTarget::is_missing_bucket(&e) => {
@@ -354,8 +382,13 @@ impl ObjectSink {
             .map_err(|e| self.target.error("put", &e))
     }
 
-    async fn write_pointer(&self, request: &ExportRequest, objects: &[String]) -> Result<(), SinkError> {
-        let pointer = json!({
+    async fn write_pointer(
+        &self,
+        request: &ExportRequest,
+        objects: &[String],
+        root: Option<&str>,
+    ) -> Result<(), SinkError> {
+        let mut pointer = json!({
             "schemaVersion": POINTER_SCHEMA,
             "cluster": request.inventory.cluster,
             "namespace": request.inventory.namespace,
@@ -368,6 +401,11 @@ impl ObjectSink {
             "compression": self.encoding.compression_name(),
             "objects": objects,
         });
+        if let Some(root) = root {
+            pointer["root"] = root.into();
+            pointer["layout"] =
+                crate::family::api_spelling(&self.resources.as_ref().map(ResourceLayout::mode)).into();
+        }
         let bytes = kollect_core::model::canonical::to_string(&pointer).into_bytes();
         let key = self.target.path(&Self::pointer_key(&request.inventory));
         self.put(&key, PutPayload::from(bytes), false).await
@@ -381,10 +419,22 @@ impl Sink for ObjectSink {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::DOCUMENTS
+        if self.resources.is_some() {
+            // One object per row: the whole snapshot with the delta since the last export, so
+            // a change writes only the objects that changed.
+            Capabilities::ROWS
+        } else {
+            Capabilities::DOCUMENTS
+        }
     }
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+        if let Some(export) = self.resource_export(request)? {
+            let applied = export.apply(request).await?;
+            let objects: Vec<String> = export.index.iter().cloned().collect();
+            self.write_pointer(request, &objects, Some(&export.root)).await?;
+            return Ok(ExportReceipt::written(applied.bytes));
+        }
         let key = self.target.path(&self.key(request)?);
         let bytes = self.encoding.render(request)?;
         let written = bytes.len() as u64;
@@ -393,7 +443,7 @@ impl Sink for ObjectSink {
             // Every part of this export is written: point at them, then drop what an earlier
             // export with another part count left, and the generations retention lets go.
             let current = self.export_keys(request)?;
-            self.write_pointer(request, &current).await?;
+            self.write_pointer(request, &current, None).await?;
             let objects = self.objects_of(&request.inventory).await?;
             let stale = self.stale_objects(objects, &current, request.generation);
             self.delete_all(stale, "delete an old object").await?;
@@ -402,6 +452,17 @@ impl Sink for ObjectSink {
     }
 
     async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
+        let probe = ExportRequest::full(
+            request.inventory.clone(),
+            request.generation,
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            kollect_core::model::Snapshot::default(),
+        );
+        if let Some(export) = self.resource_export(&probe)? {
+            export.remove_all().await?;
+            let pointer = self.target.path(&Self::pointer_key(&request.inventory));
+            return self.delete_all(vec![pointer], "delete").await;
+        }
         // Every generation's objects, then the pointer.
         let mut objects: Vec<Path> = self
             .objects_of(&request.inventory)
@@ -418,11 +479,61 @@ impl Sink for ObjectSink {
     }
 
     fn preview(&self, request: &ExportRequest) -> SinkPreview {
+        if let Ok(Some(export)) = self.resource_export(request) {
+            let sample = request
+                .snapshot
+                .rows()
+                .first()
+                .and_then(|row| export.layout.resource_path(request, row).ok())
+                .map(|relative| format!("{}{relative}{}", export.root, self.encoding.suffix()));
+            return SinkPreview {
+                input_sample_source: Some("synthetic".to_owned()),
+                object_path: sample.or(Some(export.root)),
+                ..SinkPreview::default()
+            };
+        }
         SinkPreview {
             input_sample_source: Some("synthetic".to_owned()),
             object_path: self.key(request).ok().map(|k| self.target.location().key(&k)),
             ..SinkPreview::default()
         }
+    }
+}
+
+impl ObjectSink {
+    /// The per-resource export of `request`, when the sink has a per-resource layout.
+    fn resource_export(&self, request: &ExportRequest) -> Result<Option<ResourceExport<'_>>, SinkError> {
+        let Some(resources) = &self.resources else {
+            return Ok(None);
+        };
+        let template = self.template_for(&request.inventory);
+        let rows: Vec<&kollect_core::model::Row> = match request.delta.as_deref() {
+            Some(delta) => delta.upserts.iter().collect(),
+            None => request.snapshot.rows().iter().collect(),
+        };
+        let layout = resources.resolve(&template, &rows);
+        let location = self.target.location();
+        let document = self.rendered(&request.inventory, request.generation)?;
+        let root = location.key(&ResourceExport::root_of(&document, self.encoding.extension()));
+        let index = match &layout.index_template {
+            Some(index) => {
+                let rendered = path::render(
+                    index,
+                    &request.inventory,
+                    request.generation,
+                    self.encoding.extension(),
+                )?;
+                path::check_relative(&rendered)?;
+                Some(location.key(&format!("{rendered}{}", self.encoding.suffix())))
+            }
+            None => None,
+        };
+        Ok(Some(ResourceExport {
+            sink: self,
+            layout,
+            root,
+            index,
+        }))
     }
 }
 

@@ -88,7 +88,7 @@ pub struct SinkCommonSpec {
     /// Output format and compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serialization: Option<SerializationSpec>,
-    /// File layout (git and gitlab only).
+    /// File layout of snapshot sinks: one document per inventory, or one file or object per row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<LayoutSpec>,
     /// Whether Kollect creates destination resources.
@@ -435,7 +435,6 @@ pub enum SnapshotSinkType {
     {"rule": "!has(self.gitlab) || self.type == 'gitlab'", "message": "spec.gitlab is only allowed for type gitlab"},
     {"rule": "!has(self.objectStore) || self.type in ['s3', 'gcs', 'azureblob']", "message": "spec.objectStore is only allowed for types s3, gcs and azureblob"},
     {"rule": "!has(self.http)", "message": "spec.http is reserved: snapshot type http is not supported"},
-    {"rule": "!has(self.layout) || self.type in ['git', 'gitlab']", "message": "spec.layout is only allowed for types git and gitlab"},
     {
         "rule": "!has(self.serialization) || !has(self.serialization.format) || (self.type in ['git', 'gitlab'] ? self.serialization.format in ['json', 'yaml', 'ndjson'] : true)",
         "message": "git and gitlab sinks support serialization.format json, yaml or ndjson",
@@ -686,7 +685,7 @@ pub enum DatabaseSinkType {
     {"rule": "!has(self.postgres) || self.type == 'postgres'", "message": "spec.postgres is only allowed for type postgres"},
     {"rule": "!has(self.bigquery) || self.type == 'bigquery'", "message": "spec.bigquery is only allowed for type bigquery"},
     {"rule": "!has(self.mongodb) || self.type == 'mongodb'", "message": "spec.mongodb is only allowed for type mongodb"},
-    {"rule": "!has(self.layout)", "message": "spec.layout is only allowed for git and gitlab snapshot sinks"},
+    {"rule": "!has(self.layout)", "message": "spec.layout is only allowed for snapshot sinks"},
     {"rule": "!has(self.serialization) || !has(self.serialization.format) || self.serialization.format == 'json'", "message": "database sinks support serialization.format json only"},
 ]))]
 pub struct KollectDatabaseSinkSpec {
@@ -789,7 +788,7 @@ pub enum EventSinkType {
     {"rule": "self.type != 'kafka' || has(self.kafka)", "message": "spec.kafka is required for type kafka"},
     {"rule": "!has(self.nats) || self.type == 'nats'", "message": "spec.nats is only allowed for type nats"},
     {"rule": "!has(self.kafka) || self.type == 'kafka'", "message": "spec.kafka is only allowed for type kafka"},
-    {"rule": "!has(self.layout)", "message": "spec.layout is only allowed for git and gitlab snapshot sinks"},
+    {"rule": "!has(self.layout)", "message": "spec.layout is only allowed for snapshot sinks"},
     {"rule": "!has(self.serialization) || !has(self.serialization.format) || self.serialization.format == 'json'", "message": "event sinks support serialization.format json only"},
     {"rule": "self.type != 'nats' || (has(self.nats) && has(self.nats.url)) || has(self.endpoint)", "message": "nats sinks need spec.nats.url or spec.endpoint"},
 ]))]

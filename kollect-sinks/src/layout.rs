@@ -1,4 +1,4 @@
-//! How an inventory becomes files in a repository: one document, one file per
+//! How an inventory becomes files (in a repository or a bucket): one document, one file per
 //! resource, or both (`split`, with an index), with the content, filename and format rules of the
 //! Go operator.
 
@@ -197,7 +197,8 @@ impl Layout {
         }
     }
 
-    fn resource_bytes(&self, row: &Row) -> Result<Vec<u8>, SinkError> {
+    /// The bytes of `row`'s own file.
+    pub fn resource_bytes(&self, row: &Row) -> Result<Vec<u8>, SinkError> {
         let value = match self.content {
             LayoutContent::Item => row_value(row)?,
             LayoutContent::Attributes => Value::Object(row.attributes.clone().unwrap_or_default()),
@@ -259,7 +260,8 @@ impl Layout {
         cut.trim_matches(|c| c == '.' || c == '-').to_owned()
     }
 
-    fn resource_path(&self, request: &ExportRequest, row: &Row) -> Result<String, SinkError> {
+    /// The path of `row`'s own file, from the per-resource template.
+    pub fn resource_path(&self, request: &ExportRequest, row: &Row) -> Result<String, SinkError> {
         let inventory = &request.inventory;
         let cluster = if inventory.cluster.is_empty() {
             "default"
