@@ -23,6 +23,7 @@
 //!
 //! `spec.options.region` sets the S3 signing region (default `us-east-1`).
 
+mod azure_sas;
 pub mod client;
 pub mod encoding;
 mod errors;
@@ -183,6 +184,41 @@ impl ObjectTarget {
         }
     }
 
+    /// Deletes `objects`; one already gone is fine. Azure with a SAS token deletes one blob a
+    /// request (see `azure_sas`), every other store in batches.
+    pub async fn delete_objects(&self, objects: Vec<Path>, operation: &str) -> Result<(), SinkError> {
+        use futures::StreamExt;
+        if objects.is_empty() {
+            return Ok(());
+        }
+        if let provision::Creator::Azure {
+            endpoint,
+            auth: provision::AzureAuth::Sas(sas),
+            ..
+        } = &self.client.creator
+        {
+            return azure_sas::delete_blobs(
+                &self.client.http,
+                endpoint,
+                sas,
+                &self.location,
+                objects,
+                operation,
+            )
+            .await;
+        }
+        let mut deletions = self
+            .store()
+            .delete_stream(futures::stream::iter(objects.into_iter().map(Ok)).boxed());
+        while let Some(outcome) = deletions.next().await {
+            match outcome {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(operation, &e)),
+            }
+        }
+        Ok(())
+    }
+
     /// The store path of `key` under the prefix.
     pub fn path(&self, key: &str) -> Path {
         Path::from(self.location.key(key))
@@ -220,10 +256,8 @@ impl ObjectTarget {
                 )
                 .await
                 .map_err(|e| self.error("write the probe marker", &e))?;
-            self.store()
-                .delete(&marker)
-                .await
-                .map_err(|e| self.error("delete the probe marker", &e))?;
+            self.delete_objects(vec![marker], "delete the probe marker")
+                .await?;
             message.push_str("; a marker object was written and deleted");
         }
         Ok(ProbeReport::new(started.elapsed(), message))

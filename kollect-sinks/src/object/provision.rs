@@ -145,7 +145,8 @@ impl Creator {
                 )));
             }
         }
-        .map_err(|e| failed(&e))?;
+        // Without the URL: a presigned URL or a SAS token is a credential.
+        .map_err(|e| failed(&e.without_url()))?;
         let status = response.status();
         // 409: it exists (someone else created it meanwhile, or it was there all along).
         if status.is_success() || status.as_u16() == 409 {

@@ -282,15 +282,7 @@ impl ObjectSink {
 
     /// Deletes `objects`; one already gone is fine.
     pub(super) async fn delete_all(&self, objects: Vec<Path>, operation: &str) -> Result<(), SinkError> {
-        let store = self.target.store();
-        let mut deletions = store.delete_stream(futures::stream::iter(objects.into_iter().map(Ok)).boxed());
-        while let Some(outcome) = deletions.next().await {
-            match outcome {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.target.error(operation, &e)),
-            }
-        }
-        Ok(())
+        self.target.delete_objects(objects, operation).await
     }
 
     /// After an export: the objects of its generation that it did not write (parts of an
