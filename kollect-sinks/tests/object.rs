@@ -452,6 +452,25 @@ pub async fn on_gcs(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     Some(pair(target, encoding))
 }
 
+/// A sink on a fresh fake-gcs-server bucket through the XML API with HMAC keys (the Go
+/// operator's way; the server does not check the signature).
+pub async fn on_gcs_hmac(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    let gcs = fake_gcs()?;
+    let bucket = fresh_bucket("conformance-hmac");
+    gcs.create_bucket(&bucket).await.unwrap();
+    let keys = secret(&[
+        ("accessKeyID", "GOOG1EXAMPLEHMACKEY"),
+        ("secretAccessKey", "hmac-secret"),
+    ]);
+    let target = ObjectTarget::connect(&settings(
+        StoreKind::Gcs,
+        &format!("{}/{bucket}/fleet", gcs.base_url()),
+        keys,
+    ))
+    .unwrap();
+    Some(pair(target, encoding))
+}
+
 /// A sink on a fresh Azurite container (account key).
 pub async fn on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     let azurite = azurite()?;
@@ -601,6 +620,12 @@ conformance!(
     ObjectCompression::None
 );
 conformance!(gcs_csv_gzip, on_gcs, ObjectFormat::Csv, ObjectCompression::Gzip);
+conformance!(
+    gcs_hmac_ndjson,
+    on_gcs_hmac,
+    ObjectFormat::Document(Format::Ndjson),
+    ObjectCompression::None
+);
 conformance!(
     azurite_json,
     on_azurite,

@@ -20,6 +20,7 @@ use object_store::client::{HttpClient, HttpConnector};
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
+use super::deletes::Deletes;
 use super::location::{Location, StoreKind};
 use super::provision::{AzureAuth, Creator};
 use crate::secret::SecretData;
@@ -68,6 +69,7 @@ pub struct ClientSettings {
 pub struct StoreClient {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) creator: Creator,
+    pub(crate) deletes: Deletes,
     pub(crate) http: reqwest::Client,
 }
 
@@ -106,7 +108,7 @@ where
     };
     let configured = |e: object_store::Error| SinkError::terminal(format!("{kind} client: {e}"));
     let secret = &settings.secret;
-    let s3 = |region: &str, endpoint: Option<&str>| -> Result<StoreClient, SinkError> {
+    let s3 = |region: &str, endpoint: Option<&str>, one_by_one: bool| -> Result<StoreClient, SinkError> {
         let store = Arc::new(
             s3_builder(settings, region, endpoint)?
                 .with_client_options(options.clone())
@@ -117,6 +119,11 @@ where
         );
         Ok(StoreClient {
             store: store.clone(),
+            deletes: if one_by_one {
+                Deletes::Presigned(store.clone())
+            } else {
+                Deletes::Bulk
+            },
             creator: Creator::S3 {
                 store,
                 region: region.to_owned(),
@@ -128,6 +135,7 @@ where
         StoreKind::S3 => s3(
             settings.region.as_deref().unwrap_or(DEFAULT_S3_REGION),
             location.endpoint.as_ref().map(url::Url::as_str),
+            false,
         ),
         // HMAC keys: the XML API through the S3 client, as the Go operator does.
         StoreKind::Gcs if secret.first_text(ACCESS_KEY_KEYS).is_some() => s3(
@@ -138,6 +146,7 @@ where
                     .as_ref()
                     .map_or(GCS_XML_ENDPOINT, url::Url::as_str),
             ),
+            true,
         ),
         StoreKind::Gcs => {
             let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(&location.bucket);
@@ -168,6 +177,7 @@ where
                 .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok());
             Ok(StoreClient {
                 store: store.clone(),
+                deletes: Deletes::Bulk,
                 creator: Creator::Gcs {
                     store,
                     base_url,
@@ -194,6 +204,7 @@ where
                 .with_account(&account)
                 .with_container_name(&location.bucket);
             let mut creator = Creator::Unavailable("the Secret has neither an account key nor a SAS token");
+            let mut deletes = Deletes::Bulk;
             if let Some(key) = secret.first_text(AZURE_KEY_KEYS) {
                 builder = builder.with_access_key(&key);
                 creator = Creator::Azure {
@@ -207,6 +218,10 @@ where
                     .map(|(k, v)| (k.into_owned(), v.into_owned()))
                     .collect();
                 builder = builder.with_sas_authorization(pairs);
+                deletes = Deletes::AzureSas {
+                    endpoint: endpoint.clone(),
+                    sas: query.clone(),
+                };
                 creator = Creator::Azure {
                     account: account.clone(),
                     endpoint: endpoint.clone(),
@@ -225,6 +240,7 @@ where
             Ok(StoreClient {
                 store: Arc::new(store),
                 creator,
+                deletes,
                 http,
             })
         }

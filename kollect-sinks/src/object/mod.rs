@@ -23,8 +23,8 @@
 //!
 //! `spec.options.region` sets the S3 signing region (default `us-east-1`).
 
-mod azure_sas;
 pub mod client;
+mod deletes;
 pub mod encoding;
 mod errors;
 mod location;
@@ -184,28 +184,19 @@ impl ObjectTarget {
         }
     }
 
-    /// Deletes `objects`; one already gone is fine. Azure with a SAS token deletes one blob a
-    /// request (see `azure_sas`), every other store in batches.
+    /// Deletes `objects`; one already gone is fine. GCS with HMAC keys and Azure with a SAS
+    /// token delete one object a request (see `deletes`), every other store in bulk.
     pub async fn delete_objects(&self, objects: Vec<Path>, operation: &str) -> Result<(), SinkError> {
         use futures::StreamExt;
         if objects.is_empty() {
             return Ok(());
         }
-        if let provision::Creator::Azure {
-            endpoint,
-            auth: provision::AzureAuth::Sas(sas),
-            ..
-        } = &self.client.creator
-        {
-            return azure_sas::delete_blobs(
-                &self.client.http,
-                endpoint,
-                sas,
-                &self.location,
-                objects,
-                operation,
-            )
-            .await;
+        if !matches!(self.client.deletes, deletes::Deletes::Bulk) {
+            return self
+                .client
+                .deletes
+                .one_by_one(&self.client.http, &self.location, objects, operation)
+                .await;
         }
         let mut deletions = self
             .store()
