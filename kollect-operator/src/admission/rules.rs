@@ -625,6 +625,52 @@ mod tests {
     }
 
     #[test]
+    fn object_store_sinks_are_checked_by_their_backend() {
+        let check = |spec: serde_json::Value| -> Vec<String> {
+            let sink: kollect_core::api::v1alpha1::KollectSnapshotSink =
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectSnapshotSink",
+                    "metadata": {"name": "bucket", "namespace": "team"},
+                    "spec": spec
+                }))
+                .expect("sink");
+            sink_rules(&sink.into())
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        // Valid without their Secrets: Parquet with retention, per-resource JSON, each store.
+        for spec in [
+            serde_json::json!({"type": "s3", "endpoint": "s3://inv/fleet", "serialization": {"format": "parquet", "compression": "snappy"}, "objectStore": {"hotAttributes": ["image"], "retention": {"generations": 3}}}),
+            serde_json::json!({"type": "gcs", "endpoint": "gs://inv/fleet", "layout": {"mode": "perResource"}}),
+            serde_json::json!({"type": "azureblob", "endpoint": "https://acct.blob.core.windows.net/inv", "serialization": {"format": "csv", "compression": "zstd"}}),
+        ] {
+            assert_eq!(check(spec.clone()), Vec::<String>::new(), "{spec}");
+        }
+        for (spec, want) in [
+            (
+                serde_json::json!({"type": "s3", "endpoint": "s3://inv", "serialization": {"format": "csv"}, "layout": {"mode": "perResource"}}),
+                "spec: Invalid value: layout.mode perResource: one object per resource is written as json, yaml or ndjson, not csv",
+            ),
+            (
+                serde_json::json!({"type": "s3", "endpoint": "s3://inv", "objectStore": {"retention": {"generations": 2}}}),
+                "spec: Invalid value: objectStore.retention: the object key",
+            ),
+            (
+                serde_json::json!({"type": "gcs", "endpoint": "gs://inv", "serialization": {"compression": "snappy"}}),
+                "spec: Invalid value: serialization.compression snappy is a Parquet page codec",
+            ),
+        ] {
+            let errors = check(spec.clone());
+            assert!(
+                errors.len() == 1 && errors[0].starts_with(want),
+                "{spec}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
     fn surprising_sink_settings_are_warned_about() {
         let sink: kollect_core::api::v1alpha1::KollectSnapshotSink =
             serde_json::from_value(serde_json::json!({
