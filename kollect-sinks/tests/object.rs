@@ -405,6 +405,16 @@ impl Inspect for Bucket {
     }
 }
 
+/// The full keys of an inventory's data objects, sorted.
+async fn keys_of(sink: &ObjectSink, inventory: &InventoryRef) -> Vec<String> {
+    sink.objects_of(inventory)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect()
+}
+
 /// A bucket name no other test of this binary uses.
 fn fresh_bucket(label: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -437,53 +447,51 @@ pub async fn on_minio(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     Some(pair(target, encoding))
 }
 
-/// A sink on a fresh fake-gcs-server bucket (JSON API, service-account key).
-pub async fn on_gcs(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+/// A sink on a fresh fake-gcs-server bucket, authorised by `keys`.
+async fn on_gcs_with(keys: SecretData, encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     let gcs = fake_gcs()?;
     let bucket = fresh_bucket("conformance");
     gcs.create_bucket(&bucket).await.unwrap();
-    let keys = secret(&[("credentials.json", &gcs.service_account_key())]);
-    let target = ObjectTarget::connect(&settings(
-        StoreKind::Gcs,
-        &format!("{}/{bucket}", gcs.base_url()),
-        keys,
-    ))
-    .unwrap();
+    let endpoint = format!("{}/{bucket}/fleet", gcs.base_url());
+    let target = ObjectTarget::connect(&settings(StoreKind::Gcs, &endpoint, keys)).unwrap();
     Some(pair(target, encoding))
+}
+
+/// A sink on a fresh fake-gcs-server bucket (JSON API, service-account key).
+pub async fn on_gcs(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    let key = fake_gcs()?.service_account_key();
+    on_gcs_with(secret(&[("credentials.json", &key)]), encoding).await
 }
 
 /// A sink on a fresh fake-gcs-server bucket through the XML API with HMAC keys (the Go
 /// operator's way; the server does not check the signature).
 pub async fn on_gcs_hmac(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
-    let gcs = fake_gcs()?;
-    let bucket = fresh_bucket("conformance-hmac");
-    gcs.create_bucket(&bucket).await.unwrap();
     let keys = secret(&[
         ("accessKeyID", "GOOG1EXAMPLEHMACKEY"),
         ("secretAccessKey", "hmac-secret"),
     ]);
-    let target = ObjectTarget::connect(&settings(
-        StoreKind::Gcs,
-        &format!("{}/{bucket}/fleet", gcs.base_url()),
-        keys,
-    ))
-    .unwrap();
+    on_gcs_with(keys, encoding).await
+}
+
+/// A sink on a fresh Azurite container, authorised by `keys`.
+async fn on_azurite_with(keys: SecretData, encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    let azurite = azurite()?;
+    let container = fresh_bucket("conformance");
+    azurite.create_container(&container).await.unwrap();
+    let endpoint = format!("{}/{container}/fleet", azurite.blob_endpoint());
+    let target = ObjectTarget::connect(&settings(StoreKind::AzureBlob, &endpoint, keys)).unwrap();
     Some(pair(target, encoding))
 }
 
 /// A sink on a fresh Azurite container (account key).
 pub async fn on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
-    let azurite = azurite()?;
-    let container = fresh_bucket("conformance");
-    azurite.create_container(&container).await.unwrap();
-    let endpoint = format!("{}/{container}/fleet", azurite.blob_endpoint());
-    let target = ObjectTarget::connect(&settings(
-        StoreKind::AzureBlob,
-        &endpoint,
-        secret(&[("accountKey", Azurite::KEY)]),
-    ))
-    .unwrap();
-    Some(pair(target, encoding))
+    on_azurite_with(secret(&[("accountKey", Azurite::KEY)]), encoding).await
+}
+
+/// A sink on a fresh Azurite container, authorised by an account SAS token.
+pub async fn on_azurite_sas(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+    let token = azurite()?.account_sas("rwdlac").unwrap();
+    on_azurite_with(secret(&[("sasToken", &token)]), encoding).await
 }
 
 fn per_resource(sink_and_bucket: Option<(ObjectSink, Bucket)>) -> Option<(ObjectSink, Bucket)> {
@@ -504,25 +512,10 @@ pub async fn resources_on_azurite(encoding: Encoding) -> Option<(ObjectSink, Buc
     per_resource(on_azurite(encoding).await)
 }
 
-/// A sink on a fresh Azurite container, authorised by an account SAS token.
-pub async fn on_azurite_sas(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
-    let azurite = azurite()?;
-    let container = fresh_bucket("conformance-sas");
-    azurite.create_container(&container).await.unwrap();
-    let endpoint = format!("{}/{container}", azurite.blob_endpoint());
-    let token = azurite.account_sas("rwdlac").unwrap();
-    let target = ObjectTarget::connect(&settings(
-        StoreKind::AzureBlob,
-        &endpoint,
-        secret(&[("sasToken", &token)]),
-    ))
-    .unwrap();
-    Some(pair(target, encoding))
-}
-
-/// The conformance suite over one setup (like PostgreSQL's, it needs its server).
+/// The conformance suite over one setup (like PostgreSQL's, it needs its server), for each
+/// `module: setup, format, compression;` line.
 macro_rules! conformance {
-    ($module:ident, $setup:ident, $format:expr, $compression:expr) => {
+    ($($module:ident: $setup:ident, $format:expr, $compression:expr;)*) => {$(
         mod $module {
             use super::*;
             kollect_testkit::sink_conformance_tests!(async {
@@ -531,113 +524,46 @@ macro_rules! conformance {
                     .expect("the object store server (run hack/setup.sh)")
             });
         }
-    };
+    )*};
 }
 
-conformance!(
-    minio_json,
-    on_minio,
-    ObjectFormat::Document(Format::Json),
-    ObjectCompression::None
-);
-conformance!(
-    minio_ndjson,
-    on_minio,
-    ObjectFormat::Document(Format::Ndjson),
-    ObjectCompression::None
-);
-conformance!(
-    minio_yaml,
-    on_minio,
-    ObjectFormat::Document(Format::Yaml),
-    ObjectCompression::None
-);
-conformance!(
-    minio_ndjson_zstd,
-    on_minio,
-    ObjectFormat::Document(Format::Ndjson),
-    ObjectCompression::Zstd
-);
-conformance!(minio_csv, on_minio, ObjectFormat::Csv, ObjectCompression::None);
-conformance!(
-    minio_json_gzip,
-    on_minio,
-    ObjectFormat::Document(Format::Json),
-    ObjectCompression::Gzip
-);
-conformance!(
-    minio_parquet,
-    on_minio,
-    parquet(PageCodec::None),
-    ObjectCompression::None
-);
-conformance!(
-    minio_parquet_snappy,
-    on_minio,
-    parquet(PageCodec::Snappy),
-    ObjectCompression::None
-);
-conformance!(
-    minio_parquet_zstd,
-    on_minio,
-    parquet(PageCodec::Zstd),
-    ObjectCompression::None
-);
-conformance!(
-    gcs_parquet_gzip,
-    on_gcs,
-    parquet(PageCodec::Gzip),
-    ObjectCompression::None
-);
-conformance!(
-    azurite_parquet_snappy,
-    on_azurite,
-    parquet(PageCodec::Snappy),
-    ObjectCompression::None
-);
-conformance!(
-    minio_per_resource_json,
-    resources_on_minio,
-    ObjectFormat::Document(Format::Json),
-    ObjectCompression::None
-);
-conformance!(
-    azurite_per_resource_yaml_gzip,
-    resources_on_azurite,
-    ObjectFormat::Document(Format::Yaml),
-    ObjectCompression::Gzip
-);
-conformance!(
-    azurite_sas_csv,
-    on_azurite_sas,
-    ObjectFormat::Csv,
-    ObjectCompression::None
-);
-conformance!(
-    gcs_json,
-    on_gcs,
-    ObjectFormat::Document(Format::Json),
-    ObjectCompression::None
-);
-conformance!(gcs_csv_gzip, on_gcs, ObjectFormat::Csv, ObjectCompression::Gzip);
-conformance!(
-    gcs_hmac_ndjson,
-    on_gcs_hmac,
-    ObjectFormat::Document(Format::Ndjson),
-    ObjectCompression::None
-);
-conformance!(
-    azurite_json,
-    on_azurite,
-    ObjectFormat::Document(Format::Json),
-    ObjectCompression::None
-);
-conformance!(
-    azurite_ndjson_gzip,
-    on_azurite,
-    ObjectFormat::Document(Format::Ndjson),
-    ObjectCompression::Gzip
-);
+fn json() -> ObjectFormat {
+    ObjectFormat::Document(Format::Json)
+}
+
+fn ndjson() -> ObjectFormat {
+    ObjectFormat::Document(Format::Ndjson)
+}
+
+fn yaml() -> ObjectFormat {
+    ObjectFormat::Document(Format::Yaml)
+}
+
+fn csv() -> ObjectFormat {
+    ObjectFormat::Csv
+}
+
+conformance! {
+    minio_json: on_minio, json(), ObjectCompression::None;
+    minio_ndjson: on_minio, ndjson(), ObjectCompression::None;
+    minio_yaml: on_minio, yaml(), ObjectCompression::None;
+    minio_ndjson_zstd: on_minio, ndjson(), ObjectCompression::Zstd;
+    minio_csv: on_minio, csv(), ObjectCompression::None;
+    minio_json_gzip: on_minio, json(), ObjectCompression::Gzip;
+    minio_parquet: on_minio, parquet(PageCodec::None), ObjectCompression::None;
+    minio_parquet_snappy: on_minio, parquet(PageCodec::Snappy), ObjectCompression::None;
+    minio_parquet_zstd: on_minio, parquet(PageCodec::Zstd), ObjectCompression::None;
+    gcs_parquet_gzip: on_gcs, parquet(PageCodec::Gzip), ObjectCompression::None;
+    azurite_parquet_snappy: on_azurite, parquet(PageCodec::Snappy), ObjectCompression::None;
+    minio_per_resource_json: resources_on_minio, json(), ObjectCompression::None;
+    azurite_per_resource_yaml_gzip: resources_on_azurite, yaml(), ObjectCompression::Gzip;
+    azurite_sas_csv: on_azurite_sas, csv(), ObjectCompression::None;
+    gcs_json: on_gcs, json(), ObjectCompression::None;
+    gcs_csv_gzip: on_gcs, csv(), ObjectCompression::Gzip;
+    gcs_hmac_ndjson: on_gcs_hmac, ndjson(), ObjectCompression::None;
+    azurite_json: on_azurite, json(), ObjectCompression::None;
+    azurite_ndjson_gzip: on_azurite, ndjson(), ObjectCompression::Gzip;
+}
 
 fn request_of(inventory: &InventoryRef, names: &[String]) -> kollect_core::sink::ExportRequest {
     kollect_core::sink::ExportRequest::full(
@@ -656,12 +582,9 @@ fn request_of(inventory: &InventoryRef, names: &[String]) -> kollect_core::sink:
 #[tokio::test]
 async fn the_latest_pointer_names_exactly_the_objects_of_the_last_export() {
     use kollect_core::sink::Sink;
-    let (sink, _) = on_minio(encoding(
-        ObjectFormat::Document(Format::Json),
-        ObjectCompression::Gzip,
-    ))
-    .await
-    .expect("MinIO (run hack/setup.sh)");
+    let (sink, _) = on_minio(encoding(json(), ObjectCompression::Gzip))
+        .await
+        .expect("MinIO (run hack/setup.sh)");
     let inventory = InventoryRef::namespaced("shop", "images").with_cluster("east");
     let names: Vec<String> = (0..60).map(|i| format!("deployment-{i:02}")).collect();
 
@@ -683,13 +606,7 @@ async fn the_latest_pointer_names_exactly_the_objects_of_the_last_export() {
         serde_json::from_slice::<serde_json::Value>(&got.bytes().await.unwrap()).unwrap()
     };
     let pointer = read_pointer().await;
-    let listed: Vec<String> = sink
-        .objects_of(&inventory)
-        .await
-        .unwrap()
-        .iter()
-        .map(|(p, _)| p.to_string())
-        .collect();
+    let listed: Vec<String> = keys_of(&sink, &inventory).await;
     assert_eq!(pointer["objects"], serde_json::json!(listed));
     assert!(
         listed[0].starts_with("fleet/east/inventory/shop/images.part-0001-of-"),
@@ -713,13 +630,7 @@ async fn the_latest_pointer_names_exactly_the_objects_of_the_last_export() {
         pointer["objects"],
         serde_json::json!(["fleet/east/inventory/shop/images.json.gz"])
     );
-    let listed: Vec<String> = sink
-        .objects_of(&inventory)
-        .await
-        .unwrap()
-        .iter()
-        .map(|(p, _)| p.to_string())
-        .collect();
+    let listed: Vec<String> = keys_of(&sink, &inventory).await;
     assert_eq!(listed, ["fleet/east/inventory/shop/images.json.gz"]);
 
     // Content-Type and Content-Encoding are set on the data object.
@@ -815,10 +726,7 @@ async fn a_sink_from_its_spec_and_build_context() {
 /// Exports one row with a sink that must create its bucket, and reads it back.
 async fn created_on_first_write(target: ObjectTarget) {
     use kollect_core::sink::Sink;
-    let (sink, bucket) = pair(
-        target,
-        encoding(ObjectFormat::Document(Format::Json), ObjectCompression::None),
-    );
+    let (sink, bucket) = pair(target, encoding(json(), ObjectCompression::None));
     let inventory = InventoryRef::namespaced("shop", "created");
     sink.export(&request_of(&inventory, &["web".to_owned()]))
         .await
@@ -838,7 +746,7 @@ async fn ensure_mode_creates_missing_buckets_and_existing_mode_does_not() {
     // `existing`: the missing bucket is an error, and nothing is created.
     let existing = ObjectSink::new(
         target.clone(),
-        encoding(ObjectFormat::Csv, ObjectCompression::None),
+        encoding(csv(), ObjectCompression::None),
         None,
         false,
     )
@@ -858,7 +766,7 @@ async fn ensure_mode_creates_missing_buckets_and_existing_mode_does_not() {
     assert!(
         ObjectSink::new(
             target.clone(),
-            encoding(ObjectFormat::Csv, ObjectCompression::None),
+            encoding(csv(), ObjectCompression::None),
             None,
             false
         )
@@ -925,6 +833,20 @@ async fn a_private_ca_is_trusted_only_when_given() {
         .unwrap();
 }
 
+/// A fresh MinIO bucket and a maker of uncompressed `existing`-mode sinks writing under
+/// `prefix` in it.
+async fn fresh_minio_bucket(label: &str, prefix: &str) -> (String, impl Fn(ObjectFormat) -> ObjectSink) {
+    let minio = minio().expect("MinIO (run hack/setup.sh)");
+    let bucket = fresh_bucket(label);
+    minio.create_bucket(&bucket).await.unwrap();
+    let endpoint = format!("{}/{bucket}{prefix}", minio.endpoint());
+    let sink_of = move |format| {
+        let target = ObjectTarget::connect(&settings(StoreKind::S3, &endpoint, minio_keys())).unwrap();
+        ObjectSink::new(target, encoding(format, ObjectCompression::None), None, false).unwrap()
+    };
+    (bucket, sink_of)
+}
+
 /// The SQL block of the object store reference page that starts with `-- <marker>`, for the
 /// bucket URL `url` instead of the page's example.
 fn documented_query(marker: &str, url: &str) -> String {
@@ -965,24 +887,9 @@ async fn duckdb_reads_the_latest_generation_of_parquet_and_csv() {
         return;
     };
     let minio = minio().expect("MinIO (run hack/setup.sh)");
-    let bucket = fresh_bucket("duckdb");
-    minio.create_bucket(&bucket).await.unwrap();
-    let endpoint = format!("{}/{bucket}/fleet", minio.endpoint());
-    let target = || ObjectTarget::connect(&settings(StoreKind::S3, &endpoint, minio_keys())).unwrap();
-    let parquet_sink = ObjectSink::new(
-        target(),
-        encoding(parquet(PageCodec::Zstd), ObjectCompression::None),
-        None,
-        false,
-    )
-    .unwrap();
-    let csv_sink = ObjectSink::new(
-        target(),
-        encoding(ObjectFormat::Csv, ObjectCompression::None),
-        None,
-        false,
-    )
-    .unwrap();
+    let (bucket, sink_of) = fresh_minio_bucket("duckdb", "/fleet").await;
+    let parquet_sink = sink_of(parquet(PageCodec::Zstd));
+    let csv_sink = sink_of(csv());
 
     let images = InventoryRef::namespaced("shop", "images").with_cluster("east");
     let tools = InventoryRef::namespaced("ops", "tools").with_cluster("east");
@@ -1079,18 +986,8 @@ async fn duckdb_reads_the_latest_generation_of_parquet_and_csv() {
 #[tokio::test]
 async fn retention_keeps_the_newest_generations_and_removal_takes_them_all() {
     use kollect_core::sink::Sink;
-    let minio = minio().expect("MinIO (run hack/setup.sh)");
-    let bucket = fresh_bucket("retention");
-    minio.create_bucket(&bucket).await.unwrap();
-    let endpoint = format!("{}/{bucket}", minio.endpoint());
-    let target = || ObjectTarget::connect(&settings(StoreKind::S3, &endpoint, minio_keys())).unwrap();
-    let plain = ObjectSink::new(
-        target(),
-        encoding(parquet(PageCodec::Snappy), ObjectCompression::None),
-        None,
-        false,
-    )
-    .unwrap();
+    let (_, sink_of) = fresh_minio_bucket("retention", "").await;
+    let plain = sink_of(parquet(PageCodec::Snappy));
     let kept = plain.clone().with_retention(2).unwrap();
     let inventory = InventoryRef::namespaced("shop", "images");
     async fn generations(sink: &ObjectSink, inventory: &InventoryRef) -> Vec<i64> {
@@ -1128,13 +1025,7 @@ async fn retention_keeps_the_newest_generations_and_removal_takes_them_all() {
             .unwrap();
     }
     assert_eq!(generations(&kept, &inventory).await, [4, 5]);
-    let listed: Vec<String> = kept
-        .objects_of(&inventory)
-        .await
-        .unwrap()
-        .iter()
-        .map(|(p, _)| p.to_string())
-        .collect();
+    let listed: Vec<String> = keys_of(&kept, &inventory).await;
     assert_eq!(
         listed,
         [
@@ -1152,15 +1043,7 @@ async fn retention_keeps_the_newest_generations_and_removal_takes_them_all() {
     assert!(kept.objects_of(&inventory).await.unwrap().is_empty());
 
     // A key without {generation} cannot have retention.
-    let error = ObjectSink::new(
-        target(),
-        encoding(ObjectFormat::Csv, ObjectCompression::None),
-        None,
-        false,
-    )
-    .unwrap()
-    .with_retention(2)
-    .unwrap_err();
+    let error = sink_of(csv()).with_retention(2).unwrap_err();
     assert!(
         error
             .message()
@@ -1189,12 +1072,9 @@ async fn etags(sink: &ObjectSink, root: &str) -> std::collections::BTreeMap<Stri
 async fn a_per_resource_layout_writes_only_what_a_delta_changes() {
     use kollect_core::model::{Delta, Snapshot};
     use kollect_core::sink::{ExportRequest, RemoveRequest, Sink};
-    let (sink, bucket) = resources_on_minio(encoding(
-        ObjectFormat::Document(Format::Json),
-        ObjectCompression::None,
-    ))
-    .await
-    .expect("MinIO (run hack/setup.sh)");
+    let (sink, bucket) = resources_on_minio(encoding(json(), ObjectCompression::None))
+        .await
+        .expect("MinIO (run hack/setup.sh)");
     assert_eq!(sink.capabilities(), kollect_core::sink::Capabilities::ROWS);
     let inventory = InventoryRef::namespaced("shop", "images").with_cluster("east");
     let names: Vec<String> = (0..50).map(|i| format!("web-{i:02}")).collect();
@@ -1272,12 +1152,9 @@ async fn a_per_resource_layout_writes_only_what_a_delta_changes() {
 #[tokio::test]
 async fn split_writes_an_index_at_the_document_key() {
     use kollect_core::sink::Sink;
-    let (sink, bucket) = on_minio(encoding(
-        ObjectFormat::Document(Format::Json),
-        ObjectCompression::Gzip,
-    ))
-    .await
-    .expect("MinIO (run hack/setup.sh)");
+    let (sink, bucket) = on_minio(encoding(json(), ObjectCompression::Gzip))
+        .await
+        .expect("MinIO (run hack/setup.sh)");
     let layout: kollect_core::api::v1alpha1::LayoutSpec =
         serde_norway::from_str("mode: split\nfilename: {lowercaseKind: false}").unwrap();
     let sink = sink.with_layout(&layout).unwrap();
