@@ -12,7 +12,7 @@
 //!   missing object. The leading underscore keeps it out of the data globs of Hive-style readers.
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::TryStreamExt;
 use kollect_core::api::v1alpha1::{KollectSnapshotSinkSpec, LayoutSpec, ProvisioningMode, SinkPreview};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
@@ -253,11 +253,9 @@ impl ObjectSink {
         let locations: Vec<Path> = if pattern.tail.as_deref().is_some_and(|t| t.contains('/')) {
             store
                 .list(directory.as_ref())
-                .map(|meta| meta.map(|m| m.location))
-                .collect::<Vec<_>>()
+                .map_ok(|meta| meta.location)
+                .try_collect()
                 .await
-                .into_iter()
-                .collect::<Result<_, _>>()
                 .map_err(|e| self.target.error("list", &e))?
         } else {
             store
@@ -444,13 +442,7 @@ impl Sink for ObjectSink {
     }
 
     async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
-        let probe = ExportRequest::full(
-            request.inventory.clone(),
-            request.generation,
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            kollect_core::model::Snapshot::default(),
-        );
-        if let Some(export) = self.resource_export(&probe)? {
+        if let Some(export) = self.resource_export_of(&request.inventory, request.generation, &[])? {
             export.remove_all().await?;
             let pointer = self.target.path(&Self::pointer_key(&request.inventory));
             return self.delete_all(vec![pointer], "delete").await;
@@ -495,26 +487,31 @@ impl Sink for ObjectSink {
 impl ObjectSink {
     /// The per-resource export of `request`, when the sink has a per-resource layout.
     fn resource_export(&self, request: &ExportRequest) -> Result<Option<ResourceExport<'_>>, SinkError> {
-        let Some(resources) = &self.resources else {
-            return Ok(None);
-        };
-        let template = self.template_for(&request.inventory);
         let rows: Vec<&kollect_core::model::Row> = match request.delta.as_deref() {
             Some(delta) => delta.upserts.iter().collect(),
             None => request.snapshot.rows().iter().collect(),
         };
-        let layout = resources.resolve(&template, &rows);
+        self.resource_export_of(&request.inventory, request.generation, &rows)
+    }
+
+    /// The per-resource export of an inventory, its layout resolved for `rows` (which name the
+    /// manifest attribute), when the sink has a per-resource layout.
+    fn resource_export_of(
+        &self,
+        inventory: &InventoryRef,
+        generation: i64,
+        rows: &[&kollect_core::model::Row],
+    ) -> Result<Option<ResourceExport<'_>>, SinkError> {
+        let Some(resources) = &self.resources else {
+            return Ok(None);
+        };
+        let layout = resources.resolve(&self.template_for(inventory), rows);
         let location = self.target.location();
-        let document = self.rendered(&request.inventory, request.generation)?;
+        let document = self.rendered(inventory, generation)?;
         let root = location.key(&ResourceExport::root_of(&document, self.encoding.extension()));
         let index = match &layout.index_template {
             Some(index) => {
-                let rendered = path::render(
-                    index,
-                    &request.inventory,
-                    request.generation,
-                    self.encoding.extension(),
-                )?;
+                let rendered = path::render(index, inventory, generation, self.encoding.extension())?;
                 path::check_relative(&rendered)?;
                 Some(location.key(&format!("{rendered}{}", self.encoding.suffix())))
             }
