@@ -109,7 +109,9 @@ impl Layout {
             resource_template: spec
                 .and_then(|s| s.path_template.clone())
                 .unwrap_or_else(|| DEFAULT_RESOURCE_TEMPLATE.to_owned()),
-            index_template: (mode == LayoutMode::Split && index_enabled).then(|| {
+            // The index is on by default for split and opt-in for per-resource; a document
+            // layout is its own index.
+            index_template: (mode != LayoutMode::Document && index_enabled).then(|| {
                 spec.and_then(|s| s.index.as_ref())
                     .and_then(|i| i.path_template.clone())
                     .unwrap_or_else(|| path::DEFAULT_TEMPLATE.to_owned())
@@ -467,6 +469,43 @@ mod tests {
             .project(&req)
             .unwrap_err();
         assert!(error.message().starts_with("layout collision: "), "{error}");
+    }
+
+    #[test]
+    fn the_index_follows_index_enabled_for_split_and_per_resource() {
+        let req = request(vec![row("Deployment", "shop", "web", json!({"a": 1}))]);
+        let with_index = |mode, enabled| LayoutSpec {
+            mode,
+            index: Some(kollect_core::api::v1alpha1::LayoutIndexSpec {
+                enabled,
+                path_template: Some("indexes/{name}{extension}".into()),
+            }),
+            ..Default::default()
+        };
+        let paths = |spec| -> Vec<String> {
+            layout(Some(spec), Format::Json, &req)
+                .project(&req)
+                .unwrap()
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect()
+        };
+        assert_eq!(
+            paths(with_index(LayoutMode::PerResource, Some(true))),
+            ["indexes/apps.json", "prod/shop/deployment/web.json"]
+        );
+        assert_eq!(
+            paths(with_index(LayoutMode::PerResource, None)),
+            ["prod/shop/deployment/web.json"]
+        );
+        assert_eq!(
+            paths(with_index(LayoutMode::Split, Some(false))),
+            ["prod/shop/deployment/web.json"]
+        );
+        assert_eq!(
+            paths(with_index(LayoutMode::Split, None)),
+            ["indexes/apps.json", "prod/shop/deployment/web.json"]
+        );
     }
 
     #[test]

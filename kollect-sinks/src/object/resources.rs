@@ -1,7 +1,8 @@
 //! The per-resource layout of object stores (`layout.mode: perResource` or `split`): one object
 //! per row under the inventory's root, the key its document would have without the extension
 //! (`inventory/shop/images/` for `inventory/shop/images.json`), so each inventory owns one
-//! subtree. `split` adds the index document at the document's key.
+//! subtree. `split` (and `perResource` with `layout.index.enabled`) adds the index document at
+//! the document's key.
 //!
 //! A change is applied as a change: with the delta since the last acknowledged export, only
 //! the changed rows' objects are written and the deleted rows' objects deleted. Without a
@@ -127,7 +128,7 @@ pub struct ResourceExport<'a> {
     pub layout: Layout,
     /// The inventory's root, a full store key ending in `/`.
     pub root: String,
-    /// The index document's full key (`split`).
+    /// The index document's full key, when the layout has an index.
     pub index: Option<String>,
 }
 
@@ -225,7 +226,7 @@ impl ResourceExport<'_> {
         Ok(applied)
     }
 
-    /// The index document of `split`: every row's key, relative to the bucket prefix as the
+    /// The index document: every row's key, relative to the bucket prefix as the
     /// git index is to the repository.
     fn index_document(&self, request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
         let rows: Vec<&Row> = request.snapshot.rows().iter().collect();

@@ -246,11 +246,11 @@ pub enum LayoutContent {
     Manifest,
 }
 
-/// The index sidecar of `split` layouts.
+/// The index sidecar of tree layouts.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LayoutIndexSpec {
-    /// Write the index (default true for `split`).
+    /// Write the index (default true for `split`, false for `perResource`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Index path; default `inventory/{namespace}/{name}{extension}`.
