@@ -10,6 +10,7 @@
 //! | `git` | [`git::GitSink`]: files committed and pushed to a Git branch | snapshot |
 //! | `postgres` | [`postgres::PostgresSink`]: rows in a PostgreSQL table | database |
 //! | `object` | [`object::ObjectSink`]: `s3`, `gcs` and `azureblob`, documents in a bucket or container | snapshot |
+//! | `kafka` | [`kafka::KafkaSink`]: snapshot or row messages on a topic ([`events`]) | event |
 //!
 //! Every backend implements [`kollect_core::sink::Sink`] and passes the conformance suite of
 //! `kollect-testkit` against the real service. Backends never read Kubernetes Secrets: the
@@ -22,10 +23,14 @@
 
 pub mod backend;
 pub mod context;
+#[cfg(feature = "kafka")]
+pub mod events;
 pub mod family;
 pub mod format;
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(any(feature = "git", feature = "object"))]
 pub mod layout;
 #[cfg(feature = "local")]

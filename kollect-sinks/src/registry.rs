@@ -32,6 +32,8 @@ pub use kollect_core::api::reasons::SINK_TYPE_UNSUPPORTED;
 const BUILTIN: &[Backend] = &[
     #[cfg(feature = "git")]
     crate::git::BACKEND,
+    #[cfg(feature = "kafka")]
+    crate::kafka::BACKEND,
     #[cfg(feature = "local")]
     crate::local::BACKEND,
     #[cfg(feature = "object")]

@@ -1,0 +1,445 @@
+//! The Kafka sink against a real KRaft broker: the conformance suite in both message modes,
+//! and what a consumer reads back (keys, headers, tombstones, a replay that rebuilds the
+//! inventory), provisioning and restarts.
+
+// Test helpers may panic on broken fixtures: that is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+use kollect_core::api::v1alpha1::ProvisioningMode;
+use kollect_core::model::{Delta, Row, Snapshot};
+use kollect_core::netguard::{GuardedResolver, NetPolicy};
+use kollect_core::sink::{ErrorClass, ExportRequest, InventoryRef, RemoveRequest, Sink};
+use kollect_sinks::events::{self, MessageMode, Replay};
+use kollect_sinks::kafka::{KafkaConfig, KafkaSink};
+use kollect_testkit::backends::{self, Kafka};
+use kollect_testkit::conformance::{Inspect, sample_row};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// One broker per test binary; tests use their own topics.
+fn server() -> &'static Kafka {
+    static SERVER: OnceLock<Option<Kafka>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| backends::start_for_test(Kafka::start))
+        .as_ref()
+        .expect("Kafka (run hack/setup.sh)")
+}
+
+fn fresh_topic(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn config(topic: &str, mode: MessageMode) -> KafkaConfig {
+    let bootstrap = server().bootstrap_servers();
+    KafkaConfig::new(
+        &[bootstrap.as_str()],
+        topic,
+        GuardedResolver::new(NetPolicy::permissive_for_tests()),
+    )
+    .unwrap()
+    .with_mode(mode)
+}
+
+/// One message as a consumer reads it.
+#[derive(Debug, Clone)]
+struct Record {
+    key: String,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Every message of `topic`, partition by partition, from the beginning to its current end.
+async fn read_topic(topic: &str) -> Vec<Record> {
+    let bootstrap = server().bootstrap_servers();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "kollect-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = std::collections::BTreeMap::new();
+        for partition in 0..partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                .unwrap();
+            if high > low {
+                ends.insert(partition, high);
+                assignment
+                    .add_partition_offset(&topic, partition, Offset::Beginning)
+                    .unwrap();
+            }
+        }
+        let mut records = Vec::new();
+        if ends.is_empty() {
+            return records;
+        }
+        consumer.assign(&assignment).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !ends.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "reading {topic} stalled");
+            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let message = message.unwrap();
+            if ends
+                .get(&message.partition())
+                .is_some_and(|end| message.offset() + 1 >= *end)
+            {
+                ends.remove(&message.partition());
+            }
+            records.push(Record {
+                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        records
+    })
+    .await
+    .unwrap()
+}
+
+/// Rebuilds the inventories of a topic the way a consumer does.
+async fn replay(topic: &str) -> Replay {
+    let mut replay = Replay::default();
+    for record in read_topic(topic).await {
+        replay
+            .apply(
+                &record.key,
+                record.value.as_deref(),
+                record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            )
+            .unwrap();
+    }
+    replay
+}
+
+/// Reads an inventory back by replaying the topic.
+pub struct Topic(String);
+
+#[async_trait]
+impl Inspect for Topic {
+    async fn rows(&self, inventory: &InventoryRef) -> Result<Option<Vec<Row>>, String> {
+        Ok(Some(replay(&self.0).await.rows(inventory)))
+    }
+}
+
+async fn setup(mode: MessageMode) -> (KafkaSink, Topic) {
+    let topic = fresh_topic("conformance");
+    (KafkaSink::new(config(&topic, mode)), Topic(topic))
+}
+
+mod row_mode {
+    kollect_testkit::sink_conformance_tests!(super::setup(kollect_sinks::events::MessageMode::Row));
+}
+
+mod snapshot_mode {
+    kollect_testkit::sink_conformance_tests!(super::setup(kollect_sinks::events::MessageMode::Snapshot));
+}
+
+fn at() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+fn inventory() -> InventoryRef {
+    InventoryRef::namespaced("shop", "images").with_cluster("prod")
+}
+
+fn rows(names: &[&str], version: i64) -> Vec<Row> {
+    names
+        .iter()
+        .map(|n| sample_row(&inventory(), n, version))
+        .collect()
+}
+
+/// A full export, then exports carrying their delta, as the export engine sends them.
+struct Exporter<'a> {
+    sink: &'a KafkaSink,
+    previous: Option<Snapshot>,
+}
+
+impl Exporter<'_> {
+    async fn export(&mut self, rows: Vec<Row>) {
+        let snapshot = Snapshot::new(rows);
+        let mut request = ExportRequest::full(inventory(), 1, at(), snapshot.clone());
+        if let Some(previous) = &self.previous {
+            request = request.with_delta(Delta::between(previous, &snapshot));
+        }
+        self.sink.export(&request).await.unwrap();
+        self.previous = Some(snapshot);
+    }
+}
+
+#[tokio::test]
+async fn row_messages_carry_keys_headers_and_tombstones() {
+    let topic = fresh_topic("rows");
+    let sink = KafkaSink::new(config(&topic, MessageMode::Row));
+    let mut exporter = Exporter {
+        sink: &sink,
+        previous: None,
+    };
+    exporter.export(rows(&["web", "cart"], 1)).await;
+    exporter.export(rows(&["web"], 2)).await;
+    let records = read_topic(&topic).await;
+    let keys: Vec<(&str, bool)> = records
+        .iter()
+        .map(|r| (r.key.as_str(), r.value.is_some()))
+        .collect();
+    // The full export publishes both rows; the delta one update and one tombstone.
+    assert_eq!(
+        keys,
+        [
+            ("prod/shop/images/shop/deployments/uid-cart", true),
+            ("prod/shop/images/shop/deployments/uid-web", true),
+            ("prod/shop/images/shop/deployments/uid-web", true),
+            ("prod/shop/images/shop/deployments/uid-cart", false),
+        ]
+    );
+    let update = &records[2];
+    assert_eq!(update.header(events::HEADER_CLUSTER).as_deref(), Some("prod"));
+    assert_eq!(update.header(events::HEADER_NAMESPACE).as_deref(), Some("shop"));
+    assert_eq!(update.header(events::HEADER_INVENTORY).as_deref(), Some("images"));
+    assert_eq!(update.header(events::HEADER_MESSAGE).as_deref(), Some("row"));
+    assert_eq!(
+        update.header(events::HEADER_SCHEMA_VERSION).as_deref(),
+        Some("kollect.dev/v1alpha1")
+    );
+    let value: serde_json::Value = serde_json::from_slice(update.value.as_ref().unwrap()).unwrap();
+    assert_eq!(value["inventory"], "images");
+    assert_eq!(value["item"]["attributes"]["replicas"], 2);
+    let row = &rows(&["web"], 2)[0];
+    assert_eq!(
+        update.header(events::HEADER_CHECKSUM),
+        Some(kollect_core::model::Checksum::of_bytes(&row.canonical_bytes()).to_string())
+    );
+    let tombstone = &records[3];
+    assert_eq!(tombstone.header(events::HEADER_MESSAGE).as_deref(), Some("row"));
+    assert_eq!(tombstone.header(events::HEADER_CHECKSUM), None);
+}
+
+#[tokio::test]
+async fn a_replay_rebuilds_the_inventory_after_changes_and_its_deletion() {
+    let topic = fresh_topic("replay");
+    let sink = KafkaSink::new(config(&topic, MessageMode::Row));
+    let mut exporter = Exporter {
+        sink: &sink,
+        previous: None,
+    };
+    exporter.export(rows(&["web", "cart", "search"], 1)).await;
+    exporter.export(rows(&["web", "search", "pay"], 2)).await;
+    let mut current = rows(&["web", "search", "pay"], 2);
+    current[0] = sample_row(&inventory(), "web", 3);
+    exporter.export(current.clone()).await;
+    kollect_core::model::sort_canonical(&mut current);
+    assert_eq!(replay(&topic).await.rows(&inventory()), current);
+
+    sink.remove(&RemoveRequest {
+        inventory: inventory(),
+        generation: 1,
+    })
+    .await
+    .unwrap();
+    assert!(replay(&topic).await.rows(&inventory()).is_empty());
+    let tombstones = read_topic(&topic)
+        .await
+        .into_iter()
+        .rev()
+        .take_while(|r| r.value.is_none())
+        .count();
+    assert_eq!(tombstones, 3, "one tombstone per remaining row");
+}
+
+#[tokio::test]
+async fn a_restarted_sink_publishes_only_what_changed_since_the_topic_was_written() {
+    let topic = fresh_topic("restart");
+    let first = KafkaSink::new(config(&topic, MessageMode::Row));
+    let snapshot = rows(&["web", "cart", "search"], 1);
+    first
+        .export(&ExportRequest::full(
+            inventory(),
+            1,
+            at(),
+            Snapshot::new(snapshot.clone()),
+        ))
+        .await
+        .unwrap();
+    let before = read_topic(&topic).await.len();
+    assert_eq!(before, 3);
+
+    // A new process has no delta: it reads the topic back and publishes nothing new.
+    let restarted = KafkaSink::new(config(&topic, MessageMode::Row));
+    let receipt = restarted
+        .export(&ExportRequest::full(
+            inventory(),
+            1,
+            at(),
+            Snapshot::new(snapshot),
+        ))
+        .await
+        .unwrap();
+    assert!(receipt.unchanged);
+    assert_eq!(read_topic(&topic).await.len(), before);
+
+    // One changed and one deleted row: one update and one tombstone.
+    let again = KafkaSink::new(config(&topic, MessageMode::Row));
+    let mut changed = vec![
+        sample_row(&inventory(), "web", 2),
+        sample_row(&inventory(), "search", 1),
+    ];
+    again
+        .export(&ExportRequest::full(
+            inventory(),
+            1,
+            at(),
+            Snapshot::new(changed.clone()),
+        ))
+        .await
+        .unwrap();
+    let records = read_topic(&topic).await;
+    assert_eq!(records.len(), before + 2);
+    kollect_core::model::sort_canonical(&mut changed);
+    assert_eq!(replay(&topic).await.rows(&inventory()), changed);
+}
+
+#[tokio::test]
+async fn snapshot_messages_keep_the_go_shape_under_the_inventory_key() {
+    let topic = fresh_topic("snapshot");
+    let sink = KafkaSink::new(config(&topic, MessageMode::Snapshot));
+    let request = ExportRequest::full(inventory(), 7, at(), Snapshot::new(rows(&["web"], 1)));
+    sink.export(&request).await.unwrap();
+    sink.remove(&RemoveRequest {
+        inventory: inventory(),
+        generation: 7,
+    })
+    .await
+    .unwrap();
+    let records = read_topic(&topic).await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].key, "prod/shop/images");
+    let value: serde_json::Value = serde_json::from_slice(records[0].value.as_ref().unwrap()).unwrap();
+    let fields: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        ["schemaVersion", "timestamp", "cluster", "namespace", "payload"]
+    );
+    assert_eq!(value["payload"]["generation"], 7);
+    assert_eq!(value["payload"]["itemCount"], 1);
+    assert_eq!(
+        records[0].header(events::HEADER_CHECKSUM),
+        Some(request.part.checksum.to_string())
+    );
+    assert_eq!(records[1].key, "prod/shop/images");
+    assert!(
+        records[1].value.is_none(),
+        "deleting the inventory publishes a tombstone"
+    );
+    assert_eq!(
+        records[1].header(events::HEADER_MESSAGE).as_deref(),
+        Some("snapshot")
+    );
+}
+
+#[tokio::test]
+async fn existing_mode_refuses_a_missing_topic_without_creating_it() {
+    let topic = fresh_topic("existing");
+    let sink = KafkaSink::new(config(&topic, MessageMode::Row).with_provisioning(ProvisioningMode::Existing));
+    let error = sink
+        .export(&ExportRequest::full(
+            inventory(),
+            1,
+            at(),
+            Snapshot::new(rows(&["web"], 1)),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert_eq!(
+        error.message(),
+        format!("kafka topic \"{topic}\" does not exist (provisioning.mode existing never creates it)")
+    );
+    // The broker auto-creates topics by default; the sink's client must not have asked it to.
+    let probe = KafkaSink::new(config(&fresh_topic("other"), MessageMode::Row));
+    probe.probe().await.unwrap();
+    let bootstrap = server().bootstrap_servers();
+    let topics = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+        metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(!topics.contains(&topic), "{topics:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_a_transient_error_and_a_refused_one_terminal() {
+    let port = kollect_testkit::control_plane::free_port().unwrap();
+    let address = format!("127.0.0.1:{port}");
+    let sink = KafkaSink::new(
+        KafkaConfig::new(
+            &[address.as_str()],
+            "t",
+            GuardedResolver::new(NetPolicy::permissive_for_tests()),
+        )
+        .unwrap(),
+    );
+    let error = sink.probe().await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Transient, "{error}");
+    assert!(error.message().starts_with("kafka metadata"), "{error}");
+
+    let guarded = KafkaSink::new(
+        KafkaConfig::new(
+            &[address.as_str()],
+            "t",
+            GuardedResolver::new(NetPolicy::new(false)),
+        )
+        .unwrap(),
+    );
+    let error = guarded.probe().await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal, "{error}");
+    assert!(
+        error.message().starts_with("spec.kafka.brokers 127.0.0.1:"),
+        "{error}"
+    );
+}
