@@ -15,8 +15,8 @@ use kollect_core::model::{Delta, Row, Snapshot};
 use kollect_core::netguard::{GuardedResolver, NetPolicy};
 use kollect_core::sink::{ErrorClass, ExportRequest, InventoryRef, RemoveRequest, Sink};
 use kollect_sinks::events::{self, MessageMode, Replay};
-use kollect_sinks::kafka::{KafkaConfig, KafkaSink};
-use kollect_testkit::backends::{self, Kafka};
+use kollect_sinks::kafka::{KafkaConfig, KafkaSink, Sasl, SaslMechanism, TlsSettings};
+use kollect_testkit::backends::{self, KAFKA_PASSWORD, KAFKA_USER, Kafka};
 use kollect_testkit::conformance::{Inspect, sample_row};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -441,5 +441,153 @@ async fn an_unreachable_broker_is_a_transient_error_and_a_refused_one_terminal()
     assert!(
         error.message().starts_with("spec.kafka.brokers 127.0.0.1:"),
         "{error}"
+    );
+}
+
+fn tls(client: bool) -> TlsSettings {
+    let pki = server().pki();
+    TlsSettings {
+        ca_pem: Some(pki.ca_pem.clone()),
+        client: client.then(|| (pki.client_cert_pem.clone(), pki.client_key_pem.clone())),
+        ..TlsSettings::default()
+    }
+}
+
+fn secured(bootstrap: &str, topic: &str) -> KafkaConfig {
+    KafkaConfig::new(
+        &[bootstrap],
+        topic,
+        GuardedResolver::new(NetPolicy::permissive_for_tests()),
+    )
+    .unwrap()
+    .with_mode(MessageMode::Row)
+}
+
+async fn export_one(sink: &KafkaSink) -> Result<(), kollect_core::sink::SinkError> {
+    sink.export(&ExportRequest::full(
+        inventory(),
+        1,
+        at(),
+        Snapshot::new(rows(&["web"], 1)),
+    ))
+    .await
+    .map(drop)
+}
+
+#[tokio::test]
+async fn sasl_over_tls_authenticates_with_every_mechanism() {
+    let bootstrap = server().sasl_ssl_bootstrap();
+    for mechanism in [
+        SaslMechanism::Plain,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::ScramSha512,
+    ] {
+        let topic = fresh_topic("sasl");
+        let sink = KafkaSink::new(
+            secured(&bootstrap, &topic)
+                .with_tls(Some(tls(false)))
+                .with_sasl(Some(Sasl {
+                    mechanism,
+                    username: KAFKA_USER.to_owned(),
+                    password: KAFKA_PASSWORD.to_owned(),
+                })),
+        );
+        export_one(&sink)
+            .await
+            .unwrap_or_else(|e| panic!("{mechanism:?}: {e}"));
+        assert_eq!(replay(&topic).await.rows(&inventory()), rows(&["web"], 1));
+    }
+}
+
+#[tokio::test]
+async fn a_spec_and_its_secret_configure_scram_over_tls() {
+    use kollect_sinks::{BuildContext, SecretData};
+    let topic = fresh_topic("spec");
+    let spec: kollect_core::api::v1alpha1::KollectEventSinkSpec = serde_json::from_value(serde_json::json!({
+        "type": "kafka",
+        "kafka": {"brokers": [server().sasl_ssl_bootstrap()], "topic": topic},
+        "tls": {"caBundle": base64_of(&server().pki().ca_pem)},
+        "cluster": "prod",
+        "options": {"messageMode": "row", "saslMechanism": "SCRAM-SHA-512"}
+    }))
+    .unwrap();
+    let context = BuildContext::new("ns/kafka", NetPolicy::permissive_for_tests())
+        .with_secret(SecretData::new([
+            ("username".to_owned(), KAFKA_USER.as_bytes().to_vec()),
+            ("password".to_owned(), KAFKA_PASSWORD.as_bytes().to_vec()),
+        ]))
+        .with_ca_pem(Some(server().pki().ca_pem.clone()));
+    let sink = KafkaSink::from_spec(&spec, context).unwrap();
+    let report = sink.probe().await.unwrap();
+    assert!(
+        report
+            .message
+            .starts_with("Kafka broker metadata request succeeded"),
+        "{}",
+        report.message
+    );
+    export_one(&sink).await.unwrap();
+    assert_eq!(replay(&topic).await.rows(&inventory()), rows(&["web"], 1));
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_terminal_error_that_does_not_repeat_it() {
+    let topic = fresh_topic("wrong");
+    let sink = KafkaSink::new(
+        secured(&server().sasl_ssl_bootstrap(), &topic)
+            .with_tls(Some(tls(false)))
+            .with_sasl(Some(Sasl {
+                mechanism: SaslMechanism::ScramSha256,
+                username: KAFKA_USER.to_owned(),
+                password: "not-the-password-9931".to_owned(),
+            })),
+    );
+    let error = export_one(&sink).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal, "{error}");
+    assert!(
+        error.message().starts_with("kafka authentication failed: "),
+        "{error}"
+    );
+    assert!(!error.message().contains("not-the-password-9931"), "{error}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_to_a_listener_that_requires_one() {
+    let topic = fresh_topic("mtls");
+    let sink = KafkaSink::new(secured(&server().mtls_bootstrap(), &topic).with_tls(Some(tls(true))));
+    export_one(&sink).await.unwrap();
+    assert_eq!(replay(&topic).await.rows(&inventory()), rows(&["web"], 1));
+
+    let without = KafkaSink::new(secured(&server().mtls_bootstrap(), &topic).with_tls(Some(tls(false))));
+    let error = without.probe().await.unwrap_err();
+    assert!(!error.message().contains("PRIVATE KEY"), "{error}");
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_accepts_an_unknown_ca() {
+    let topic = fresh_topic("insecure");
+    let sink = KafkaSink::new(
+        secured(&server().mtls_bootstrap(), &topic).with_tls(Some(TlsSettings {
+            client: self::tls(true).client,
+            insecure_skip_verify: true,
+            ..TlsSettings::default()
+        })),
+    );
+    export_one(&sink).await.unwrap();
+
+    let verified = KafkaSink::new(
+        secured(&server().mtls_bootstrap(), &topic).with_tls(Some(TlsSettings {
+            client: self::tls(true).client,
+            ..TlsSettings::default()
+        })),
+    );
+    assert!(
+        verified.probe().await.is_err(),
+        "the system store does not know the test CA"
     );
 }

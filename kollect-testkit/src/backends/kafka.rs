@@ -1,5 +1,10 @@
 //! A single-node Kafka broker in KRaft mode (broker and controller in one JVM), from the Maven
 //! Central jars `hack/install-kafka.sh` resolves, run with the machine's `java`.
+//!
+//! Three client listeners: `PLAINTEXT` on `127.0.0.1`; `SASL_SSL` on `localhost` with `PLAIN`,
+//! `SCRAM-SHA-256` and `SCRAM-SHA-512` for one user (SCRAM credentials are written when the log
+//! directory is formatted); and `SSL` on `localhost` requiring a client certificate. The TLS
+//! listeners serve a certificate of a throwaway CA ([`Kafka::pki`]).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -8,10 +13,23 @@ use std::time::Duration;
 use super::{BackendError, find, log_file, start_error, temp_dir, wait_for_port};
 use crate::control_plane::free_port;
 
-/// A running Kafka broker with a PLAINTEXT listener on loopback.
+/// A running Kafka broker.
 #[derive(Debug)]
 pub struct Kafka {
     server: super::ServerProcess,
+    sasl_port: u16,
+    mtls_port: u16,
+    pki: crate::pki::ServingPki,
+}
+
+/// The SASL user of the `SASL_SSL` listener.
+pub const KAFKA_USER: &str = "kollect";
+/// Its password.
+pub const KAFKA_PASSWORD: &str = "kollect-test-secret-4711";
+
+/// A PEM value as one line of a Java properties file.
+fn property_pem(pem: &str) -> String {
+    pem.trim().replace('\n', "\\n")
 }
 
 /// The newest complete jar folder under `$KOLLECT_CACHE/kafka/<version>/libs`.
@@ -44,15 +62,29 @@ impl Kafka {
         let dir = temp_dir("kafka")?;
         let port = free_port().map_err(|e| start_error("kafka", e.to_string(), None))?;
         let controller = free_port().map_err(|e| start_error("kafka", e.to_string(), None))?;
+        let sasl_port = free_port().map_err(|e| start_error("kafka", e.to_string(), None))?;
+        let mtls_port = free_port().map_err(|e| start_error("kafka", e.to_string(), None))?;
+        let pki = crate::pki::serving_pki("kafka").map_err(|e| start_error("kafka", e.to_string(), None))?;
         let config = dir.path().join("server.properties");
         let properties = format!(
             "process.roles=broker,controller\n\
              node.id=1\n\
              controller.quorum.voters=1@127.0.0.1:{controller}\n\
-             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
-             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port},CONTROLLER://127.0.0.1:{controller}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://localhost:{sasl_port},SSL://localhost:{mtls_port}\n\
              controller.listener.names=CONTROLLER\n\
-             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT\n\
+             sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512\n\
+             listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{KAFKA_USER}=\"{KAFKA_PASSWORD}\";\n\
+             listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.ssl.ssl.client.auth=required\n\
+             ssl.keystore.type=PEM\n\
+             ssl.keystore.certificate.chain={cert}\n\
+             ssl.keystore.key={key}\n\
+             ssl.truststore.type=PEM\n\
+             ssl.truststore.certificates={ca}\n\
              log.dirs={logs}\n\
              num.partitions=1\n\
              offsets.topic.replication.factor=1\n\
@@ -61,7 +93,10 @@ impl Kafka {
              share.coordinator.state.topic.replication.factor=1\n\
              share.coordinator.state.topic.min.isr=1\n\
              group.initial.rebalance.delay.ms=0\n",
-            logs = dir.path().join("logs").display()
+            logs = dir.path().join("logs").display(),
+            cert = property_pem(&pki.cert_pem),
+            key = property_pem(&pki.key_pem),
+            ca = property_pem(&pki.ca_pem),
         );
         std::fs::write(&config, properties).map_err(|e| start_error("kafka", e.to_string(), None))?;
 
@@ -71,6 +106,12 @@ impl Kafka {
         let status = Command::new(&java)
             .args(["-cp", &classpath, "kafka.tools.StorageTool", "format"])
             .args(["-t", "a2FmbGxlY3QtdGVzdGtpdA"])
+            .args([
+                "--add-scram",
+                &format!("SCRAM-SHA-256=[name={KAFKA_USER},password={KAFKA_PASSWORD}]"),
+                "--add-scram",
+                &format!("SCRAM-SHA-512=[name={KAFKA_USER},password={KAFKA_PASSWORD}]"),
+            ])
             .arg("-c")
             .arg(&config)
             .stdout(out)
@@ -107,7 +148,26 @@ impl Kafka {
         wait_for_port("kafka", port, &mut child, &log, Duration::from_secs(90))?;
         Ok(Self {
             server: super::ServerProcess::new(dir, child, port),
+            sasl_port,
+            mtls_port,
+            pki,
         })
+    }
+
+    /// `localhost:<port>` of the `SASL_SSL` listener ([`KAFKA_USER`], [`KAFKA_PASSWORD`]).
+    pub fn sasl_ssl_bootstrap(&self) -> String {
+        format!("localhost:{}", self.sasl_port)
+    }
+
+    /// `localhost:<port>` of the `SSL` listener that requires a client certificate
+    /// ([`crate::pki::ServingPki::client_cert_pem`]).
+    pub fn mtls_bootstrap(&self) -> String {
+        format!("localhost:{}", self.mtls_port)
+    }
+
+    /// The CA, serving and client certificates of the TLS listeners.
+    pub fn pki(&self) -> &crate::pki::ServingPki {
+        &self.pki
     }
 
     /// `127.0.0.1:<port>`: the `bootstrap.servers` value.
