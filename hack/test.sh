@@ -26,7 +26,7 @@ step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 
 step "examples"
-for example in custom_sink; do
+for example in custom_sink kafka_consumer; do
     cargo run --locked --quiet -p kollect-examples --example "$example" >/dev/null
     echo "example $example: ok"
 done
