@@ -2693,3 +2693,117 @@ spec:
     .await;
     operator.stop().await;
 }
+
+/// The rows a consumer rebuilds for `inventory` from every message of `topic`, and how many
+/// messages there are.
+async fn kafka_inventory(
+    kafka: &Arc<kollect_testkit::backends::Kafka>,
+    topic: &str,
+    inventory: &kollect_core::sink::InventoryRef,
+) -> (Vec<kollect_core::model::Row>, usize) {
+    let (kafka, topic) = (Arc::clone(kafka), topic.to_owned());
+    let records = tokio::task::spawn_blocking(move || kafka.records(&topic))
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let mut replay = kollect_sinks::events::Replay::default();
+    for record in &records {
+        replay
+            .apply(
+                &record.key,
+                record.value.as_deref(),
+                record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            )
+            .unwrap();
+    }
+    (replay.rows(inventory), records.len())
+}
+
+/// One inventory bound to a Git sink and a Kafka event sink in row mode: the topic rebuilds the
+/// inventory, one changed Deployment publishes one message, and deleting the inventory
+/// tombstones its rows.
+#[tokio::test]
+async fn an_inventory_exports_to_git_and_a_kafka_topic() {
+    let _serial = SERIAL.lock().await;
+    let Some((plane, git, ns, _)) = git_pipeline("kafka").await else {
+        return;
+    };
+    let Some(kafka) = kollect_testkit::backends::start_for_test(kollect_testkit::backends::Kafka::start)
+    else {
+        return;
+    };
+    let kafka = Arc::new(kafka);
+    plane
+        .apply_yaml(
+            &format!(
+                "apiVersion: kollect.dev/v1alpha1
+kind: KollectEventSink
+metadata: {{name: inventory-events}}
+spec:
+  type: kafka
+  kafka: {{brokers: ['{bootstrap}'], topic: inventory}}
+  cluster: prod
+  options: {{messageMode: row}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {{name: first-inventory}}
+spec:
+  exportMinInterval: 1h
+  snapshotSinkRefs: [{{name: inventory-git}}]
+  eventSinkRefs: [{{name: inventory-events}}]
+",
+                bootstrap = kafka.bootstrap_servers()
+            ),
+            &ns,
+        )
+        .await
+        .unwrap();
+    let client = plane.client().await.unwrap();
+    let operator = Running::start(client.clone(), test_options()).await;
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let status = eventually("the inventory exports to Git and Kafka", || async {
+        let status = inventories.get("first-inventory").await.ok()?.status?;
+        let both = status
+            .sink_exports
+            .iter()
+            .filter(|e| e.last_checksum.is_some())
+            .count()
+            == 2;
+        both.then_some(status)
+    })
+    .await;
+    let names: Vec<&str> = status.sink_exports.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["snapshot/inventory-git", "event/inventory-events"]);
+    assert!(git_file(&git, "inventory", &format!("inventory/{ns}/first-inventory.yaml")).is_some());
+
+    let inventory = kollect_core::sink::InventoryRef::namespaced(&ns, "first-inventory").with_cluster("prod");
+    let (rows, messages) = kafka_inventory(&kafka, "inventory", &inventory).await;
+    assert_eq!(messages, 1);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].name, "web");
+    assert_eq!(rows[0].attributes.as_ref().unwrap()["image"], "nginx:1.27");
+
+    // One changed Deployment: one more message, and the topic rebuilds the new image.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    set_image(&deployments, "web", "nginx:1.28").await;
+    let rows = eventually("the topic carries the new image", || async {
+        let (rows, messages) = kafka_inventory(&kafka, "inventory", &inventory).await;
+        let updated = rows.first()?.attributes.as_ref()?["image"] == "nginx:1.28";
+        (updated && messages == 2).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 1);
+
+    // Deleting the inventory tombstones its row.
+    inventories
+        .delete("first-inventory", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the topic no longer holds the inventory", || async {
+        let (rows, messages) = kafka_inventory(&kafka, "inventory", &inventory).await;
+        (rows.is_empty() && messages == 3).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}

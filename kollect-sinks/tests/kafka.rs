@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
@@ -16,11 +15,8 @@ use kollect_core::netguard::{GuardedResolver, NetPolicy};
 use kollect_core::sink::{ErrorClass, ExportRequest, InventoryRef, RemoveRequest, Sink};
 use kollect_sinks::events::{self, MessageMode, Replay};
 use kollect_sinks::kafka::{KafkaConfig, KafkaSink, Sasl, SaslMechanism, TlsSettings};
-use kollect_testkit::backends::{self, KAFKA_PASSWORD, KAFKA_USER, Kafka};
+use kollect_testkit::backends::{self, KAFKA_PASSWORD, KAFKA_USER, Kafka, KafkaRecord};
 use kollect_testkit::conformance::{Inspect, sample_row};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// One broker per test binary; tests use their own topics.
 fn server() -> &'static Kafka {
@@ -51,86 +47,13 @@ fn config(topic: &str, mode: MessageMode) -> KafkaConfig {
     .with_mode(mode)
 }
 
-/// One message as a consumer reads it.
-#[derive(Debug, Clone)]
-struct Record {
-    key: String,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-impl Record {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-}
-
-/// Every message of `topic`, partition by partition, from the beginning to its current end.
-async fn read_topic(topic: &str) -> Vec<Record> {
-    let bootstrap = server().bootstrap_servers();
+/// Every message of `topic`, from the beginning to its current end.
+async fn read_topic(topic: &str) -> Vec<KafkaRecord> {
     let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "kollect-test-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .unwrap();
-        let partitions = metadata.topics()[0].partitions().len() as i32;
-        let mut assignment = TopicPartitionList::new();
-        let mut ends = std::collections::BTreeMap::new();
-        for partition in 0..partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-                .unwrap();
-            if high > low {
-                ends.insert(partition, high);
-                assignment
-                    .add_partition_offset(&topic, partition, Offset::Beginning)
-                    .unwrap();
-            }
-        }
-        let mut records = Vec::new();
-        if ends.is_empty() {
-            return records;
-        }
-        consumer.assign(&assignment).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !ends.is_empty() {
-            assert!(std::time::Instant::now() < deadline, "reading {topic} stalled");
-            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-                continue;
-            };
-            let message = message.unwrap();
-            if ends
-                .get(&message.partition())
-                .is_some_and(|end| message.offset() + 1 >= *end)
-            {
-                ends.remove(&message.partition());
-            }
-            records.push(Record {
-                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                value: message.payload().map(<[u8]>::to_vec),
-                headers: message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
-        }
-        records
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || server().records(&topic))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// Rebuilds the inventories of a topic the way a consumer does.
@@ -394,21 +317,10 @@ async fn existing_mode_refuses_a_missing_topic_without_creating_it() {
     // The broker auto-creates topics by default; the sink's client must not have asked it to.
     let probe = KafkaSink::new(config(&fresh_topic("other"), MessageMode::Row));
     probe.probe().await.unwrap();
-    let bootstrap = server().bootstrap_servers();
-    let topics = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
-        metadata
-            .topics()
-            .iter()
-            .map(|t| t.name().to_owned())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
+    let topics = tokio::task::spawn_blocking(|| server().topics())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!topics.contains(&topic), "{topics:?}");
 }
 

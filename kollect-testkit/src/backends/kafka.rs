@@ -174,4 +174,102 @@ impl Kafka {
     pub fn bootstrap_servers(&self) -> String {
         format!("127.0.0.1:{}", self.server.port)
     }
+
+    /// Every message of `topic` on the plaintext listener, partition by partition, from the
+    /// beginning to the end it has now (blocking; call it from `spawn_blocking` in async code).
+    pub fn records(&self, topic: &str) -> Result<Vec<KafkaRecord>, String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::{Headers, Message};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("group.id", "kollect-testkit-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        let mut ends = std::collections::BTreeMap::new();
+        for partition in 0..i32::try_from(partitions).map_err(|e| e.to_string())? {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            if high > low {
+                ends.insert(partition, high);
+                assignment
+                    .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let mut records = Vec::new();
+        if ends.is_empty() {
+            return Ok(records);
+        }
+        consumer.assign(&assignment).map_err(|e| e.to_string())?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !ends.is_empty() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("reading topic {topic} stalled"));
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let message = message.map_err(|e| e.to_string())?;
+            if ends
+                .get(&message.partition())
+                .is_some_and(|end| message.offset() + 1 >= *end)
+            {
+                ends.remove(&message.partition());
+            }
+            records.push(KafkaRecord {
+                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(records)
+    }
+
+    /// The topics the broker has.
+    pub fn topics(&self) -> Result<Vec<String>, String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .create()
+            .map_err(|e| e.to_string())?;
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+    }
+}
+
+/// One message as a consumer reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaRecord {
+    /// The key (lossy UTF-8).
+    pub key: String,
+    /// The value; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// The headers in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl KafkaRecord {
+    /// The value of header `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
 }
