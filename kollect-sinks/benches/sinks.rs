@@ -2,7 +2,9 @@
 //!
 //! - PostgreSQL: full export of 100,000 rows into an empty table, the same export again
 //!   (nothing changed), and a 1-row delta on the 100,000-row inventory;
-//! - Git: export of 10,000 rows in `perResource` layout (full), then a 1-row change.
+//! - Git: export of 10,000 rows in `perResource` layout (full), then a 1-row change;
+//! - Kafka: 100,000 rows published in snapshot mode (parts within the default ceiling) and in
+//!   row mode, a 1-row change in each, and a restarted row-mode sink finding nothing to publish.
 //!
 //! `cargo bench -p kollect-sinks --bench sinks --profile perf` (needs `hack/setup.sh`; the perf
 //! profile keeps debug assertions, which the test-only loopback network policy requires).
@@ -50,6 +52,7 @@ fn main() {
         .block_on(async {
             postgres().await;
             git().await;
+            kafka().await;
         });
 }
 
@@ -142,6 +145,95 @@ async fn git() {
     assert!(receipt.unchanged);
     println!(
         "git: unchanged export of {rows} rows (fetch, no commit): {:.2?}",
+        started.elapsed()
+    );
+}
+
+async fn kafka() {
+    use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
+    use kollect_core::model::{ExportMeta, partition};
+    use kollect_sinks::events::MessageMode;
+    use kollect_sinks::kafka::{KafkaConfig, KafkaSink};
+    use std::sync::Arc;
+
+    let broker = kollect_testkit::backends::Kafka::start().expect("Kafka");
+    let bootstrap = broker.bootstrap_servers();
+    let rows = 100_000;
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    let sink_for = |topic: &str, mode| {
+        KafkaSink::new(
+            KafkaConfig::new(
+                &[bootstrap.as_str()],
+                topic,
+                GuardedResolver::new(NetPolicy::permissive_for_tests()),
+            )
+            .unwrap()
+            .with_mode(mode),
+        )
+    };
+    let full = snapshot(&inventory, rows, None);
+    let changed = snapshot(&inventory, rows, Some(rows / 2));
+
+    // Snapshot mode: every export is the whole inventory in parts, as the engine sends it.
+    let sink = sink_for("bench-snapshot", MessageMode::Snapshot);
+    sink.probe().await.unwrap();
+    for (label, snapshot) in [("initial publish", &full), ("one-row change", &changed)] {
+        let meta = ExportMeta {
+            generation: Some(1),
+            cluster: None,
+            exported_at: at(1_800_000_000),
+        };
+        let started = Instant::now();
+        let parts = partition(snapshot, &meta, Some(DEFAULT_MAX_EXPORT_BYTES))
+            .unwrap()
+            .parts;
+        let (mut messages, mut bytes) = (0, 0);
+        for part in parts {
+            let request = ExportRequest {
+                inventory: inventory.clone(),
+                generation: 1,
+                exported_at: at(1_800_000_000),
+                snapshot: snapshot.clone(),
+                part: Arc::new(part),
+                delta: None,
+            };
+            bytes += sink.export(&request).await.unwrap().bytes;
+            messages += 1;
+        }
+        println!(
+            "kafka snapshot mode: {label} of {rows} rows: {:.2?}, {messages} messages, {bytes} bytes",
+            started.elapsed()
+        );
+    }
+
+    // Row mode: one message per row first, then the delta only.
+    let sink = sink_for("bench-rows", MessageMode::Row);
+    sink.probe().await.unwrap();
+    let request = ExportRequest::full(inventory.clone(), 1, at(1_800_000_000), full.clone());
+    let started = Instant::now();
+    let receipt = sink.export(&request).await.unwrap();
+    println!(
+        "kafka row mode: initial publish of {rows} rows: {:.2?}, {rows} messages, {} bytes",
+        started.elapsed(),
+        receipt.bytes
+    );
+    let delta = Delta::between(&full, &changed);
+    let request =
+        ExportRequest::full(inventory.clone(), 1, at(1_800_000_060), changed.clone()).with_delta(delta);
+    let started = Instant::now();
+    let receipt = sink.export(&request).await.unwrap();
+    println!(
+        "kafka row mode: one-row change on {rows} rows: {:.2?}, 1 message, {} bytes",
+        started.elapsed(),
+        receipt.bytes
+    );
+    let restarted = sink_for("bench-rows", MessageMode::Row);
+    let request = ExportRequest::full(inventory.clone(), 1, at(1_800_000_120), changed);
+    let started = Instant::now();
+    let receipt = restarted.export(&request).await.unwrap();
+    assert!(receipt.unchanged);
+    println!(
+        "kafka row mode: restarted sink, unchanged {rows} rows (topic read back, nothing published): {:.2?}",
         started.elapsed()
     );
 }

@@ -503,3 +503,63 @@ async fn insecure_skip_verify_accepts_an_unknown_ca() {
         "the system store does not know the test CA"
     );
 }
+
+#[tokio::test]
+async fn a_broker_restarted_during_an_export_loses_nothing() {
+    // A broker of its own: the shared one stays up for the other tests.
+    let Some(mut broker) = backends::start_for_test(Kafka::start) else {
+        return;
+    };
+    let topic = fresh_topic("restart-broker");
+    let bootstrap = broker.bootstrap_servers();
+    let sink = std::sync::Arc::new(KafkaSink::new(
+        KafkaConfig::new(
+            &[bootstrap.as_str()],
+            topic.as_str(),
+            GuardedResolver::new(NetPolicy::permissive_for_tests()),
+        )
+        .unwrap()
+        .with_mode(MessageMode::Row),
+    ));
+    sink.probe().await.unwrap();
+    let names: Vec<String> = (0..20_000).map(|i| format!("svc-{i:05}")).collect();
+    let rows: Vec<Row> = names.iter().map(|n| sample_row(&inventory(), n, 1)).collect();
+    let request = ExportRequest::full(inventory(), 1, at(), Snapshot::new(rows.clone()));
+    let export = {
+        let (sink, request) = (std::sync::Arc::clone(&sink), request.clone());
+        tokio::spawn(async move { sink.export(&request).await })
+    };
+    // The broker goes away while messages are in flight and comes back on the same ports.
+    let broker = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        broker.restart().map(|()| broker)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // Either the export rode out the restart, or it failed and the engine's retry (here: one
+    // more export of the same request) completes it.
+    if let Err(error) = export.await.unwrap() {
+        assert!(error.is_retryable(), "{error}");
+        sink.export(&request).await.unwrap();
+    }
+    let topic_name = topic.clone();
+    let records = tokio::task::spawn_blocking(move || broker.records(&topic_name))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut replay = Replay::default();
+    for record in &records {
+        replay
+            .apply(
+                &record.key,
+                record.value.as_deref(),
+                record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            )
+            .unwrap();
+    }
+    let mut expected = rows;
+    kollect_core::model::sort_canonical(&mut expected);
+    assert_eq!(replay.rows(&inventory()), expected, "every row is on the topic");
+    assert!(records.len() >= expected.len());
+}

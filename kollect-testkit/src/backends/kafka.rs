@@ -6,8 +6,8 @@
 //! directory is formatted); and `SSL` on `localhost` requiring a client certificate. The TLS
 //! listeners serve a certificate of a throwaway CA ([`Kafka::pki`]).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::{BackendError, find, log_file, start_error, temp_dir, wait_for_port};
@@ -20,6 +20,33 @@ pub struct Kafka {
     sasl_port: u16,
     mtls_port: u16,
     pki: crate::pki::ServingPki,
+    java: PathBuf,
+    classpath: String,
+    config: PathBuf,
+}
+
+/// Starts the broker JVM with `config`, logging to `log`, and waits for its listener.
+fn launch(java: &Path, classpath: &str, config: &Path, log: &Path, port: u16) -> Result<Child, BackendError> {
+    let (out, err) = log_file(log)?;
+    let mut child = Command::new(java)
+        .args([
+            "-Xms128m",
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+        ])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| start_error("kafka", format!("start the broker: {e}"), None))?;
+    wait_for_port("kafka", port, &mut child, log, Duration::from_secs(90))?;
+    Ok(child)
 }
 
 /// The SASL user of the `SASL_SSL` listener.
@@ -127,31 +154,26 @@ impl Kafka {
         }
 
         let log = dir.path().join("kafka.log");
-        let (out, err) = log_file(&log)?;
-        let mut child = Command::new(&java)
-            .args([
-                "-Xms128m",
-                "-Xmx512m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-                "-cp",
-                &classpath,
-                "kafka.Kafka",
-            ])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| start_error("kafka", format!("start the broker: {e}"), None))?;
-        wait_for_port("kafka", port, &mut child, &log, Duration::from_secs(90))?;
+        let child = launch(&java, &classpath, &config, &log, port)?;
         Ok(Self {
             server: super::ServerProcess::new(dir, child, port),
             sasl_port,
             mtls_port,
             pki,
+            java,
+            classpath,
+            config,
         })
+    }
+
+    /// Kills the broker and starts it again on the same ports and log directory (what it
+    /// acknowledged survives), waiting until it listens again.
+    pub fn restart(&mut self) -> Result<(), BackendError> {
+        self.server.kill();
+        let log = self.server.dir().join("kafka-restart.log");
+        let child = launch(&self.java, &self.classpath, &self.config, &log, self.server.port)?;
+        self.server.respawn(child);
+        Ok(())
     }
 
     /// `localhost:<port>` of the `SASL_SSL` listener ([`KAFKA_USER`], [`KAFKA_PASSWORD`]).

@@ -217,7 +217,7 @@ fn http_client(backend: &'static str) -> Result<reqwest::Client, BackendError> {
 /// A server process with its temporary directory: killed (and the directory removed) on drop,
 /// and by a reaper when the test process exits first.
 pub(crate) struct ServerProcess {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     child: Child,
     pub(crate) port: u16,
 }
@@ -233,11 +233,23 @@ impl std::fmt::Debug for ServerProcess {
 impl ServerProcess {
     fn new(dir: tempfile::TempDir, child: Child, port: u16) -> Self {
         reap(child.id(), dir.path());
-        Self {
-            _dir: dir,
-            child,
-            port,
-        }
+        Self { dir, child, port }
+    }
+
+    /// The server's directory.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills the server process (its directory stays).
+    pub(crate) fn kill(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Replaces the (killed) process with `child`, started in the same directory.
+    pub(crate) fn respawn(&mut self, child: Child) {
+        reap(child.id(), self.dir.path());
+        self.child = child;
     }
 }
 
