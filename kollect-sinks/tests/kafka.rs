@@ -563,3 +563,48 @@ async fn a_broker_restarted_during_an_export_loses_nothing() {
     assert_eq!(replay.rows(&inventory()), expected, "every row is on the topic");
     assert!(records.len() >= expected.len());
 }
+
+#[tokio::test]
+async fn rows_spread_over_partitions_are_read_back_from_all_of_them() {
+    let topic = fresh_topic("partitions");
+    let sink = KafkaSink::new(config(&topic, MessageMode::Row).with_topic_layout(Some(3), Some(1)));
+    let report = sink.probe().await.unwrap();
+    assert!(report.message.ends_with("3 partitions)"), "{}", report.message);
+    let names: Vec<String> = (0..60).map(|i| format!("svc-{i:02}")).collect();
+    let all: Vec<Row> = names.iter().map(|n| sample_row(&inventory(), n, 1)).collect();
+    sink.export(&ExportRequest::full(
+        inventory(),
+        1,
+        at(),
+        Snapshot::new(all.clone()),
+    ))
+    .await
+    .unwrap();
+    // A new sink reads all three partitions back: nothing to publish, then one tombstone.
+    let restarted = KafkaSink::new(config(&topic, MessageMode::Row));
+    let receipt = restarted
+        .export(&ExportRequest::full(
+            inventory(),
+            1,
+            at(),
+            Snapshot::new(all.clone()),
+        ))
+        .await
+        .unwrap();
+    assert!(receipt.unchanged);
+    let fewer = all[1..].to_vec();
+    restarted
+        .export(&ExportRequest::full(
+            inventory(),
+            1,
+            at(),
+            Snapshot::new(fewer.clone()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(read_topic(&topic).await.len(), 61);
+    assert_eq!(
+        replay(&topic).await.rows(&inventory()),
+        Snapshot::new(fewer).rows()
+    );
+}

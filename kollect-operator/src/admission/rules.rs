@@ -671,6 +671,49 @@ mod tests {
     }
 
     #[test]
+    fn kafka_sinks_are_checked_by_their_backend() {
+        let check = |spec: serde_json::Value| -> Vec<String> {
+            let sink: kollect_core::api::v1alpha1::KollectEventSink =
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectEventSink",
+                    "metadata": {"name": "events", "namespace": "team"},
+                    "spec": spec
+                }))
+                .expect("sink");
+            sink_rules(&sink.into())
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let kafka = serde_json::json!({"brokers": ["kafka.example.com:9093"], "topic": "inventory"});
+        // Valid without the Secret: the SASL mechanism needs a username only at run time.
+        let valid = serde_json::json!({"type": "kafka", "kafka": kafka, "tls": {},
+            "options": {"messageMode": "row", "saslMechanism": "SCRAM-SHA-512", "partitions": "6"}});
+        assert_eq!(check(valid), Vec::<String>::new());
+        for (spec, want) in [
+            (
+                serde_json::json!({"type": "kafka", "kafka": kafka, "options": {"acks": "1"}}),
+                "spec: Invalid value: spec.options.acks: not a kafka option (supported: messageMode, saslMechanism, partitions, replicationFactor)",
+            ),
+            (
+                serde_json::json!({"type": "kafka", "kafka": kafka, "options": {"messageMode": "rows"}}),
+                "spec: Invalid value: spec.options.messageMode: \"rows\" is not snapshot or row",
+            ),
+            (
+                serde_json::json!({"type": "kafka", "kafka": {"brokers": ["169.254.169.254:9092"], "topic": "t"}}),
+                "spec: Forbidden: spec.kafka.brokers: ",
+            ),
+        ] {
+            let errors = check(spec.clone());
+            assert!(
+                errors.len() == 1 && errors[0].starts_with(want),
+                "{spec}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
     fn surprising_sink_settings_are_warned_about() {
         let sink: kollect_core::api::v1alpha1::KollectSnapshotSink =
             serde_json::from_value(serde_json::json!({

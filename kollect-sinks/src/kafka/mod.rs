@@ -21,10 +21,12 @@
 //!   `spec.options.partitions` and `spec.options.replicationFactor` (broker defaults otherwise);
 //!   `existing` never creates or alters a topic and fails clearly when it is missing. Automatic
 //!   topic creation by the broker is turned off for this client in both modes.
-//! - SSRF: every bootstrap broker, and every broker the cluster advertises, is resolved and
-//!   checked before the producer talks to it, on every export. librdkafka resolves broker names
-//!   itself when it (re)connects, so a name that changes to a refused address between two checks
-//!   can be reached until the next export's check refuses it.
+//! - SSRF: every bootstrap broker is resolved and checked before a client is created, and every
+//!   broker the cluster advertises is checked after the first metadata response and again on
+//!   every export, before a message is queued. librdkafka connects sparsely (a bootstrap broker
+//!   for metadata, partition leaders when producing), but it resolves names itself and may open
+//!   a connection to an advertised broker for a background metadata refresh, so a name that
+//!   changes to a refused address between two checks can be reached until the next check.
 //! - Errors: authentication failures (reported by librdkafka's error callback, not left to
 //!   surface as timeouts) are terminal, authorization failures forbidden, unavailable brokers
 //!   transient. Passwords and client keys are scrubbed from every message and log line.

@@ -283,3 +283,55 @@ impl Sink for KafkaSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kollect_core::model::{Row, Snapshot};
+    use kollect_core::netguard::{GuardedResolver, NetPolicy};
+
+    fn sink(mode: MessageMode) -> KafkaSink {
+        KafkaSink::new(
+            KafkaConfig::new(
+                &["kafka:9092"],
+                "inventory",
+                GuardedResolver::new(NetPolicy::new(false)),
+            )
+            .unwrap()
+            .with_mode(mode)
+            .with_cluster("prod"),
+        )
+    }
+
+    #[test]
+    fn previews_name_the_topic_and_the_first_key_and_capabilities_follow_the_mode() {
+        let row = Row {
+            target_namespace: "shop".into(),
+            target_name: "t".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "Deployment".into(),
+            uid: "u1".into(),
+            attributes: None,
+        };
+        let request = ExportRequest::full(
+            InventoryRef::namespaced("shop", "images"),
+            1,
+            Timestamp::UNIX_EPOCH,
+            Snapshot::new(vec![row]),
+        );
+        let snapshot = sink(MessageMode::Snapshot);
+        let preview = snapshot.preview(&request);
+        assert_eq!(preview.object_path.as_deref(), Some("prod/shop/images"));
+        assert_eq!(preview.kafka.and_then(|k| k.topic).as_deref(), Some("inventory"));
+        assert!(!snapshot.capabilities().accepts_delta);
+        let rows = sink(MessageMode::Row);
+        assert_eq!(
+            rows.preview(&request).object_path.as_deref(),
+            Some("prod/shop/images/shop/t/u1")
+        );
+        assert_eq!(rows.capabilities(), Capabilities::ROWS);
+    }
+}
