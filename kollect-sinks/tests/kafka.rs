@@ -15,7 +15,9 @@ use kollect_core::netguard::{GuardedResolver, NetPolicy};
 use kollect_core::sink::{ErrorClass, ExportRequest, InventoryRef, RemoveRequest, Sink};
 use kollect_sinks::events::{self, MessageMode, Replay};
 use kollect_sinks::kafka::{KafkaConfig, KafkaSink, Sasl, SaslMechanism, TlsSettings};
-use kollect_testkit::backends::{self, KAFKA_PASSWORD, KAFKA_USER, Kafka, KafkaRecord};
+use kollect_testkit::backends::{
+    self, KAFKA_PASSWORD, KAFKA_UNAUTHORIZED_USER, KAFKA_USER, Kafka, KafkaRecord,
+};
 use kollect_testkit::conformance::{Inspect, sample_row};
 
 /// One broker per test binary; tests use their own topics.
@@ -607,4 +609,27 @@ async fn rows_spread_over_partitions_are_read_back_from_all_of_them() {
         replay(&topic).await.rows(&inventory()),
         Snapshot::new(fewer).rows()
     );
+}
+
+#[tokio::test]
+async fn a_user_without_rights_on_the_topic_is_forbidden() {
+    let topic = fresh_topic("acl");
+    // The topic exists (created by a user with rights), the outsider may not touch it.
+    KafkaSink::new(config(&topic, MessageMode::Row))
+        .probe()
+        .await
+        .unwrap();
+    let sink = KafkaSink::new(
+        secured(&server().sasl_ssl_bootstrap(), &topic)
+            .with_tls(Some(tls(false)))
+            .with_sasl(Some(Sasl {
+                mechanism: SaslMechanism::ScramSha256,
+                username: KAFKA_UNAUTHORIZED_USER.to_owned(),
+                password: KAFKA_PASSWORD.to_owned(),
+            })),
+    );
+    let error = export_one(&sink).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Forbidden, "{error}");
+    assert!(error.message().contains("TopicAuthorizationFailed"), "{error}");
+    assert!(!error.message().contains(KAFKA_PASSWORD), "{error}");
 }

@@ -4,7 +4,8 @@
 //! Three client listeners: `PLAINTEXT` on `127.0.0.1`; `SASL_SSL` on `localhost` with `PLAIN`,
 //! `SCRAM-SHA-256` and `SCRAM-SHA-512` for one user (SCRAM credentials are written when the log
 //! directory is formatted); and `SSL` on `localhost` requiring a client certificate. The TLS
-//! listeners serve a certificate of a throwaway CA ([`Kafka::pki`]).
+//! listeners serve a certificate of a throwaway CA ([`Kafka::pki`]). The standard authorizer
+//! runs, so a user without ACLs ([`KAFKA_UNAUTHORIZED_USER`]) is refused access to topics.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,8 +52,12 @@ fn launch(java: &Path, classpath: &str, config: &Path, log: &Path, port: u16) ->
 
 /// The SASL user of the `SASL_SSL` listener.
 pub const KAFKA_USER: &str = "kollect";
-/// Its password.
+/// Its password (also the password of [`KAFKA_UNAUTHORIZED_USER`]).
 pub const KAFKA_PASSWORD: &str = "kollect-test-secret-4711";
+/// A SCRAM-SHA-256 user that authenticates but is granted nothing: the broker runs the
+/// standard authorizer, and only the listeners' own principals ([`KAFKA_USER`], the client
+/// certificate, plaintext's anonymous user) are super users.
+pub const KAFKA_UNAUTHORIZED_USER: &str = "outsider";
 
 /// A PEM value as one line of a Java properties file.
 fn property_pem(pem: &str) -> String {
@@ -107,6 +112,8 @@ impl Kafka {
              listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
              listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
              listener.name.ssl.ssl.client.auth=required\n\
+             authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+             super.users=User:ANONYMOUS;User:{KAFKA_USER};User:CN=kollect-client\n\
              ssl.keystore.type=PEM\n\
              ssl.keystore.certificate.chain={cert}\n\
              ssl.keystore.key={key}\n\
@@ -138,6 +145,8 @@ impl Kafka {
                 &format!("SCRAM-SHA-256=[name={KAFKA_USER},password={KAFKA_PASSWORD}]"),
                 "--add-scram",
                 &format!("SCRAM-SHA-512=[name={KAFKA_USER},password={KAFKA_PASSWORD}]"),
+                "--add-scram",
+                &format!("SCRAM-SHA-256=[name={KAFKA_UNAUTHORIZED_USER},password={KAFKA_PASSWORD}]"),
             ])
             .arg("-c")
             .arg(&config)

@@ -21,7 +21,7 @@ mod postgres;
 
 pub use duckdb::{DuckDb, QueryResult, S3Access};
 pub use ferretdb::FerretDb;
-pub use kafka::{KAFKA_PASSWORD, KAFKA_USER, Kafka, KafkaRecord};
+pub use kafka::{KAFKA_PASSWORD, KAFKA_UNAUTHORIZED_USER, KAFKA_USER, Kafka, KafkaRecord};
 pub use nats::Nats;
 pub use object_stores::{Azurite, FakeGcs, Minio};
 pub use postgres::Postgres;
