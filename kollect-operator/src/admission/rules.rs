@@ -701,6 +701,10 @@ mod tests {
                 "spec: Invalid value: spec.options.messageMode: \"rows\" is not snapshot or row",
             ),
             (
+                serde_json::json!({"type": "kafka", "kafka": kafka, "pathTemplate": "x/{name}"}),
+                "spec: Invalid value: spec.pathTemplate is not used by kafka sinks: message keys are fixed by the message mode",
+            ),
+            (
                 serde_json::json!({"type": "kafka", "kafka": {"brokers": ["169.254.169.254:9092"], "topic": "t"}}),
                 "spec: Forbidden: spec.kafka.brokers: ",
             ),

@@ -145,6 +145,7 @@ impl KafkaConfig {
             return Err(SinkError::terminal("spec.kafka.topic is required"));
         }
         let brokers = parse_brokers(kafka.brokers.iter().map(String::as_str))?;
+        refuse_unused_fields(spec)?;
         let options = &spec.common.options;
         if let Some(key) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
             return Err(SinkError::terminal(format!(
@@ -376,6 +377,34 @@ impl KafkaConfig {
     }
 }
 
+/// Fields of the shared sink spec that mean nothing for Kafka are refused rather than ignored.
+fn refuse_unused_fields(spec: &KollectEventSinkSpec) -> Result<(), SinkError> {
+    let common = &spec.common;
+    let unused = [
+        (
+            "spec.endpoint",
+            common.endpoint.is_some(),
+            "list the bootstrap brokers in spec.kafka.brokers",
+        ),
+        (
+            "spec.pathTemplate",
+            common.path_template.is_some(),
+            "message keys are fixed by the message mode",
+        ),
+        (
+            "spec.provisioning.naming",
+            common.provisioning.as_ref().is_some_and(|p| p.naming.is_some()),
+            "the topic is spec.kafka.topic",
+        ),
+    ];
+    match unused.iter().find(|(_, set, _)| *set) {
+        Some((field, _, hint)) => Err(SinkError::terminal(format!(
+            "{field} is not used by kafka sinks: {hint}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `host:port` with brackets around IPv6 literals.
 pub(super) fn format_broker(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -513,6 +542,13 @@ mod tests {
         assert!(
             error.message().contains("PLAIN sends the password unencrypted"),
             "{error}"
+        );
+        let mut endpoint = base.clone();
+        endpoint["endpoint"] = serde_json::json!("kafka:9092");
+        let error = KafkaConfig::from_spec(&spec(endpoint), context(&[])).unwrap_err();
+        assert_eq!(
+            error.message(),
+            "spec.endpoint is not used by kafka sinks: list the bootstrap brokers in spec.kafka.brokers"
         );
         let mut mode = base;
         mode["options"] = serde_json::json!({"messageMode": "rows"});
