@@ -7,6 +7,7 @@ use kollect_core::api::v1alpha1::{
     KollectDatabaseSink, KollectDatabaseSinkSpec, KollectEventSink, KollectEventSinkSpec,
     KollectSnapshotSink, KollectSnapshotSinkSpec, SinkCommonSpec, SinkFamily,
 };
+use kollect_core::sink::SinkError;
 
 /// One family sink custom resource.
 #[derive(Debug, Clone)]
@@ -152,4 +153,28 @@ pub(crate) fn api_spelling<T: serde::Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Refuses the first of `fields` that is set: `(field path, whether it is set, what to do
+/// instead)`. Shared-spec fields a backend has no use for are refused by name, never ignored.
+#[cfg_attr(
+    not(any(feature = "kafka", feature = "postgres", feature = "git", feature = "object")),
+    allow(dead_code)
+)]
+pub(crate) fn refuse_unused(type_name: &str, fields: &[(&str, bool, &str)]) -> Result<(), SinkError> {
+    match fields.iter().find(|(_, set, _)| *set) {
+        Some((field, _, hint)) => Err(SinkError::terminal(format!(
+            "{field} is not used by {type_name} sinks: {hint}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether `spec.provisioning.naming` is set (no backend names what it provisions after it).
+#[cfg_attr(
+    not(any(feature = "kafka", feature = "postgres", feature = "git", feature = "object")),
+    allow(dead_code)
+)]
+pub(crate) fn naming_set(common: &kollect_core::api::v1alpha1::SinkCommonSpec) -> bool {
+    common.provisioning.as_ref().is_some_and(|p| p.naming.is_some())
 }

@@ -64,6 +64,14 @@ impl GitConfig {
     /// Reads a `KollectSnapshotSink` spec (type `git`) with its resolved secrets. Nothing is
     /// dialled: the remote is first contacted by an export or a probe.
     pub fn from_spec(spec: &KollectSnapshotSinkSpec, context: BuildContext) -> Result<Self, SinkError> {
+        crate::family::refuse_unused(
+            "git",
+            &[(
+                "spec.provisioning.naming",
+                crate::family::naming_set(&spec.common),
+                "the repository is spec.endpoint and the branch spec.git.branch",
+            )],
+        )?;
         let git = spec.git.clone().unwrap_or_default();
         let endpoint = spec
             .common

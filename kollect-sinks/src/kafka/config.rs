@@ -377,32 +377,29 @@ impl KafkaConfig {
     }
 }
 
-/// Fields of the shared sink spec that mean nothing for Kafka are refused rather than ignored.
+/// Fields of the shared sink spec that mean nothing for a topic.
 fn refuse_unused_fields(spec: &KollectEventSinkSpec) -> Result<(), SinkError> {
     let common = &spec.common;
-    let unused = [
-        (
-            "spec.endpoint",
-            common.endpoint.is_some(),
-            "list the bootstrap brokers in spec.kafka.brokers",
-        ),
-        (
-            "spec.pathTemplate",
-            common.path_template.is_some(),
-            "message keys are fixed by the message mode",
-        ),
-        (
-            "spec.provisioning.naming",
-            common.provisioning.as_ref().is_some_and(|p| p.naming.is_some()),
-            "the topic is spec.kafka.topic",
-        ),
-    ];
-    match unused.iter().find(|(_, set, _)| *set) {
-        Some((field, _, hint)) => Err(SinkError::terminal(format!(
-            "{field} is not used by kafka sinks: {hint}"
-        ))),
-        None => Ok(()),
-    }
+    crate::family::refuse_unused(
+        "kafka",
+        &[
+            (
+                "spec.endpoint",
+                common.endpoint.is_some(),
+                "list the bootstrap brokers in spec.kafka.brokers",
+            ),
+            (
+                "spec.pathTemplate",
+                common.path_template.is_some(),
+                "message keys are fixed by the message mode",
+            ),
+            (
+                "spec.provisioning.naming",
+                crate::family::naming_set(common),
+                "the topic is spec.kafka.topic",
+            ),
+        ],
+    )
 }
 
 /// `host:port` with brackets around IPv6 literals.

@@ -118,6 +118,14 @@ impl ObjectSink {
         spec: &KollectSnapshotSinkSpec,
         context: &BuildContext,
     ) -> Result<Self, SinkError> {
+        crate::family::refuse_unused(
+            &crate::family::api_spelling(&spec.type_),
+            &[(
+                "spec.provisioning.naming",
+                crate::family::naming_set(&spec.common),
+                "the bucket and prefix are spec.endpoint",
+            )],
+        )?;
         let encoding = Encoding::from_spec(spec)?;
         let target = ObjectTarget::connect(&ObjectTarget::settings(kind, spec, context)?)?;
         let sink = Self::new(

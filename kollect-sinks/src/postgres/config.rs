@@ -67,6 +67,27 @@ impl PostgresConfig {
         if postgres.table.trim().is_empty() {
             return Err(SinkError::terminal("spec.postgres.table is required"));
         }
+        let common = &spec.common;
+        crate::family::refuse_unused(
+            "postgres",
+            &[
+                (
+                    "spec.endpoint",
+                    common.endpoint.is_some(),
+                    "the server is in the DSN of spec.postgres.databaseRef",
+                ),
+                (
+                    "spec.pathTemplate",
+                    common.path_template.is_some(),
+                    "rows are keyed by cluster, inventory, target and object",
+                ),
+                (
+                    "spec.provisioning.naming",
+                    crate::family::naming_set(common),
+                    "the table is spec.postgres.table",
+                ),
+            ],
+        )?;
         let dsn = context
             .database_secret
             .first_text(&["dsn", "url", "connectionString", "DATABASE_URL"])
@@ -184,6 +205,22 @@ mod tests {
         assert!(!error.message().contains("\"x\""));
         assert!(check_options(&[("statement_timeout".into(), "5s".into())]).is_ok());
         assert!(check_options(&[("a;drop".into(), "x".into())]).is_err());
+    }
+
+    #[test]
+    fn shared_fields_without_meaning_for_a_table_are_refused_by_name() {
+        let spec: KollectDatabaseSinkSpec = serde_json::from_value(serde_json::json!({
+            "type": "postgres",
+            "postgres": {"databaseRef": {"name": "pg"}, "table": "inventory"},
+            "endpoint": "postgres.example.com:5432"
+        }))
+        .unwrap();
+        let context = BuildContext::new("ns/pg", kollect_core::netguard::NetPolicy::new(false));
+        let error = PostgresConfig::from_spec(&spec, context).unwrap_err();
+        assert_eq!(
+            error.message(),
+            "spec.endpoint is not used by postgres sinks: the server is in the DSN of spec.postgres.databaseRef"
+        );
     }
 
     #[test]
