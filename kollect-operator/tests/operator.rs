@@ -2583,6 +2583,27 @@ spec: {profileRef: nodes}
     operator.stop().await;
 }
 
+/// The export names of inventory `name` once `sinks` of them have acknowledged an export.
+async fn exported_sinks(
+    inventories: &Api<KollectInventory>,
+    name: &str,
+    sinks: usize,
+    what: &str,
+) -> Vec<String> {
+    let status = eventually(what, || async {
+        let status = inventories.get(name).await.ok()?.status?;
+        let exported = status
+            .sink_exports
+            .iter()
+            .filter(|e| e.last_checksum.is_some())
+            .count()
+            == sinks;
+        exported.then_some(status)
+    })
+    .await;
+    status.sink_exports.into_iter().map(|s| s.name).collect()
+}
+
 /// One inventory bound to a Git sink and an S3 sink (MinIO) exports to both, and deleting it
 /// removes what it wrote to the bucket.
 #[tokio::test]
@@ -2633,18 +2654,13 @@ spec:
     let client = plane.client().await.unwrap();
     let operator = Running::start(client.clone(), test_options()).await;
     let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
-    let status = eventually("the inventory exports to Git and S3", || async {
-        let status = inventories.get("first-inventory").await.ok()?.status?;
-        let both = status
-            .sink_exports
-            .iter()
-            .filter(|e| e.last_checksum.is_some())
-            .count()
-            == 2;
-        both.then_some(status)
-    })
+    let names = exported_sinks(
+        &inventories,
+        "first-inventory",
+        2,
+        "the inventory exports to Git and S3",
+    )
     .await;
-    let names: Vec<&str> = status.sink_exports.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["snapshot/inventory-git", "snapshot/inventory-s3"]);
     assert!(git_file(&git, "inventory", &format!("inventory/{ns}/first-inventory.yaml")).is_some());
 
@@ -2762,18 +2778,13 @@ spec:
     let client = plane.client().await.unwrap();
     let operator = Running::start(client.clone(), test_options()).await;
     let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
-    let status = eventually("the inventory exports to Git and Kafka", || async {
-        let status = inventories.get("first-inventory").await.ok()?.status?;
-        let both = status
-            .sink_exports
-            .iter()
-            .filter(|e| e.last_checksum.is_some())
-            .count()
-            == 2;
-        both.then_some(status)
-    })
+    let names = exported_sinks(
+        &inventories,
+        "first-inventory",
+        2,
+        "the inventory exports to Git and Kafka",
+    )
     .await;
-    let names: Vec<&str> = status.sink_exports.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["snapshot/inventory-git", "event/inventory-events"]);
     assert!(git_file(&git, "inventory", &format!("inventory/{ns}/first-inventory.yaml")).is_some());
 

@@ -58,10 +58,10 @@ async fn read_topic(topic: &str) -> Vec<KafkaRecord> {
         .unwrap()
 }
 
-/// Rebuilds the inventories of a topic the way a consumer does.
-async fn replay(topic: &str) -> Replay {
+/// Rebuilds inventories from `records` the way a consumer does.
+fn replay_of(records: &[KafkaRecord]) -> Replay {
     let mut replay = Replay::default();
-    for record in read_topic(topic).await {
+    for record in records {
         replay
             .apply(
                 &record.key,
@@ -71,6 +71,11 @@ async fn replay(topic: &str) -> Replay {
             .unwrap();
     }
     replay
+}
+
+/// Rebuilds the inventories of a topic.
+async fn replay(topic: &str) -> Replay {
+    replay_of(&read_topic(topic).await)
 }
 
 /// Reads an inventory back by replaying the topic.
@@ -550,16 +555,7 @@ async fn a_broker_restarted_during_an_export_loses_nothing() {
         .await
         .unwrap()
         .unwrap();
-    let mut replay = Replay::default();
-    for record in &records {
-        replay
-            .apply(
-                &record.key,
-                record.value.as_deref(),
-                record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-            )
-            .unwrap();
-    }
+    let replay = replay_of(&records);
     let mut expected = rows;
     kollect_core::model::sort_canonical(&mut expected);
     assert_eq!(replay.rows(&inventory()), expected, "every row is on the topic");
