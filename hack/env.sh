@@ -4,3 +4,8 @@ export KOLLECT_CACHE="${KOLLECT_CACHE:-$HOME/.cache/kollect}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KOLLECT_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 mkdir -p "$KOLLECT_CACHE"
+# CI builds each commit once: incremental compilation data would only pile up in the shared
+# target directory (tens of GiB over many runs) without ever being reused.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi

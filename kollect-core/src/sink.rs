@@ -281,6 +281,9 @@ pub struct Capabilities {
     pub accepts_delta: bool,
     /// Whether the sink holds something that must be removed when the inventory is deleted.
     pub needs_removal: bool,
+    /// The largest part the destination accepts, whatever the configured ceiling (a message
+    /// broker's maximum payload); `None` when only the ceiling bounds parts.
+    pub part_limit: Option<u64>,
 }
 
 impl Capabilities {
@@ -291,6 +294,7 @@ impl Capabilities {
         checksum: ChecksumBasis::Parts,
         accepts_delta: false,
         needs_removal: true,
+        part_limit: None,
     };
     /// Rows in a database (PostgreSQL, MongoDB, BigQuery): the whole snapshot, content
     /// checksum, deltas applied, removal on deletion.
@@ -299,6 +303,7 @@ impl Capabilities {
         checksum: ChecksumBasis::Content,
         accepts_delta: true,
         needs_removal: true,
+        part_limit: None,
     };
     /// Messages on a stream (Kafka, NATS, standard output): parts within the ceiling, content
     /// checksum, deltas accepted, removal on deletion (tombstones or an empty snapshot).
@@ -307,6 +312,7 @@ impl Capabilities {
         checksum: ChecksumBasis::Content,
         accepts_delta: true,
         needs_removal: true,
+        part_limit: None,
     };
 
     /// The same capabilities with `accepts_delta` set.
@@ -321,12 +327,19 @@ impl Capabilities {
         self
     }
 
-    /// The byte ceiling the engine partitions within: `Some(ceiling)` for parts, `None` for a
-    /// whole snapshot.
+    /// The same capabilities with parts bounded by `limit` bytes as well as by the ceiling.
+    pub const fn with_part_limit(mut self, limit: u64) -> Self {
+        self.part_limit = Some(limit);
+        self
+    }
+
+    /// The byte ceiling the engine partitions within: `Some(ceiling)` (lowered to the part
+    /// limit when there is one) for parts, `None` for a whole snapshot.
     pub const fn ceiling(&self, ceiling: u64) -> Option<u64> {
-        match self.payload {
-            Payload::Whole => None,
-            Payload::Parts => Some(ceiling),
+        match (self.payload, self.part_limit) {
+            (Payload::Whole, _) => None,
+            (Payload::Parts, Some(limit)) if limit < ceiling => Some(limit),
+            (Payload::Parts, _) => Some(ceiling),
         }
     }
 }
@@ -483,6 +496,17 @@ pub type BoxSink = Box<dyn Sink>;
 mod tests {
     use super::*;
     use crate::model::Snapshot;
+
+    #[test]
+    fn a_part_limit_lowers_the_ceiling_and_never_raises_it() {
+        assert_eq!(Capabilities::ROWS.with_part_limit(10).ceiling(100), None);
+        assert_eq!(Capabilities::MESSAGES.ceiling(100), Some(100));
+        assert_eq!(Capabilities::MESSAGES.with_part_limit(60).ceiling(100), Some(60));
+        assert_eq!(
+            Capabilities::MESSAGES.with_part_limit(600).ceiling(100),
+            Some(100)
+        );
+    }
 
     #[test]
     fn inventory_paths_and_display() {

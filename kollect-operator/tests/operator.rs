@@ -2735,6 +2735,135 @@ async fn kafka_inventory(
     (replay.rows(inventory), records.len())
 }
 
+/// The rows a replay of NATS stream `stream` rebuilds for `inventory`, and how many messages
+/// the stream holds.
+async fn nats_inventory(
+    nats: &kollect_testkit::backends::Nats,
+    stream: &str,
+    inventory: &kollect_core::sink::InventoryRef,
+) -> (Vec<kollect_core::model::Row>, usize) {
+    let records = nats.records(stream).await.unwrap_or_default();
+    let mut replay = kollect_sinks::events::Replay::default();
+    for record in &records {
+        let delete = record.header(kollect_sinks::nats::OPERATION_HEADER).is_some();
+        replay
+            .apply(
+                &record.subject,
+                (!delete).then_some(record.payload.as_slice()),
+                record.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+            )
+            .unwrap();
+    }
+    (replay.rows(inventory), records.len())
+}
+
+/// One inventory bound to a Git sink and a NATS JetStream sink in row mode, authenticated with
+/// a token from a Secret: the stream rebuilds the inventory, one changed Deployment publishes
+/// one message, and deleting the inventory leaves a delete marker for its row.
+#[tokio::test]
+async fn an_inventory_exports_to_git_and_a_nats_stream() {
+    use kollect_testkit::backends::{NATS_TOKEN, Nats, NatsAuth, NatsOptions, NatsTls};
+    let _serial = SERIAL.lock().await;
+    let Some((plane, git, ns, _)) = git_pipeline("nats").await else {
+        return;
+    };
+    let options = NatsOptions {
+        auth: NatsAuth::Token,
+        tls: NatsTls::Off,
+    };
+    let Some(nats) = kollect_testkit::backends::start_for_test(|| Nats::start_with(options)) else {
+        return;
+    };
+    plane
+        .apply_yaml(
+            &format!(
+                "apiVersion: v1
+kind: Secret
+metadata: {{name: nats-token}}
+stringData: {{token: {NATS_TOKEN}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectEventSink
+metadata: {{name: inventory-events}}
+spec:
+  type: nats
+  nats: {{url: '{url}', subject: 'kollect.{{cluster}}.{{namespace}}.{{name}}', stream: inventory}}
+  secretRef: {{name: nats-token}}
+  cluster: prod
+  options: {{messageMode: row}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {{name: first-inventory}}
+spec:
+  exportMinInterval: 1h
+  snapshotSinkRefs: [{{name: inventory-git}}]
+  eventSinkRefs: [{{name: inventory-events}}]
+",
+                url = nats.url()
+            ),
+            &ns,
+        )
+        .await
+        .unwrap();
+    let client = plane.client().await.unwrap();
+    let operator = Running::start(client.clone(), test_options()).await;
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let names = exported_sinks(
+        &inventories,
+        "first-inventory",
+        2,
+        "the inventory exports to Git and NATS",
+    )
+    .await;
+    assert_eq!(names, ["snapshot/inventory-git", "event/inventory-events"]);
+    assert!(git_file(&git, "inventory", &format!("inventory/{ns}/first-inventory.yaml")).is_some());
+
+    let inventory = kollect_core::sink::InventoryRef::namespaced(&ns, "first-inventory").with_cluster("prod");
+    let (rows, messages) = nats_inventory(&nats, "inventory", &inventory).await;
+    assert_eq!(messages, 1);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].name, "web");
+    assert_eq!(rows[0].attributes.as_ref().unwrap()["image"], "nginx:1.27");
+    let records = nats.records("inventory").await.unwrap();
+    assert!(
+        records[0]
+            .subject
+            .starts_with(&format!("kollect.prod.{ns}.first-inventory.")),
+        "{}",
+        records[0].subject
+    );
+
+    // One changed Deployment: one more message (replacing the row's earlier one in the stream),
+    // and the stream rebuilds the new image.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    set_image(&deployments, "web", "nginx:1.28").await;
+    let last = records[0].sequence;
+    let rows = eventually("the stream carries the new image", || async {
+        let (rows, _) = nats_inventory(&nats, "inventory", &inventory).await;
+        let updated = rows.first()?.attributes.as_ref()?["image"] == "nginx:1.28";
+        updated.then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 1);
+    let records = nats.records("inventory").await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].sequence, last + 1, "exactly one message was published");
+
+    // Deleting the inventory leaves a delete marker.
+    inventories
+        .delete("first-inventory", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the stream no longer holds the inventory", || async {
+        let (rows, _) = nats_inventory(&nats, "inventory", &inventory).await;
+        let records = nats.records("inventory").await.ok()?;
+        (rows.is_empty() && records.first()?.sequence == last + 2).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
 /// One inventory bound to a Git sink and a Kafka event sink in row mode: the topic rebuilds the
 /// inventory, one changed Deployment publishes one message, and deleting the inventory
 /// tombstones its rows.

@@ -203,12 +203,23 @@ impl Backend {
         .unwrap_or(Value::Null);
         for field in self.endpoints {
             for value in field_values(&spec, field.path) {
-                policy
-                    .check_endpoint(&value, field.kind)
-                    .map_err(|error| EndpointError {
-                        path: field.path,
-                        error,
-                    })?;
+                // A NATS URL field may hold a comma-separated server list.
+                let values: Vec<&str> = match field.kind {
+                    EndpointKind::NatsUrl => value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .collect(),
+                    _ => vec![value.as_str()],
+                };
+                for value in values {
+                    policy
+                        .check_endpoint(value, field.kind)
+                        .map_err(|error| EndpointError {
+                            path: field.path,
+                            error,
+                        })?;
+                }
             }
         }
         Ok(())

@@ -38,6 +38,10 @@ pub const HEADER_MESSAGE: &str = "kollect.dev/message";
 /// row's canonical JSON for rows. Absent on tombstones.
 pub const HEADER_CHECKSUM: &str = "kollect.dev/checksum";
 
+/// Header on snapshot messages: `<index>/<total>` of the part within its set (`1/1` for a
+/// single-part export).
+pub const HEADER_PART: &str = "kollect.dev/part";
+
 /// Which messages an event sink publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MessageMode {

@@ -11,6 +11,7 @@
 //! | `postgres` | [`postgres::PostgresSink`]: rows in a PostgreSQL table | database |
 //! | `object` | [`object::ObjectSink`]: `s3`, `gcs` and `azureblob`, documents in a bucket or container | snapshot |
 //! | `kafka` | [`kafka::KafkaSink`]: snapshot or row messages on a topic ([`events`]) | event |
+//! | `nats` | [`nats::NatsSink`]: snapshot or row messages on a JetStream stream ([`events`]) | event |
 //!
 //! Every backend implements [`kollect_core::sink::Sink`] and passes the conformance suite of
 //! `kollect-testkit` against the real service. Backends never read Kubernetes Secrets: the
@@ -23,7 +24,7 @@
 
 pub mod backend;
 pub mod context;
-#[cfg(feature = "kafka")]
+#[cfg(any(feature = "kafka", feature = "nats"))]
 pub mod events;
 pub mod family;
 pub mod format;
@@ -35,6 +36,8 @@ pub mod kafka;
 pub mod layout;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod net;
 #[cfg(feature = "object")]
 pub mod object;

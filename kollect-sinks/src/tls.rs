@@ -28,6 +28,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// A client configuration trusting the public web roots and, when given, the CA certificates of
 /// `ca_pem` (`spec.tls`).
 pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, SinkError> {
+    Ok(verifying_builder(ca_pem)?.with_no_client_auth())
+}
+
+fn verifying_builder(
+    ca_pem: Option<&str>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, SinkError> {
     let mut roots = match ca_pem {
         Some(pem) => {
             roots_from_pem(pem).map_err(|e| SinkError::terminal(format!("spec.tls CA bundle: {e}")))?
@@ -38,28 +44,64 @@ pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| SinkError::terminal(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_root_certificates(roots))
 }
 
 /// A client configuration that accepts any server certificate (`spec.tls.insecureSkipVerify`);
 /// signatures are still checked, so the peer must hold the key of the certificate it shows.
 #[cfg(feature = "object")]
 pub(crate) fn insecure_client_config() -> Result<rustls::ClientConfig, SinkError> {
+    Ok(insecure_builder()?.with_no_client_auth())
+}
+
+#[cfg(any(feature = "object", feature = "nats"))]
+fn insecure_builder()
+-> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, SinkError> {
     let provider = provider();
     Ok(rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| SinkError::terminal(format!("TLS setup: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-        .with_no_client_auth())
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))))
 }
 
-#[cfg(feature = "object")]
+/// A client configuration for `spec.tls`: the CA bundle (or, with `insecure`, no verification)
+/// and, when given, a client certificate chain and key (PEM) from the credentials Secret.
+#[cfg(feature = "nats")]
+pub(crate) fn client_config_with_identity(
+    ca_pem: Option<&str>,
+    insecure: bool,
+    identity: Option<(&str, &str)>,
+) -> Result<rustls::ClientConfig, SinkError> {
+    let builder = if insecure {
+        insecure_builder()?
+    } else {
+        verifying_builder(ca_pem)?
+    };
+    let Some((cert_pem, key_pem)) = identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SinkError::terminal(format!("tls.crt in the credentials Secret: {e}")))?;
+    if chain.is_empty() {
+        return Err(SinkError::terminal(
+            "tls.crt in the credentials Secret holds no certificate",
+        ));
+    }
+    // The key's parse error never includes the key material.
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| SinkError::terminal(format!("tls.key in the credentials Secret: {e}")))?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| SinkError::terminal(format!("client certificate: {e}")))
+}
+
+#[cfg(any(feature = "object", feature = "nats"))]
 #[derive(Debug)]
 struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
 
-#[cfg(feature = "object")]
+#[cfg(any(feature = "object", feature = "nats"))]
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,

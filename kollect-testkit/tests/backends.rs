@@ -80,6 +80,42 @@ async fn nats_jetstream_publish_and_consume() {
     message.ack().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_servers_with_tls_and_each_kind_of_authentication_accept_their_clients() {
+    use kollect_testkit::backends::{NatsAuth, NatsOptions, NatsTls};
+    for options in [
+        NatsOptions {
+            auth: NatsAuth::Users,
+            tls: NatsTls::Server,
+        },
+        NatsOptions {
+            auth: NatsAuth::Token,
+            tls: NatsTls::Off,
+        },
+        NatsOptions {
+            auth: NatsAuth::Operator,
+            tls: NatsTls::Off,
+        },
+        NatsOptions {
+            auth: NatsAuth::None,
+            tls: NatsTls::Mutual,
+        },
+    ] {
+        let Some(nats) = backends::start_for_test(|| Nats::start_with(options)) else {
+            return;
+        };
+        let client = nats.client().await.unwrap_or_else(|e| panic!("{options:?}: {e}"));
+        let jetstream = async_nats::jetstream::new(client);
+        let account: Result<serde_json::Value, _> = jetstream.request("INFO", &()).await;
+        let account = account.unwrap();
+        assert!(account.get("streams").is_some(), "{options:?}: {account}");
+        if options.auth != NatsAuth::None {
+            let anonymous = async_nats::connect(nats.url()).await;
+            assert!(anonymous.is_err(), "{options:?}: an anonymous client is refused");
+        }
+    }
+}
+
 fn commit_file(repo: &git2::Repository, path: &str, content: &str, message: &str) -> git2::Oid {
     std::fs::write(repo.workdir().unwrap().join(path), content).unwrap();
     let mut index = repo.index().unwrap();

@@ -672,20 +672,7 @@ mod tests {
 
     #[test]
     fn kafka_sinks_are_checked_by_their_backend() {
-        let check = |spec: serde_json::Value| -> Vec<String> {
-            let sink: kollect_core::api::v1alpha1::KollectEventSink =
-                serde_json::from_value(serde_json::json!({
-                    "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectEventSink",
-                    "metadata": {"name": "events", "namespace": "team"},
-                    "spec": spec
-                }))
-                .expect("sink");
-            sink_rules(&sink.into())
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        };
+        let check = event_sink_errors;
         let kafka = serde_json::json!({"brokers": ["kafka.example.com:9093"], "topic": "inventory"});
         // Valid without the Secret: the SASL mechanism needs a username only at run time.
         let valid = serde_json::json!({"type": "kafka", "kafka": kafka, "tls": {},
@@ -710,6 +697,58 @@ mod tests {
             ),
         ] {
             let errors = check(spec.clone());
+            assert!(
+                errors.len() == 1 && errors[0].starts_with(want),
+                "{spec}: {errors:?}"
+            );
+        }
+    }
+
+    /// The admission errors of a `KollectEventSink` with `spec`.
+    fn event_sink_errors(spec: serde_json::Value) -> Vec<String> {
+        let sink: kollect_core::api::v1alpha1::KollectEventSink = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kollect.dev/v1alpha1", "kind": "KollectEventSink",
+            "metadata": {"name": "events", "namespace": "team"},
+            "spec": spec
+        }))
+        .expect("sink");
+        sink_rules(&sink.into())
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn nats_sinks_are_checked_by_their_backend() {
+        let nats =
+            |subject: &str| serde_json::json!({"url": "nats://nats.example.com:4222", "subject": subject});
+        let valid = serde_json::json!({"type": "nats", "nats": nats("kollect.{cluster}.{namespace}.{name}"),
+            "options": {"messageMode": "row", "replicas": "3"}});
+        assert_eq!(event_sink_errors(valid), Vec::<String>::new());
+        for (spec, want) in [
+            (
+                serde_json::json!({"type": "nats", "nats": nats("inventory"), "options": {"messageMode": "row"}}),
+                "spec: Invalid value: spec.nats.subject must contain {cluster}, {namespace} and {name} for messageMode row",
+            ),
+            (
+                serde_json::json!({"type": "nats", "nats": nats("inv-{name}")}),
+                "spec: Invalid value: spec.nats.subject \"inv-{name}\": token \"inv-{name}\": placeholders are",
+            ),
+            (
+                serde_json::json!({"type": "nats", "nats": nats("inventory"), "options": {"maxAge": "1h"}}),
+                "spec: Invalid value: spec.options.maxAge: not a nats option (supported: messageMode, replicas)",
+            ),
+            (
+                serde_json::json!({"type": "nats", "nats": {"url": "nats://kollect:pw@nats:4222", "subject": "s"}}),
+                "spec: Invalid value: spec.nats.url: \"nats://***@nats:4222\" carries a user name or password",
+            ),
+            (
+                serde_json::json!({"type": "nats", "nats": {"url": "nats://a.example.com:4222,nats://169.254.169.254:4222", "subject": "s"}}),
+                "spec: Forbidden: spec.nats.url: ",
+            ),
+        ] {
+            let errors = event_sink_errors(spec.clone());
             assert!(
                 errors.len() == 1 && errors[0].starts_with(want),
                 "{spec}: {errors:?}"

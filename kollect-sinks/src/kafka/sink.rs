@@ -211,7 +211,13 @@ impl Sink for KafkaSink {
                     Timestamp::now(),
                     &request.envelope(),
                 )),
-                headers: events::headers(&inventory, MessageMode::Snapshot, Some(&request.part.checksum)),
+                headers: {
+                    let mut headers =
+                        events::headers(&inventory, MessageMode::Snapshot, Some(&request.part.checksum));
+                    let (index, total) = request.marker().map_or((1, 1), |m| (m.index, m.total));
+                    headers.push((events::HEADER_PART, format!("{index}/{total}")));
+                    headers
+                },
             }],
             MessageMode::Row => self.row_messages(&connection, &inventory, request).await?,
         };

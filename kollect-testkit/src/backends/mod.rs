@@ -22,7 +22,10 @@ mod postgres;
 pub use duckdb::{DuckDb, QueryResult, S3Access};
 pub use ferretdb::FerretDb;
 pub use kafka::{KAFKA_PASSWORD, KAFKA_UNAUTHORIZED_USER, KAFKA_USER, Kafka, KafkaRecord};
-pub use nats::Nats;
+pub use nats::{
+    NATS_PASSWORD, NATS_RESTRICTED_PASSWORD, NATS_RESTRICTED_USER, NATS_TOKEN, NATS_USER, Nats, NatsAuth,
+    NatsOptions, NatsRecord, NatsTls,
+};
 pub use object_stores::{Azurite, FakeGcs, Minio};
 pub use postgres::Postgres;
 

@@ -334,6 +334,9 @@ pub struct SinkPreview {
     /// Kafka preview.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaPreview>,
+    /// NATS JetStream preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsPreview>,
     /// Notes about the configuration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -393,6 +396,17 @@ pub struct KafkaPreview {
     /// Destination topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+}
+
+/// NATS JetStream preview.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct NatsPreview {
+    /// Stream that captures the messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Subject of the first message (the rendered template; a row's subject in row mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
