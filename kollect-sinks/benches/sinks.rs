@@ -3,11 +3,13 @@
 //! - PostgreSQL: full export of 100,000 rows into an empty table, the same export again
 //!   (nothing changed), and a 1-row delta on the 100,000-row inventory;
 //! - Git: export of 10,000 rows in `perResource` layout (full), then a 1-row change;
-//! - Kafka: 100,000 rows published in snapshot mode (parts within the default ceiling) and in
-//!   row mode, a 1-row change in each, and a restarted row-mode sink finding nothing to publish.
+//! - Kafka and NATS JetStream: 100,000 rows published in snapshot mode (parts within the sink's
+//!   ceiling) and in row mode, a 1-row change in each, and a restarted row-mode sink finding
+//!   nothing to publish.
 //!
-//! `cargo bench -p kollect-sinks --bench sinks --profile perf` (needs `hack/setup.sh`; the perf
-//! profile keeps debug assertions, which the test-only loopback network policy requires).
+//! `cargo bench -p kollect-sinks --bench sinks --profile perf [-- postgres git kafka nats]`
+//! (needs `hack/setup.sh`; the perf profile keeps debug assertions, which the test-only loopback
+//! network policy requires).
 
 // A harness may panic on broken fixtures: that is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -50,9 +52,24 @@ fn main() {
         .build()
         .unwrap()
         .block_on(async {
-            postgres().await;
-            git().await;
-            kafka().await;
+            // `cargo bench ... -- nats kafka` runs only those (cargo adds `--bench` itself).
+            let only: Vec<String> = std::env::args()
+                .skip(1)
+                .filter(|a| !a.starts_with("--"))
+                .collect();
+            let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+            if wanted("postgres") {
+                postgres().await;
+            }
+            if wanted("git") {
+                git().await;
+            }
+            if wanted("kafka") {
+                kafka().await;
+            }
+            if wanted("nats") {
+                nats().await;
+            }
         });
 }
 
@@ -150,32 +167,59 @@ async fn git() {
 }
 
 async fn kafka() {
-    use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
-    use kollect_core::model::{ExportMeta, partition};
-    use kollect_sinks::events::MessageMode;
     use kollect_sinks::kafka::{KafkaConfig, KafkaSink};
-    use std::sync::Arc;
-
     let broker = kollect_testkit::backends::Kafka::start().expect("Kafka");
     let bootstrap = broker.bootstrap_servers();
-    let rows = 100_000;
-    let inventory = InventoryRef::namespaced("team-a", "apps");
-    let sink_for = |topic: &str, mode| {
-        KafkaSink::new(
+    event_sink("kafka", |name, mode| {
+        Box::new(KafkaSink::new(
             KafkaConfig::new(
                 &[bootstrap.as_str()],
-                topic,
+                format!("bench-{name}"),
                 GuardedResolver::new(NetPolicy::permissive_for_tests()),
             )
             .unwrap()
             .with_mode(mode),
-        )
-    };
+        ))
+    })
+    .await;
+}
+
+async fn nats() {
+    use kollect_sinks::nats::{NatsConfig, NatsSink};
+    let server = kollect_testkit::backends::Nats::start().expect("nats-server");
+    let url = server.url();
+    event_sink("nats", |name, mode| {
+        Box::new(NatsSink::new(
+            NatsConfig::new(
+                &url,
+                &format!("bench-{name}.{{cluster}}.{{namespace}}.{{name}}"),
+                GuardedResolver::new(NetPolicy::permissive_for_tests()),
+            )
+            .unwrap()
+            .with_stream(&format!("bench_{name}"))
+            .unwrap()
+            .with_mode(mode),
+        ))
+    })
+    .await;
+}
+
+/// An event sink (`make(name, mode)` builds one on its own topic or stream) publishing 100,000
+/// rows in snapshot mode (parts within the sink's ceiling) and in row mode, a 1-row change in
+/// each, and a restarted row-mode sink finding nothing to publish.
+async fn event_sink(broker: &str, make: impl Fn(&str, kollect_sinks::events::MessageMode) -> Box<dyn Sink>) {
+    use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
+    use kollect_core::model::{ExportMeta, partition};
+    use kollect_sinks::events::MessageMode;
+    use std::sync::Arc;
+
+    let rows = 100_000;
+    let inventory = InventoryRef::namespaced("team-a", "apps");
     let full = snapshot(&inventory, rows, None);
     let changed = snapshot(&inventory, rows, Some(rows / 2));
 
     // Snapshot mode: every export is the whole inventory in parts, as the engine sends it.
-    let sink = sink_for("bench-snapshot", MessageMode::Snapshot);
+    let sink = make("snapshot", MessageMode::Snapshot);
     sink.probe().await.unwrap();
     for (label, snapshot) in [("initial publish", &full), ("one-row change", &changed)] {
         let meta = ExportMeta {
@@ -184,9 +228,8 @@ async fn kafka() {
             exported_at: at(1_800_000_000),
         };
         let started = Instant::now();
-        let parts = partition(snapshot, &meta, Some(DEFAULT_MAX_EXPORT_BYTES))
-            .unwrap()
-            .parts;
+        let ceiling = sink.capabilities().ceiling(DEFAULT_MAX_EXPORT_BYTES);
+        let parts = partition(snapshot, &meta, ceiling).unwrap().parts;
         let (mut messages, mut bytes) = (0, 0);
         for part in parts {
             let request = ExportRequest {
@@ -201,19 +244,19 @@ async fn kafka() {
             messages += 1;
         }
         println!(
-            "kafka snapshot mode: {label} of {rows} rows: {:.2?}, {messages} messages, {bytes} bytes",
+            "{broker} snapshot mode: {label} of {rows} rows: {:.2?}, {messages} messages, {bytes} bytes",
             started.elapsed()
         );
     }
 
     // Row mode: one message per row first, then the delta only.
-    let sink = sink_for("bench-rows", MessageMode::Row);
+    let sink = make("rows", MessageMode::Row);
     sink.probe().await.unwrap();
     let request = ExportRequest::full(inventory.clone(), 1, at(1_800_000_000), full.clone());
     let started = Instant::now();
     let receipt = sink.export(&request).await.unwrap();
     println!(
-        "kafka row mode: initial publish of {rows} rows: {:.2?}, {rows} messages, {} bytes",
+        "{broker} row mode: initial publish of {rows} rows: {:.2?}, {rows} messages, {} bytes",
         started.elapsed(),
         receipt.bytes
     );
@@ -223,17 +266,17 @@ async fn kafka() {
     let started = Instant::now();
     let receipt = sink.export(&request).await.unwrap();
     println!(
-        "kafka row mode: one-row change on {rows} rows: {:.2?}, 1 message, {} bytes",
+        "{broker} row mode: one-row change on {rows} rows: {:.2?}, 1 message, {} bytes",
         started.elapsed(),
         receipt.bytes
     );
-    let restarted = sink_for("bench-rows", MessageMode::Row);
+    let restarted = make("rows", MessageMode::Row);
     let request = ExportRequest::full(inventory.clone(), 1, at(1_800_000_120), changed);
     let started = Instant::now();
     let receipt = restarted.export(&request).await.unwrap();
     assert!(receipt.unchanged);
     println!(
-        "kafka row mode: restarted sink, unchanged {rows} rows (topic read back, nothing published): {:.2?}",
+        "{broker} row mode: restarted sink, unchanged {rows} rows (read back, nothing published): {:.2?}",
         started.elapsed()
     );
 }

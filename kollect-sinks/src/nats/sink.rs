@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
@@ -42,8 +41,8 @@ const HEADROOM: u64 = 16 * 1024;
 /// window the server applies by default (2 minutes), so a row that comes back soon after is
 /// never taken for a duplicate of its first message.
 const FORGET_DELETED_AFTER: Duration = Duration::from_secs(30 * 60);
-/// Messages published before their acknowledgements are awaited.
-const BATCH: usize = 1024;
+/// Messages published and not yet acknowledged, at most.
+const IN_FLIGHT: usize = 2048;
 
 /// The content hash of a delete marker.
 const DELETED: u64 = 0;
@@ -265,43 +264,33 @@ impl NatsSink {
         }
     }
 
-    /// Publishes `messages` and waits for every acknowledgement. Returns the stream sequence
-    /// of each message that was acknowledged (in order, `None` where it failed) and the first
-    /// error.
+    /// Publishes `messages` and waits for every acknowledgement, keeping up to [`IN_FLIGHT`]
+    /// unacknowledged. Returns the stream sequence of each message that was acknowledged (in
+    /// order, `None` where it failed) and the first error.
     async fn publish(
         &self,
         connection: &Connection,
         messages: &[Outgoing],
     ) -> (Vec<Option<u64>>, Option<SinkError>) {
-        let mut sequences = Vec::with_capacity(messages.len());
+        use futures::StreamExt as _;
+        // Indices, not references, as stream items: a closure over borrowed items trips the
+        // compiler's higher-ranked lifetime check inside the `async_trait` futures.
+        let results: Vec<_> = futures::stream::iter(0..messages.len())
+            .map(|i| publish_one(connection, &messages[i]))
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
         let mut first_error = None;
-        for batch in messages.chunks(BATCH) {
-            let mut pending: Vec<Option<PublishAckFuture>> = Vec::with_capacity(batch.len());
-            for message in batch {
-                match send(connection, message).await {
-                    Ok(ack) => pending.push(Some(ack)),
-                    Err(e) => {
-                        first_error.get_or_insert_with(|| connection.publish_error(&e));
-                        pending.push(None);
-                    }
+        let sequences = results
+            .into_iter()
+            .map(|result| match result {
+                Ok(sequence) => Some(sequence),
+                Err(e) => {
+                    first_error.get_or_insert_with(|| connection.publish_error(&e));
+                    None
                 }
-            }
-            let acks = futures::future::join_all(pending.into_iter().map(await_ack)).await;
-            for ack in acks {
-                match ack {
-                    Some(Ok(sequence)) => sequences.push(Some(sequence)),
-                    Some(Err(e)) => {
-                        first_error.get_or_insert_with(|| connection.publish_error(&e));
-                        sequences.push(None);
-                    }
-                    None => sequences.push(None),
-                }
-            }
-            if first_error.is_some() {
-                sequences.resize(messages.len(), None);
-                break;
-            }
-        }
+            })
+            .collect();
         (sequences, first_error)
     }
 
@@ -494,26 +483,20 @@ impl NatsSink {
     }
 }
 
-/// Sends one message; resolves once it is on its way, with the future of its acknowledgement.
-async fn send(
+/// Publishes one message and waits for its acknowledgement: the stream sequence it got (the
+/// original one for a duplicate).
+async fn publish_one(
     connection: &Connection,
     message: &Outgoing,
-) -> Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
+) -> Result<u64, async_nats::jetstream::context::PublishError> {
     let publish = PublishMessage::build()
         .headers(message.headers.clone())
         .payload(message.payload.clone().into());
-    connection
+    let ack = connection
         .jetstream
         .send_publish(message.subject.clone(), publish)
-        .await
-}
-
-/// Awaits an acknowledgement: the stream sequence the message got (the original one for a
-/// duplicate).
-async fn await_ack(
-    ack: Option<PublishAckFuture>,
-) -> Option<Result<u64, async_nats::jetstream::context::PublishError>> {
-    Some(ack?.await.map(|ack| ack.sequence))
+        .await?;
+    Ok(ack.await?.sequence)
 }
 
 #[async_trait]
