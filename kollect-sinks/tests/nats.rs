@@ -472,6 +472,31 @@ async fn a_stream_someone_else_configured_is_used_as_it_is_or_refused_by_name() 
 }
 
 #[tokio::test]
+async fn a_stream_deleted_under_the_sink_is_provisioned_again() {
+    let (stream, prefix) = fresh("deleted");
+    let sink = NatsSink::new(config(&stream, &prefix, MessageMode::Row));
+    sink.export(&full(rows(&["web"], 1))).await.unwrap();
+    let jetstream = async_nats::jetstream::new(server().client().await.unwrap());
+    jetstream.delete_stream(&stream).await.unwrap();
+    // The engine sends the change since the last acknowledged export: the new row only.
+    let request = full(rows(&["web", "cart"], 1)).with_delta(Delta::between(
+        &Snapshot::new(rows(&["web"], 1)),
+        &Snapshot::new(rows(&["web", "cart"], 1)),
+    ));
+    let error = sink.export(&request).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Transient, "{error}");
+    // The retry (the engine's next attempt) creates the stream again and, knowing nothing of
+    // it, publishes the whole inventory rather than the delta.
+    sink.export(&request).await.unwrap();
+    let records = records(&stream).await;
+    assert_eq!(replay_of(&records).rows(&inventory()), {
+        let mut expected = rows(&["web", "cart"], 1);
+        kollect_core::model::sort_canonical(&mut expected);
+        expected
+    });
+}
+
+#[tokio::test]
 async fn parts_stay_within_the_servers_payload_limit() {
     let (stream, prefix) = fresh("payload");
     let sink = NatsSink::new(config(&stream, &prefix, MessageMode::Snapshot));

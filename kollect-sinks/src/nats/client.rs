@@ -3,6 +3,7 @@
 //! `ensure` mode, only checked otherwise), reading subjects' last messages back, and the error
 //! classes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,8 @@ pub(super) struct Connection {
     pub(super) client: async_nats::Client,
     pub(super) jetstream: jetstream::Context,
     violations: Violations,
+    /// Set when the server said the stream does not exist (any more).
+    stream_gone: AtomicBool,
     config: NatsConfig,
 }
 
@@ -84,6 +87,9 @@ impl Connection {
             .map_err(|e| connect_error(config, &e))?;
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(REQUEST_TIMEOUT)
+            // Acknowledgements of publishes abandoned after a failure hold in-flight slots
+            // until they time out: no longer than an awaited one.
+            .ack_timeout(REQUEST_TIMEOUT)
             .max_ack_inflight(IN_FLIGHT)
             .backpressure_on_inflight(true)
             .build(client.clone());
@@ -91,8 +97,14 @@ impl Connection {
             client,
             jetstream,
             violations,
+            stream_gone: AtomicBool::new(false),
             config: config.clone(),
         })
+    }
+
+    /// Whether an operation found the stream missing since it was provisioned.
+    pub(super) fn stream_gone(&self) -> bool {
+        self.stream_gone.load(Ordering::Relaxed)
     }
 
     /// Re-checks what the server names resolve to now (the client resolves them again on
@@ -273,6 +285,11 @@ impl Connection {
 
     async fn stream_handle(&self) -> Result<stream::Stream, SinkError> {
         self.jetstream.get_stream(&self.config.stream).await.map_err(|e| {
+            if let jetstream::context::GetStreamErrorKind::JetStream(inner) = e.kind()
+                && inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            {
+                self.stream_gone.store(true, Ordering::Relaxed);
+            }
             self.error(
                 &format!("nats stream \"{}\"", self.config.stream),
                 ErrorClass::Transient,
@@ -345,7 +362,10 @@ impl Connection {
         use jetstream::context::PublishErrorKind as Kind;
         let class = match error.kind() {
             Kind::MaxPayloadExceeded => ErrorClass::Terminal,
-            Kind::StreamNotFound => ErrorClass::Transient,
+            Kind::StreamNotFound => {
+                self.stream_gone.store(true, Ordering::Relaxed);
+                ErrorClass::Transient
+            }
             _ => {
                 let text = error.to_string();
                 // The server's own refusals (wrong stream, bad headers) will not pass on retry.

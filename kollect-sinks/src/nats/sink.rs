@@ -174,9 +174,19 @@ impl NatsSink {
     /// re-checks what the server names resolve to.
     async fn session(&self) -> Result<Arc<Session>, SinkError> {
         let mut slot = self.session.lock().await;
-        if let Some(session) = slot.as_ref() {
+        // A session whose stream went away (deleted, or no longer capturing the subjects) is
+        // replaced: the new one provisions the stream again (`ensure`) or says it is missing.
+        if let Some(session) = slot.as_ref().filter(|s| !s.connection.stream_gone()) {
             session.connection.recheck().await?;
             return Ok(Arc::clone(session));
+        }
+        if slot.take().is_some() {
+            // What the sink knew of the old stream says nothing about the new one: the next
+            // export of every inventory reconciles against what the stream holds.
+            self.known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
         }
         let connection = Connection::open(&self.config).await?;
         let facts = connection.provision(&self.stream_filter()).await?;
@@ -275,22 +285,25 @@ impl NatsSink {
         use futures::StreamExt as _;
         // Indices, not references, as stream items: a closure over borrowed items trips the
         // compiler's higher-ranked lifetime check inside the `async_trait` futures.
-        let results: Vec<_> = futures::stream::iter(0..messages.len())
-            .map(|i| publish_one(connection, &messages[i]))
-            .buffered(IN_FLIGHT)
-            .collect()
-            .await;
+        let mut acks = std::pin::pin!(
+            futures::stream::iter(0..messages.len())
+                .map(|i| publish_one(connection, &messages[i]))
+                .buffered(IN_FLIGHT)
+        );
+        let mut sequences = Vec::with_capacity(messages.len());
         let mut first_error = None;
-        let sequences = results
-            .into_iter()
-            .map(|result| match result {
-                Ok(sequence) => Some(sequence),
+        while let Some(result) = acks.next().await {
+            match result {
+                Ok(sequence) => sequences.push(Some(sequence)),
                 Err(e) => {
-                    first_error.get_or_insert_with(|| connection.publish_error(&e));
-                    None
+                    // Stop at the first failure instead of waiting out every timeout behind
+                    // it; what was in flight is re-sent by the retry under the same IDs.
+                    first_error = Some(connection.publish_error(&e));
+                    break;
                 }
-            })
-            .collect();
+            }
+        }
+        sequences.resize(messages.len(), None);
         (sequences, first_error)
     }
 
