@@ -1,4 +1,4 @@
-//! The message schema event sinks publish (Kafka today), and [`Replay`], which rebuilds the
+//! The message schema event sinks publish (Kafka and NATS JetStream), and [`Replay`], which rebuilds the
 //! inventories from those messages the way a consumer reading the stream from the beginning
 //! does.
 //!
