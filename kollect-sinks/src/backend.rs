@@ -248,6 +248,15 @@ fn field_values(spec: &Value, path: &str) -> Vec<String> {
 
 /// The error of a builder handed a configuration of another family (a registry defect, not a
 /// user error, but reported as a terminal error rather than a panic).
+#[cfg(any(
+    feature = "local",
+    feature = "stdout",
+    feature = "git",
+    feature = "postgres",
+    feature = "object",
+    feature = "kafka",
+    feature = "nats"
+))]
 pub(crate) fn wrong_family(type_name: &str, config: &SinkConfig) -> SinkError {
     SinkError::terminal(format!(
         "the {type_name} backend cannot be built from a {} configuration",

@@ -38,6 +38,7 @@ pub mod layout;
 pub mod local;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(any(feature = "git", feature = "postgres", feature = "kafka", feature = "nats"))]
 mod net;
 #[cfg(feature = "object")]
 pub mod object;

@@ -2,7 +2,7 @@
 //! of its build context, and the checked addresses are what it connects to where the client
 //! library allows pinning them.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use kollect_core::netguard::GuardedResolver;
 use kollect_core::sink::SinkError;
@@ -25,13 +25,14 @@ pub(crate) async fn resolve_all(
     Ok(addresses)
 }
 
+#[cfg(feature = "postgres")]
 /// The first checked address of `host:port` ([`resolve_all`]).
 pub(crate) async fn resolve_one(
     resolver: &GuardedResolver,
     host: &str,
     port: u16,
     stage: &str,
-) -> Result<IpAddr, SinkError> {
+) -> Result<std::net::IpAddr, SinkError> {
     resolve_all(resolver, host, port, stage)
         .await?
         .first()

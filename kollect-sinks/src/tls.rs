@@ -4,11 +4,15 @@
 
 use std::sync::Arc;
 
+#[cfg(any(feature = "postgres", feature = "object", feature = "nats"))]
 use kollect_core::sink::SinkError;
 use rustls::RootCertStore;
+#[cfg(any(feature = "git", feature = "object", feature = "nats"))]
 use rustls::client::danger::ServerCertVerifier;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+#[cfg(any(feature = "git", feature = "object", feature = "nats"))]
+use rustls_pki_types::{ServerName, UnixTime};
 
 /// The certificates of a PEM bundle as a root store.
 pub(crate) fn roots_from_pem(pem: &str) -> Result<RootCertStore, String> {
@@ -27,10 +31,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A client configuration trusting the public web roots and, when given, the CA certificates of
 /// `ca_pem` (`spec.tls`).
+#[cfg(any(feature = "postgres", feature = "object"))]
 pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, SinkError> {
     Ok(verifying_builder(ca_pem)?.with_no_client_auth())
 }
 
+#[cfg(any(feature = "postgres", feature = "object", feature = "nats"))]
 fn verifying_builder(
     ca_pem: Option<&str>,
 ) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, SinkError> {
@@ -139,6 +145,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
 /// Verifies a server certificate (DER) for `host` against the CA certificates in `pem`, for
 /// transports that hand the certificate to us instead of using rustls themselves.
+#[cfg(feature = "git")]
 pub(crate) fn verify_with_ca(pem: &str, der: &[u8], host: &str) -> Result<(), String> {
     let roots = roots_from_pem(pem)?;
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
@@ -157,7 +164,7 @@ pub(crate) fn verify_with_ca(pem: &str, der: &[u8], host: &str) -> Result<(), St
         .map_err(|e| e.to_string())
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "postgres", feature = "object")))]
 mod tests {
     use super::*;
 

@@ -204,11 +204,10 @@ impl PostgresSink {
             .copy_in("COPY kollect_export_staging (target_name, source_uid, resource_namespace, payload) FROM STDIN BINARY")
             .await
             .map_err(|e| db_error("postgres bulk upsert: copy", &e))?;
-        let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(
+        let mut writer = std::pin::pin!(tokio_postgres::binary_copy::BinaryCopyInWriter::new(
             sink,
             &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
-        );
-        futures::pin_mut!(writer);
+        ));
         for row in rows {
             let payload = payload(row)?;
             let resource_namespace = resource_namespace(row, namespace);

@@ -364,7 +364,7 @@ pub(super) fn shared_key_authorization(
 fn azure_signature(key: &str, string_to_sign: &str) -> Result<String, BackendError> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
-    use hmac::{KeyInit, Mac};
+    use hmac::Mac;
     let key = STANDARD
         .decode(key)
         .map_err(|e| http_error("azurite", "decode the account key", e))?;
