@@ -21,8 +21,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
+use kollect_core::api::v1alpha1::SinkCommonSpec;
 use kollect_core::model::{Checksum, Envelope, Row, RowKey, SCHEMA_VERSION, format_exported_at};
-use kollect_core::sink::InventoryRef;
+use kollect_core::sink::{InventoryRef, SinkError};
+
+use crate::context::BuildContext;
 
 /// Header: the cluster identity (may be empty).
 pub const HEADER_CLUSTER: &str = "kollect.dev/cluster";
@@ -41,6 +44,61 @@ pub const HEADER_CHECKSUM: &str = "kollect.dev/checksum";
 /// Header on snapshot messages: `<index>/<total>` of the part within its set (`1/1` for a
 /// single-part export).
 pub const HEADER_PART: &str = "kollect.dev/part";
+
+/// TLS settings of an event sink: on when `spec.tls` is set (even `{}`), when the credentials
+/// Secret holds a client certificate, or when the sink's own address asks for it.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// CA bundle (PEM); `None` trusts the transport's default roots.
+    pub ca_pem: Option<String>,
+    /// Skip certificate and host name verification (development only).
+    pub insecure_skip_verify: bool,
+    /// Client certificate chain and key (PEM), from the Secret's `tls.crt` and `tls.key`.
+    pub client: Option<(String, String)>,
+}
+
+impl TlsSettings {
+    /// The TLS settings of `common` with the resolved `context`; `required` turns TLS on even
+    /// without `spec.tls` (a `tls://` address).
+    pub(crate) fn from_spec(
+        common: &SinkCommonSpec,
+        context: &BuildContext,
+        required: bool,
+    ) -> Result<Option<Self>, SinkError> {
+        let secret = &context.secret;
+        let client = match (secret.text("tls.crt"), secret.text("tls.key")) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(SinkError::terminal(
+                    "a client certificate needs both tls.crt and tls.key in the credentials Secret",
+                ));
+            }
+        };
+        Ok(
+            (common.tls.is_some() || client.is_some() || required).then(|| TlsSettings {
+                ca_pem: context.ca_pem.clone(),
+                insecure_skip_verify: common.tls_insecure(),
+                client,
+            }),
+        )
+    }
+}
+
+/// Refuses an `spec.options` key of a `type_name` sink that is not in `supported`, by name.
+pub(crate) fn check_options(
+    type_name: &str,
+    options: &BTreeMap<String, String>,
+    supported: &[&str],
+) -> Result<(), SinkError> {
+    match options.keys().find(|k| !supported.contains(&k.as_str())) {
+        Some(key) => Err(SinkError::terminal(format!(
+            "spec.options.{key}: not a {type_name} option (supported: {})",
+            supported.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// Which messages an event sink publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,6 +125,18 @@ impl MessageMode {
             "snapshot" => Some(MessageMode::Snapshot),
             "row" => Some(MessageMode::Row),
             _ => None,
+        }
+    }
+
+    /// The mode `spec.options.messageMode` asks for (`snapshot` when absent).
+    pub(crate) fn from_options(options: &BTreeMap<String, String>) -> Result<Self, SinkError> {
+        match options.get("messageMode") {
+            None => Ok(MessageMode::Snapshot),
+            Some(value) => MessageMode::parse(value).ok_or_else(|| {
+                SinkError::terminal(format!(
+                    "spec.options.messageMode: {value:?} is not snapshot or row"
+                ))
+            }),
         }
     }
 }

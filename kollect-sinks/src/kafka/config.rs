@@ -7,7 +7,7 @@ use kollect_core::netguard::GuardedResolver;
 use kollect_core::sink::SinkError;
 
 use crate::context::BuildContext;
-use crate::events::MessageMode;
+use crate::events::{MessageMode, TlsSettings};
 
 /// The largest message the producer sends and a topic created in `ensure` mode accepts
 /// (`max.message.bytes`): room for the default 1.5 MiB export ceiling and the event wrapper.
@@ -56,17 +56,6 @@ pub struct Sasl {
     pub username: String,
     /// Password (or token).
     pub password: String,
-}
-
-/// TLS settings: turned on by `spec.tls` (even `{}`) or a client certificate in the Secret.
-#[derive(Clone, Default)]
-pub struct TlsSettings {
-    /// CA bundle (PEM); `None` trusts the system store.
-    pub ca_pem: Option<String>,
-    /// Skip certificate and host name verification (development only).
-    pub insecure_skip_verify: bool,
-    /// Client certificate chain and key (PEM), from the Secret's `tls.crt` and `tls.key`.
-    pub client: Option<(String, String)>,
 }
 
 /// Configuration of a [`KafkaSink`](super::KafkaSink).
@@ -147,20 +136,8 @@ impl KafkaConfig {
         let brokers = parse_brokers(kafka.brokers.iter().map(String::as_str))?;
         refuse_unused_fields(spec)?;
         let options = &spec.common.options;
-        if let Some(key) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-            return Err(SinkError::terminal(format!(
-                "spec.options.{key}: not a kafka option (supported: {})",
-                OPTIONS.join(", ")
-            )));
-        }
-        let mode = match options.get("messageMode") {
-            None => MessageMode::Snapshot,
-            Some(value) => MessageMode::parse(value).ok_or_else(|| {
-                SinkError::terminal(format!(
-                    "spec.options.messageMode: {value:?} is not snapshot or row"
-                ))
-            })?,
-        };
+        crate::events::check_options("kafka", options, OPTIONS)?;
+        let mode = MessageMode::from_options(options)?;
         let mechanism = match options.get("saslMechanism") {
             None => None,
             Some(value) => Some(SaslMechanism::parse(value).ok_or_else(|| {
@@ -204,20 +181,7 @@ impl KafkaConfig {
             }
             (None, None) => None,
         };
-        let client = match (secret.text("tls.crt"), secret.text("tls.key")) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => {
-                return Err(SinkError::terminal(
-                    "a client certificate needs both tls.crt and tls.key in the credentials Secret",
-                ));
-            }
-        };
-        let tls = (spec.common.tls.is_some() || client.is_some()).then(|| TlsSettings {
-            ca_pem: context.ca_pem.clone(),
-            insecure_skip_verify: spec.common.tls_insecure(),
-            client,
-        });
+        let tls = TlsSettings::from_spec(&spec.common, &context, false)?;
         let config = KafkaConfig {
             brokers,
             topic: kafka.topic.trim().to_owned(),

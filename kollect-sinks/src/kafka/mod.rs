@@ -35,8 +35,9 @@ mod client;
 mod config;
 mod sink;
 
-pub use self::config::{KafkaConfig, MAX_MESSAGE_BYTES, OPTIONS, Sasl, SaslMechanism, TlsSettings};
+pub use self::config::{KafkaConfig, MAX_MESSAGE_BYTES, OPTIONS, Sasl, SaslMechanism};
 pub use self::sink::KafkaSink;
+pub use crate::events::TlsSettings;
 
 use kollect_core::api::v1alpha1::SinkFamily;
 use kollect_core::netguard::EndpointKind;

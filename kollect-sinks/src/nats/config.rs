@@ -8,7 +8,7 @@ use kollect_core::sink::SinkError;
 
 use super::subject::SubjectTemplate;
 use crate::context::BuildContext;
-use crate::events::MessageMode;
+use crate::events::{MessageMode, TlsSettings};
 
 /// The stream used when `spec.nats.stream` is not set (the Go operator's default).
 pub const DEFAULT_STREAM: &str = "kollect_events";
@@ -110,18 +110,6 @@ impl NatsAuth {
     }
 }
 
-/// TLS settings: on when `spec.tls` is set (even `{}`), a URL says `tls://`, or the Secret
-/// holds a client certificate.
-#[derive(Clone, Default)]
-pub struct TlsSettings {
-    /// CA bundle (PEM); `None` trusts the public web roots.
-    pub ca_pem: Option<String>,
-    /// Skip certificate and host name verification (development only).
-    pub insecure_skip_verify: bool,
-    /// Client certificate chain and key (PEM), from the Secret's `tls.crt` and `tls.key`.
-    pub client: Option<(String, String)>,
-}
-
 /// Configuration of a [`NatsSink`](super::NatsSink).
 #[derive(Clone)]
 #[non_exhaustive]
@@ -212,20 +200,8 @@ impl NatsConfig {
         let servers = parse_servers(servers, field)?;
         refuse_unused_fields(spec)?;
         let options = &common.options;
-        if let Some(key) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-            return Err(SinkError::terminal(format!(
-                "spec.options.{key}: not a nats option (supported: {})",
-                OPTIONS.join(", ")
-            )));
-        }
-        let mode = match options.get("messageMode") {
-            None => MessageMode::Snapshot,
-            Some(value) => MessageMode::parse(value).ok_or_else(|| {
-                SinkError::terminal(format!(
-                    "spec.options.messageMode: {value:?} is not snapshot or row"
-                ))
-            })?,
-        };
+        crate::events::check_options("nats", options, OPTIONS)?;
+        let mode = MessageMode::from_options(options)?;
         let replicas = match options.get("replicas") {
             None => 1,
             Some(value) => value
@@ -238,22 +214,8 @@ impl NatsConfig {
                     ))
                 })?,
         };
-        let secret = &context.secret;
-        let client = match (secret.text("tls.crt"), secret.text("tls.key")) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => {
-                return Err(SinkError::terminal(
-                    "a client certificate needs both tls.crt and tls.key in the credentials Secret",
-                ));
-            }
-        };
         let tls_url = servers.iter().any(|s| s.starts_with("tls://"));
-        let tls = (common.tls.is_some() || client.is_some() || tls_url).then(|| TlsSettings {
-            ca_pem: context.ca_pem.clone(),
-            insecure_skip_verify: common.tls_insecure(),
-            client,
-        });
+        let tls = TlsSettings::from_spec(common, &context, tls_url)?;
         let config = NatsConfig {
             servers,
             subject: SubjectTemplate::parse(&nats.subject).map_err(SinkError::terminal)?,
@@ -262,7 +224,7 @@ impl NatsConfig {
             mode,
             provisioning: common.provisioning_mode(),
             replicas,
-            auth: NatsAuth::from_secret(secret)?,
+            auth: NatsAuth::from_secret(&context.secret)?,
             tls,
             resolver: GuardedResolver::new(context.net_policy),
         };

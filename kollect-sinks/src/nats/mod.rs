@@ -41,9 +41,10 @@ mod sink;
 mod subject;
 
 pub use self::client::OPERATION_HEADER;
-pub use self::config::{DEFAULT_STREAM, NatsAuth, NatsConfig, OPTIONS, TlsSettings};
+pub use self::config::{DEFAULT_STREAM, NatsAuth, NatsConfig, OPTIONS};
 pub use self::sink::NatsSink;
 pub use self::subject::{SubjectTemplate, row_subject};
+pub use crate::events::TlsSettings;
 
 use kollect_core::api::v1alpha1::SinkFamily;
 use kollect_core::netguard::EndpointKind;
