@@ -50,10 +50,7 @@ fn read(bootstrap: &str, topic: &str) -> Result<(Replay, Vec<InventoryRef>), Err
             continue;
         };
         let message = message?;
-        if ends
-            .get(&message.partition())
-            .is_some_and(|end| message.offset() + 1 >= *end)
-        {
+        if ends.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {
             ends.remove(&message.partition());
         }
         let headers: Vec<(&str, &[u8])> = message
@@ -62,11 +59,7 @@ fn read(bootstrap: &str, topic: &str) -> Result<(Replay, Vec<InventoryRef>), Err
             .unwrap_or_default();
         let identity = MessageHeaders::from_pairs(headers.iter().copied());
         inventories
-            .entry((
-                identity.cluster.clone(),
-                identity.namespace.clone(),
-                identity.inventory.clone(),
-            ))
+            .entry((identity.cluster.clone(), identity.namespace.clone(), identity.inventory.clone()))
             .or_insert(());
         let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
         replay.apply(&key, message.payload(), headers)?;
@@ -114,16 +107,8 @@ async fn demo() -> Result<(), Error> {
     );
     let inventory = InventoryRef::namespaced("shop", "images").with_cluster("prod");
     let versions = [
-        vec![
-            row("web", "web:1"),
-            row("cart", "cart:1"),
-            row("search", "search:1"),
-        ],
-        vec![
-            row("web", "web:2"),
-            row("cart", "cart:1"),
-            row("search", "search:1"),
-        ],
+        vec![row("web", "web:1"), row("cart", "cart:1"), row("search", "search:1")],
+        vec![row("web", "web:2"), row("cart", "cart:1"), row("search", "search:1")],
         vec![row("web", "web:2"), row("search", "search:1")],
     ];
     let mut previous: Option<Snapshot> = None;
@@ -141,18 +126,12 @@ async fn demo() -> Result<(), Error> {
     let rebuilt = replay.rows(&inventory);
     let expected = Snapshot::new(versions[2].clone());
     if inventories != [inventory.clone()] || rebuilt.as_slice() != expected.rows() {
-        return Err(format!(
-            "rebuilt {inventories:?} with {rebuilt:?}, expected {:?}",
-            expected.rows()
-        )
-        .into());
+        return Err(
+            format!("rebuilt {inventories:?} with {rebuilt:?}, expected {:?}", expected.rows()).into()
+        );
     }
     for row in &rebuilt {
-        println!(
-            "{inventory}: {} {}",
-            row.name,
-            serde_json::to_string(&row.attributes)?
-        );
+        println!("{inventory}: {} {}", row.name, serde_json::to_string(&row.attributes)?);
     }
     Ok(())
 }

@@ -47,12 +47,13 @@ fi
 # - the local control plane (kube-apiserver + etcd, built from source);
 # - Go-built backends: MinIO, fake-gcs-server, FerretDB;
 # - chart and image tools: helm, helm-docs, umoci;
-# - Kafka broker jars from Maven Central, Azurite from npm, DuckDB from PyPI.
+# - Kafka broker jars from Maven Central, Azurite from npm, DuckDB from PyPI;
+# - the cargo-built tools of the checks (mdbook, cargo-deny, cargo-cyclonedx, cargo-public-api).
 # Each is cached after its first run.
 logs="$KOLLECT_CACHE/setup-logs"
 mkdir -p "$logs"
 declare -A jobs=()
-for script in build-control-plane install-go-backends install-chart-tools install-kafka install-azurite install-duckdb; do
+for script in build-control-plane install-go-backends install-chart-tools install-kafka install-azurite install-duckdb install-cargo-tools; do
     bash "hack/$script.sh" > "$logs/$script.log" 2>&1 &
     jobs[$script]=$!
 done

@@ -2,9 +2,11 @@
 # The test suite in tiers. With no argument (as CI runs it) everything: setup, formatting, lints,
 # per-feature builds, all tests, the doc build, examples and the drift checks.
 #
-#   hack/test.sh unit         no setup and no backends: formatting, lints, per-feature builds,
-#                             library, binary and doc tests, the doc build and the drift checks
-#   hack/test.sh integration  setup, then the integration test binaries and the examples
+#   hack/test.sh unit         no backends: formatting, lints, per-feature builds, library,
+#                             binary and doc tests, the examples that need nothing, the doc and
+#                             book builds, packaging, supply-chain and public-API checks, and the
+#                             drift checks (installs the cargo tools it needs on first use)
+#   hack/test.sh integration  setup, then the integration test binaries and every example
 #   hack/test.sh [all]        both, with one `cargo test` for every test target
 #
 # KOLLECT_REQUIRE_INFRA=1 (the default for integration and all) makes tests that need a real
@@ -29,6 +31,11 @@ if wants integration; then
     export KOLLECT_REQUIRE_INFRA="${KOLLECT_REQUIRE_INFRA:-1}"
     step "setup"
     bash hack/setup.sh
+fi
+
+if [ "$tier" = unit ]; then
+    step "cargo tools"
+    bash hack/install-cargo-tools.sh
 fi
 
 if wants unit; then
@@ -64,12 +71,11 @@ case "$tier" in
         ;;
 esac
 
+step "examples"
 if wants integration; then
-    step "examples"
-    for example in custom_sink kafka_consumer; do
-        cargo run --locked --quiet -p kollect-examples --example "$example" >/dev/null
-        echo "example $example: ok"
-    done
+    bash hack/examples.sh all
+else
+    bash hack/examples.sh offline
 fi
 
 if ! wants unit; then
@@ -80,6 +86,21 @@ fi
 
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
+
+step "the book"
+bash hack/book.sh
+
+step "public API snapshots"
+bash hack/public-api.sh
+
+step "cargo package: every published crate packages and builds from its package"
+bash hack/package.sh
+
+step "supply chain: licences, bans, sources, advisories"
+bash hack/deny.sh
+
+step "SBOM of the kollect binary"
+bash hack/sbom.sh
 
 step "canonical JSON parity with Go's encoding/json"
 golden=kollect-core/tests/data/canonical-golden.json

@@ -223,7 +223,30 @@ pub struct OfflineResult {
     pub failures: BTreeMap<RowOwner, Vec<String>>,
 }
 
-/// Collects `objects` for `targets`.
+/// Collects `objects` for `targets`: the same gates and extraction as the watch runtime, over
+/// objects read from files ([`load_objects`]) or built in memory.
+///
+/// ```
+/// use kollect_collect::offline;
+/// use kollect_collect::target::TargetRegistration;
+/// use kollect_core::api::v1alpha1::{AttributeSpec, GroupVersionKind, KollectProfile, KollectProfileSpec};
+///
+/// let profile = KollectProfile::new("images", KollectProfileSpec {
+///     target_gvk: GroupVersionKind::new("apps", "v1", "Deployment"),
+///     attributes: vec![AttributeSpec::new("image", "$.spec.template.spec.containers[0].image")],
+///     ..Default::default()
+/// });
+/// let target = TargetRegistration::new("team-a", "images", &profile, &Default::default())?;
+/// let deployment = serde_json::json!({
+///     "apiVersion": "apps/v1", "kind": "Deployment",
+///     "metadata": { "name": "web", "namespace": "shop", "uid": "u-1" },
+///     "spec": { "template": { "spec": { "containers": [{ "name": "web", "image": "web:1.4" }] } } }
+/// });
+/// let collected = offline::collect(std::slice::from_ref(&target), &[deployment]);
+/// let rows = &collected.rows[&target.owner];
+/// assert_eq!(rows[0].attributes.as_ref().unwrap()["image"], "web:1.4");
+/// # Ok::<(), kollect_collect::select::FilterError>(())
+/// ```
 pub fn collect(targets: &[TargetRegistration], objects: &[Value]) -> OfflineResult {
     let namespaces: BTreeMap<String, NamespaceMeta> = objects
         .iter()

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use kollect_core::api::v1alpha1::GroupVersionKind;
+use kollect_core::api::v1alpha1::{GroupVersionKind, KollectProfile, KollectTargetSpec};
 use kollect_core::collect::RowOwner;
 use kollect_core::model::{Row, RowKey};
 use serde_json::Value;
 
-use crate::extract::{CompiledProfile, ExtractError};
-use crate::select::TargetFilter;
+use crate::extract::{CompiledProfile, ExtractError, ExtractOptions};
+use crate::select::{FilterError, NamespaceDefaults, TargetFilter};
 
 /// A target as registered with the runtime.
 #[derive(Debug, Clone)]
@@ -29,6 +29,50 @@ pub struct TargetRegistration {
     /// the effective namespaces): registering the same owner with the same fingerprint again is
     /// free; a different fingerprint relists the GVK.
     pub fingerprint: String,
+}
+
+impl TargetRegistration {
+    /// The registration of a namespaced target `target` named `namespace/name` that collects
+    /// with `profile`, with the default extraction options and namespace defaults and no scope
+    /// ceiling: what a program that embeds collection needs (the operator adds its flags and
+    /// scopes).
+    ///
+    /// The fingerprint is derived from both specs, so registering the same specs again is free
+    /// and changing either relists the kind.
+    ///
+    /// ```
+    /// use kollect_collect::target::TargetRegistration;
+    /// use kollect_core::api::v1alpha1::{
+    ///     AttributeSpec, GroupVersionKind, KollectProfile, KollectProfileSpec, KollectTargetSpec,
+    /// };
+    ///
+    /// let profile = KollectProfile::new("images", KollectProfileSpec {
+    ///     target_gvk: GroupVersionKind::new("apps", "v1", "Deployment"),
+    ///     attributes: vec![AttributeSpec::new("image", "$.spec.template.spec.containers[*].image")],
+    ///     ..Default::default()
+    /// });
+    /// let registration = TargetRegistration::new("team-a", "images", &profile, &KollectTargetSpec::default())?;
+    /// assert_eq!(registration.gvk.kind, "Deployment");
+    /// # Ok::<(), kollect_collect::select::FilterError>(())
+    /// ```
+    pub fn new(
+        namespace: &str,
+        name: &str,
+        profile: &KollectProfile,
+        target: &KollectTargetSpec,
+    ) -> Result<Self, FilterError> {
+        let options = ExtractOptions::default();
+        let filter = TargetFilter::compile(target.into(), &NamespaceDefaults::default(), None, &options.cel)?;
+        let fingerprint = serde_json::to_string(&(&profile.spec, target)).unwrap_or_default();
+        Ok(Self {
+            owner: RowOwner::target(namespace, name),
+            profile_name: profile.metadata.name.clone().unwrap_or_default(),
+            gvk: profile.spec.target_gvk.clone(),
+            profile: Arc::new(CompiledProfile::compile(&profile.spec, &options)),
+            filter,
+            fingerprint,
+        })
+    }
 }
 
 /// The key a row of `owner` with `uid` has (cluster targets have an empty target namespace).

@@ -160,7 +160,7 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Replaces the user-info of every `scheme://user[:password]@host` in `text` with `***`.
-pub fn scrub_userinfo(text: &str) -> String {
+pub(crate) fn scrub_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("://") {

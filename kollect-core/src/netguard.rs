@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use async_trait::async_trait;
 
 /// Host names refused whatever they resolve to (compared lower-cased, trailing dots removed).
-pub const DENIED_HOSTNAMES: &[&str] = &[
+pub(crate) const DENIED_HOSTNAMES: &[&str] = &[
     "localhost",
     "localhost.localdomain",
     "metadata",

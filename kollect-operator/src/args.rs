@@ -9,9 +9,20 @@ use clap::{Parser, Subcommand};
 use kollect_core::GoDuration;
 use kollect_core::export::DEFAULT_MAX_EXPORT_BYTES;
 
+/// What `kollect --version` prints after the name: the crate version, the commit the binary was
+/// built from and the build date (see the crate's build script).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KOLLECT_BUILD_COMMIT"),
+    ", built ",
+    env!("KOLLECT_BUILD_DATE"),
+    ")"
+);
+
 /// Kollect turns Kubernetes state into durable inventory.
 #[derive(Debug, Parser)]
-#[command(name = "kollect", version, about, propagate_version = true)]
+#[command(name = "kollect", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]

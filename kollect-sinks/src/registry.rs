@@ -132,6 +132,25 @@ impl Registry {
 
     /// Builds the backend for `config`. Construction does not connect: the first export or
     /// probe does, so a registry call never blocks on the network.
+    ///
+    /// ```
+    /// use kollect_core::api::v1alpha1::KollectSnapshotSinkSpec;
+    /// use kollect_core::netguard::NetPolicy;
+    /// use kollect_sinks::family::SinkConfig;
+    /// use kollect_sinks::{BuildContext, Registry};
+    ///
+    /// // A Git sink as a KollectSnapshotSink declares it; the credentials Secret would be
+    /// // resolved into the context by the caller.
+    /// let spec: KollectSnapshotSinkSpec = serde_json::from_value(serde_json::json!({
+    ///     "type": "git",
+    ///     "endpoint": "https://git.example.com/platform/inventory.git",
+    ///     "git": { "branch": "main" }
+    /// }))?;
+    /// let context = BuildContext::new("team-a/inventory-git", NetPolicy::new(false));
+    /// let sink = Registry::builtin().build(&SinkConfig::Snapshot(Box::new(spec)), context)?;
+    /// assert_eq!(sink.sink_type(), "git");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(&self, config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkError> {
         self.backend(&config.type_name())?.build(config, context)
     }

@@ -371,25 +371,16 @@ impl ControlPlane {
         self.apiserver.as_mut()?.try_wait().ok().flatten()
     }
 
-    /// Installs every CRD of `charts/kollect/crds/` and waits until each is Established.
+    /// Installs every Kollect CRD and waits until each is Established.
+    ///
+    /// The CRDs come from `kollect_core::api::v1alpha1::all_crds`, the same values the chart's
+    /// generated manifests are rendered from, so a published testkit needs no repository files.
     pub async fn install_crds(&self) -> Result<(), ControlPlaneError> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kollect/crds");
         let client = self.client().await?;
         let api: Api<CustomResourceDefinition> = Api::all(client);
         let mut names = Vec::new();
         let mut refused = Vec::new();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(io(format!("read {}", dir.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        files.sort();
-        for path in files
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        {
-            let text = std::fs::read_to_string(path).map_err(io(format!("read {}", path.display())))?;
-            let crd: CustomResourceDefinition = serde_norway::from_str(&text)
-                .map_err(|e| ControlPlaneError::Manifest(format!("{}: {e}", path.display())))?;
+        for crd in kollect_core::api::v1alpha1::all_crds() {
             let name = crd.metadata.name.clone().unwrap_or_default();
             match api
                 .patch(
@@ -453,43 +444,107 @@ impl ControlPlane {
     }
 
     /// Server-side applies every document of `yaml` (namespaced objects without a namespace go
-    /// to `default_namespace`).
+    /// to `default_namespace`). `List` documents (`kubectl get -o yaml|json`) apply their items;
+    /// the fields the server sets (uid, resourceVersion, creationTimestamp, managedFields,
+    /// status, a Service's cluster IPs) are dropped, so dumps of another cluster apply as they
+    /// are.
     pub async fn apply_yaml(&self, yaml: &str, default_namespace: &str) -> Result<(), ControlPlaneError> {
         let client = self.client().await?;
-        let discovery = Discovery::new(client.clone())
+        let mut discovery = Discovery::new(client.clone())
             .run()
             .await
             .map_err(kube_err("discovery"))?;
+        let mut objects = Vec::new();
         for document in serde_norway::Deserializer::from_str(yaml) {
-            let object = DynamicObject::deserialize(document)
+            let value = serde_json::Value::deserialize(document)
                 .map_err(|e| ControlPlaneError::Manifest(e.to_string()))?;
-            let Some(types) = object.types.clone() else {
-                continue;
-            };
-            let gvk = kube::api::GroupVersionKind::try_from(&types)
-                .map_err(|e| ControlPlaneError::Manifest(e.to_string()))?;
-            let (resource, capabilities) = discovery
-                .resolve_gvk(&gvk)
-                .ok_or_else(|| ControlPlaneError::Manifest(format!("unknown kind {gvk:?}")))?;
-            let name = object.metadata.name.clone().unwrap_or_default();
-            let api: Api<DynamicObject> = if capabilities.scope == kube::discovery::Scope::Namespaced {
-                let ns = object
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| default_namespace.to_owned());
-                Api::namespaced_with(client.clone(), &ns, &resource)
-            } else {
-                Api::all_with(client.clone(), &resource)
-            };
-            api.patch(
-                &name,
-                &PatchParams::apply("kollect-testkit").force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(kube_err(format!("apply {} {name}", gvk.kind)))?;
+            match value {
+                serde_json::Value::Object(mut list) if list.get("kind").is_some_and(|k| k == "List") => {
+                    if let Some(serde_json::Value::Array(items)) = list.remove("items") {
+                        objects.extend(items);
+                    }
+                }
+                serde_json::Value::Null => {}
+                value => objects.push(value),
+            }
         }
+        // Namespaces and CRDs first, so the objects in them apply in the same call.
+        objects
+            .sort_by_key(|o| !matches!(o["kind"].as_str(), Some("Namespace" | "CustomResourceDefinition")));
+        for mut value in objects {
+            if let Some(metadata) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                for field in [
+                    "uid",
+                    "resourceVersion",
+                    "creationTimestamp",
+                    "managedFields",
+                    "generation",
+                ] {
+                    metadata.remove(field);
+                }
+            }
+            if let Some(object) = value.as_object_mut() {
+                object.remove("status");
+            }
+            // A Service's addresses were allocated by the cluster it was dumped from.
+            if value["kind"] == "Service"
+                && let Some(spec) = value.get_mut("spec").and_then(|s| s.as_object_mut())
+            {
+                spec.remove("clusterIP");
+                spec.remove("clusterIPs");
+            }
+            if value["kind"] == "CustomResourceDefinition" {
+                // A new kind: later objects of it need discovery to know it.
+                self.apply_value(&client, &discovery, value, default_namespace)
+                    .await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                discovery = Discovery::new(client.clone())
+                    .run()
+                    .await
+                    .map_err(kube_err("discovery"))?;
+                continue;
+            }
+            self.apply_value(&client, &discovery, value, default_namespace)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_value(
+        &self,
+        client: &Client,
+        discovery: &Discovery,
+        value: serde_json::Value,
+        default_namespace: &str,
+    ) -> Result<(), ControlPlaneError> {
+        let object =
+            DynamicObject::deserialize(value).map_err(|e| ControlPlaneError::Manifest(e.to_string()))?;
+        let Some(types) = object.types.clone() else {
+            return Ok(());
+        };
+        let gvk = kube::api::GroupVersionKind::try_from(&types)
+            .map_err(|e| ControlPlaneError::Manifest(e.to_string()))?;
+        let (resource, capabilities) = discovery
+            .resolve_gvk(&gvk)
+            .ok_or_else(|| ControlPlaneError::Manifest(format!("unknown kind {gvk:?}")))?;
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let api: Api<DynamicObject> = if capabilities.scope == kube::discovery::Scope::Namespaced {
+            let ns = object
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.to_owned());
+            Api::namespaced_with(client.clone(), &ns, &resource)
+        } else {
+            Api::all_with(client.clone(), &resource)
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply("kollect-testkit").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(kube_err(format!("apply {} {name}", gvk.kind)))?;
         Ok(())
     }
 

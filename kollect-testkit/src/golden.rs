@@ -1,11 +1,22 @@
 //! Golden-file assertions: compare produced text with a committed file, or rewrite the file when
 //! `KOLLECT_UPDATE_GOLDEN=1` is set.
 //!
+//! A golden test of a profile is [`profile_rows`] (what a profile extracts from a set of
+//! objects, as text) compared with a committed file:
+//!
 //! ```no_run
-//! kollect_testkit::golden::assert_golden("tests/golden/deployments.json", "{}\n");
+//! use kollect_testkit::golden::{assert_golden, profile_rows};
+//!
+//! let rows = profile_rows("profiles/deployments.yaml", "fixtures/").unwrap();
+//! assert_golden("tests/golden/deployments.json", &rows);
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use kollect_collect::extract::{CompiledProfile, ExtractOptions};
+use kollect_collect::offline::{self, SourceError};
+use kollect_core::api::v1alpha1::KollectProfile;
+use serde_json::{Value, json};
 
 /// Environment variable that switches golden assertions to update mode.
 pub const UPDATE_ENV: &str = "KOLLECT_UPDATE_GOLDEN";
@@ -43,6 +54,62 @@ pub fn assert_golden(path: impl AsRef<Path>, actual: &str) {
             first_difference(&expected, actual)
         );
     }
+}
+
+/// Why [`profile_rows`] could not produce its text.
+#[derive(Debug, thiserror::Error)]
+pub enum GoldenError {
+    /// A file could not be read or parsed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The profile file holds no `KollectProfile`.
+    #[error("{0}: no KollectProfile in the file")]
+    NoProfile(PathBuf),
+    /// The profile does not decode as a `KollectProfile`.
+    #[error("{path}: {source}")]
+    Profile {
+        /// The profile file.
+        path: PathBuf,
+        /// The decoding error, naming the field.
+        source: serde_json::Error,
+    },
+}
+
+/// The rows the first `KollectProfile` of `profile_file` extracts from the objects under
+/// `objects` (a file or directory of manifests or `kubectl get -o json` dumps), as the pretty
+/// JSON a golden file holds: one entry per object of the profile's kind, in file order, with
+/// its namespace, name and either its `attributes` or the extraction `error`. The default
+/// extraction options apply; targets' filters do not (a golden test is about the profile).
+pub fn profile_rows(
+    profile_file: impl AsRef<Path>,
+    objects: impl AsRef<Path>,
+) -> Result<String, GoldenError> {
+    let profile_file = profile_file.as_ref();
+    let manifest = offline::load_objects(profile_file)?
+        .into_iter()
+        .find(|m| m["kind"] == "KollectProfile")
+        .ok_or_else(|| GoldenError::NoProfile(profile_file.to_owned()))?;
+    let profile: KollectProfile =
+        serde_json::from_value(manifest).map_err(|source| GoldenError::Profile {
+            path: profile_file.to_owned(),
+            source,
+        })?;
+    let compiled = CompiledProfile::compile(&profile.spec, &ExtractOptions::default());
+    let gvk = &profile.spec.target_gvk;
+    let rows: Vec<Value> = offline::load_objects(objects.as_ref())?
+        .iter()
+        .filter(|o| o["apiVersion"] == gvk.api_version().as_str() && o["kind"] == gvk.kind.as_str())
+        .map(|object| {
+            let (namespace, name) = (&object["metadata"]["namespace"], &object["metadata"]["name"]);
+            match compiled.extract(object) {
+                Ok(attributes) => json!({ "namespace": namespace, "name": name, "attributes": attributes }),
+                Err(error) => json!({ "namespace": namespace, "name": name, "error": error.to_string() }),
+            }
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&rows).unwrap_or_default();
+    text.push('\n');
+    Ok(text)
 }
 
 fn first_difference(expected: &str, actual: &str) -> String {

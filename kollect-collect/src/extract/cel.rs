@@ -73,7 +73,7 @@ impl Default for CelLimits {
 }
 
 /// The only variable of the environment.
-pub const OBJECT: &str = "object";
+pub(crate) const OBJECT: &str = "object";
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib();
@@ -547,7 +547,7 @@ impl Analysis {
 
 /// Whether an expression reads a field (at any depth) named `name`, case-insensitively, e.g.
 /// `object.data` or `object.data['key']` for the Secret-data admission rule.
-pub fn reads_field(source: &str, name: &str) -> bool {
+pub(crate) fn reads_field(source: &str, name: &str) -> bool {
     let Ok(program) = Program::compile(source.trim()) else {
         return false;
     };

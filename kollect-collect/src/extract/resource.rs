@@ -119,7 +119,7 @@ fn redact_secret_data(secret: &mut Value) {
 
 /// Removes the location an RFC 6901 pointer names. An empty pointer, `/`, a pointer without the
 /// leading `/`, and a missing location are no-ops; a list element is removed.
-pub fn remove_pointer(root: &mut Value, pointer: &str) {
+pub(crate) fn remove_pointer(root: &mut Value, pointer: &str) {
     let Some(rest) = pointer.strip_prefix('/') else {
         return;
     };

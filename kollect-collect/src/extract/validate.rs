@@ -231,7 +231,7 @@ pub fn validate_profile(profile: &KollectProfile, options: &ExtractOptions) -> V
 }
 
 /// RFC 6901: empty, or `/`-separated tokens where `~` is only followed by `0` or `1`.
-pub fn check_json_pointer(pointer: &str) -> Result<(), &'static str> {
+pub(crate) fn check_json_pointer(pointer: &str) -> Result<(), &'static str> {
     if pointer.is_empty() {
         return Err("must not be empty");
     }

@@ -30,7 +30,7 @@ use prometheus_client::registry::Registry;
 use kollect_core::api::v1alpha1::GroupVersionKind;
 
 /// Buckets of `kollect_collect_dispatch_duration_seconds`.
-pub const DISPATCH_BUCKETS: [f64; 11] = [
+pub(crate) const DISPATCH_BUCKETS: [f64; 11] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
@@ -129,7 +129,7 @@ impl Default for CollectMetrics {
 }
 
 /// The `gvk` label value.
-pub fn gvk_label(gvk: &GroupVersionKind) -> String {
+pub(crate) fn gvk_label(gvk: &GroupVersionKind) -> String {
     format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind)
 }
 

@@ -92,6 +92,37 @@ impl Inner {
 }
 
 /// Rows keyed by (owner, uid), with per-partition versions, deltas and change notifications.
+///
+/// ```
+/// use kollect_collect::runtime::{Partition, RowStore};
+/// use kollect_core::collect::RowOwner;
+/// use kollect_core::model::Row;
+///
+/// let row = |name: &str, image: &str| Row {
+///     target_namespace: "team-a".into(), target_name: "apps".into(),
+///     namespace: "shop".into(), name: name.into(), uid: format!("uid-{name}"),
+///     group: "apps".into(), version: "v1".into(), kind: "Deployment".into(),
+///     attributes: serde_json::json!({ "image": image }).as_object().cloned(),
+/// };
+/// let store = RowStore::new();
+/// let owner = RowOwner::target("team-a", "apps");
+/// let partition = Partition::of(&owner);
+/// store.upsert(&owner, row("web", "web:1"));
+/// store.upsert(&owner, row("cart", "cart:1"));
+/// let exported = store.snapshot(&partition);
+/// assert_eq!(exported.snapshot.rows().len(), 2);
+///
+/// // An identical row is no change; a new image is.
+/// assert!(!store.upsert(&owner, row("web", "web:1")));
+/// assert!(store.upsert(&owner, row("web", "web:2")));
+/// store.remove(&owner, "uid-cart");
+///
+/// // What an exporter that exported `exported.version` has to send now.
+/// let (delta, now) = store.delta_since(&partition, exported.version).expect("within the change log");
+/// assert_eq!(delta.upserts.len(), 1);
+/// assert_eq!(delta.deletes.len(), 1);
+/// assert!(now > exported.version);
+/// ```
 #[derive(Debug)]
 pub struct RowStore {
     inner: RwLock<Inner>,

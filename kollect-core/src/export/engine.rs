@@ -24,6 +24,57 @@ type Acked = HashMap<BindingKey, Snapshot>;
 /// within the binding's ceiling, delivers the parts in order (stopping at the first failure), and
 /// runs different sinks concurrently. Successful exports are remembered so that the next pass can
 /// coalesce and can hand delta-capable sinks only what changed.
+///
+/// ```
+/// # use std::sync::{Arc, Mutex};
+/// # use async_trait::async_trait;
+/// # use kollect_core::sink::*;
+/// # /// Remembers the last envelope it was sent.
+/// # #[derive(Default)]
+/// # struct Last(Mutex<Vec<u8>>);
+/// # #[async_trait]
+/// # impl Sink for Last {
+/// #     fn sink_type(&self) -> &str { "last" }
+/// #     fn capabilities(&self) -> Capabilities { Capabilities::DOCUMENTS }
+/// #     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+/// #         let envelope = request.envelope();
+/// #         let bytes = envelope.len() as u64;
+/// #         *self.0.lock().unwrap() = envelope;
+/// #         Ok(ExportReceipt::written(bytes))
+/// #     }
+/// #     async fn remove(&self, _: &RemoveRequest) -> Result<(), SinkError> { Ok(()) }
+/// #     async fn probe(&self) -> Result<ProbeReport, SinkError> {
+/// #         Ok(ProbeReport::new(std::time::Duration::ZERO, "ok"))
+/// #     }
+/// # }
+/// # async fn example() {
+/// use std::time::Duration;
+/// use k8s_openapi::jiff::{SignedDuration, Timestamp};
+/// use kollect_core::api::v1alpha1::SinkFamily;
+/// use kollect_core::export::{Binding, BindingKey, InventoryExporter, SinkOutcome, StackConfig, build_stack};
+/// use kollect_core::middleware::ExportMetrics;
+/// use kollect_core::model::Snapshot;
+/// use kollect_core::sink::InventoryRef;
+///
+/// let metrics = ExportMetrics::default();
+/// let binding = Binding {
+///     key: BindingKey::new(SinkFamily::Snapshot, "last"),
+///     sink: build_stack("team-a/last", Last::default(), &StackConfig::default(), &metrics),
+///     interval: Duration::from_secs(300),
+///     ceiling: kollect_core::export::DEFAULT_MAX_EXPORT_BYTES,
+/// };
+/// let mut exporter = InventoryExporter::new(InventoryRef::namespaced("team-a", "apps"), "example", metrics);
+/// let snapshot = Snapshot::new(Vec::new());
+/// let now = Timestamp::now();
+/// let first = exporter.export(&snapshot, 1, std::slice::from_ref(&binding), now).await;
+/// assert!(matches!(first.sinks[0].outcome, SinkOutcome::Exported { .. }));
+/// // The same content a minute later is not sent again before the interval.
+/// let later = now.checked_add(SignedDuration::from_mins(1)).unwrap();
+/// let second = exporter.export(&snapshot, 1, std::slice::from_ref(&binding), later).await;
+/// assert!(matches!(second.sinks[0].outcome, SinkOutcome::Debounced { .. }));
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(example());
+/// ```
 #[derive(Debug)]
 pub struct InventoryExporter {
     inventory: InventoryRef,

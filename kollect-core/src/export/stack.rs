@@ -59,6 +59,39 @@ impl StackConfig {
 ///
 /// The breaker's state lives in the returned sink, so callers keep the stack for as long as the
 /// sink's configuration is unchanged.
+///
+/// ```
+/// # use std::sync::{Arc, Mutex};
+/// # use async_trait::async_trait;
+/// # use kollect_core::sink::*;
+/// # /// Remembers the last envelope it was sent.
+/// # #[derive(Default)]
+/// # struct Last(Mutex<Vec<u8>>);
+/// # #[async_trait]
+/// # impl Sink for Last {
+/// #     fn sink_type(&self) -> &str { "last" }
+/// #     fn capabilities(&self) -> Capabilities { Capabilities::DOCUMENTS }
+/// #     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+/// #         let envelope = request.envelope();
+/// #         let bytes = envelope.len() as u64;
+/// #         *self.0.lock().unwrap() = envelope;
+/// #         Ok(ExportReceipt::written(bytes))
+/// #     }
+/// #     async fn remove(&self, _: &RemoveRequest) -> Result<(), SinkError> { Ok(()) }
+/// #     async fn probe(&self) -> Result<ProbeReport, SinkError> {
+/// #         Ok(ProbeReport::new(std::time::Duration::ZERO, "ok"))
+/// #     }
+/// # }
+/// use std::time::Duration;
+/// use kollect_core::export::{StackConfig, build_stack};
+/// use kollect_core::middleware::{ExportMetrics, RetryPolicy};
+///
+/// let config = StackConfig::default()
+///     .with_retry(RetryPolicy::default().with_initial_delay(Duration::from_millis(100)))
+///     .with_timeout(Duration::from_secs(30));
+/// let sink: Arc<dyn Sink> = build_stack("team-a/last", Last::default(), &config, &ExportMetrics::default());
+/// assert_eq!(sink.sink_type(), "last");
+/// ```
 pub fn build_stack<S: Sink + 'static>(
     name: &str,
     sink: S,

@@ -14,11 +14,11 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use crate::model::Checksum;
 
 /// When nothing is pending on a sink with interval `0s`, check again after this long.
-pub const WATCHDOG: Duration = Duration::from_secs(30);
+pub(crate) const WATCHDOG: Duration = Duration::from_secs(30);
 /// Earliest re-check after a debounce, so a sub-second interval cannot cause a busy loop.
-pub const MIN_WAKEUP: Duration = Duration::from_secs(1);
+pub(crate) const MIN_WAKEUP: Duration = Duration::from_secs(1);
 /// Entries idle for longer than this are forgotten by [`Coalescer::evict_idle`].
-pub const IDLE_EVICTION: Duration = Duration::from_secs(48 * 3600);
+pub(crate) const IDLE_EVICTION: Duration = Duration::from_secs(48 * 3600);
 
 /// What was last delivered to one sink for one inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl<K: Eq + Hash + Clone> Coalescer<K> {
         self.states.retain(|key, _| keep(key));
     }
 
-    /// Drops entries whose last export is older than [`IDLE_EVICTION`]; returns how many.
+    /// Drops entries whose last export is more than 48 hours old; returns how many.
     pub fn evict_idle(&mut self, now: Timestamp) -> usize {
         let before = self.states.len();
         self.states

@@ -37,7 +37,7 @@ pub fn zeros_as_kubernetes_decodes(value: &mut Value) {
 }
 
 /// Appends the canonical encoding of `value` to `out`.
-pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -59,7 +59,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
 }
 
 /// Appends the canonical encoding of a JSON object (keys sorted bytewise).
-pub fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
+pub(crate) fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
     // serde_json's default map is already sorted; sorting again is cheap insurance against a
     // `preserve_order` feature enabled elsewhere in the dependency graph.
@@ -152,7 +152,7 @@ fn write_number(out: &mut Vec<u8>, n: &Number) {
 
 /// Formats a finite float as Go's `encoding/json` does (`strconv.FormatFloat(f, 'f' or 'e', -1, 64)`
 /// plus the `e-07` -> `e-7` clean-up).
-pub fn format_float(f: f64) -> String {
+pub(crate) fn format_float(f: f64) -> String {
     let mut out = String::new();
     if f.is_sign_negative() {
         out.push('-');

@@ -18,8 +18,8 @@ use crate::format::Format;
 pub struct GitConfig {
     /// `<namespace>/<name>` of the sink (the `{sink}` placeholder).
     pub sink_name: String,
-    /// Remote connection.
-    pub remote: Remote,
+    /// Remote connection (URL, credentials, TLS, timeouts).
+    pub(crate) remote: Remote,
     /// Branch written to.
     pub branch: String,
     /// Commit or force-push.
@@ -222,7 +222,7 @@ impl GitConfig {
 
 /// Checks a branch name: `[A-Za-z0-9][A-Za-z0-9._/-]*`, no `..`, `@{`, trailing `.`/`.lock`, or
 /// `refs/` prefix.
-pub fn check_branch(branch: &str) -> Result<(), SinkError> {
+pub(crate) fn check_branch(branch: &str) -> Result<(), SinkError> {
     let valid = branch.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && branch
             .chars()

@@ -14,10 +14,10 @@
 
 mod commit;
 mod config;
-pub mod repo;
+pub(crate) mod repo;
 mod sink;
 
-pub use self::config::{GitConfig, check_branch};
+pub use self::config::GitConfig;
 pub use self::sink::GitSink;
 
 use kollect_core::api::v1alpha1::SinkFamily;
@@ -67,7 +67,7 @@ fn secret_refs(sink: &FamilySink) -> SecretRefs {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::config::check_branch;
 
     #[test]
     fn branch_names_are_checked() {

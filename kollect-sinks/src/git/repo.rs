@@ -23,7 +23,7 @@ use kollect_core::sink::{ErrorClass, SinkError};
 
 /// How the sink authenticates.
 #[derive(Clone)]
-pub enum Auth {
+pub(crate) enum Auth {
     /// No credentials.
     Anonymous,
     /// HTTP(S) basic authentication (password or token).
@@ -46,22 +46,22 @@ pub enum Auth {
 
 /// Connection settings of one remote.
 #[derive(Clone)]
-pub struct Remote {
+pub(crate) struct Remote {
     /// The remote URL, without user info.
-    pub url: String,
+    pub(crate) url: String,
     /// Credentials.
-    pub auth: Auth,
+    pub(crate) auth: Auth,
     /// Extra CA certificates (PEM) for HTTPS.
-    pub ca_pem: Option<String>,
+    pub(crate) ca_pem: Option<String>,
     /// Accept any certificate or host key.
-    pub insecure: bool,
+    pub(crate) insecure: bool,
     /// Scrubs secret values from messages.
-    pub redactor: Redactor,
+    pub(crate) redactor: Redactor,
 }
 
 impl Remote {
     /// A failure of a git operation as a credential-free sink error.
-    pub fn error(&self, stage: &str, error: &git2::Error) -> SinkError {
+    pub(crate) fn error(&self, stage: &str, error: &git2::Error) -> SinkError {
         let class = match (error.code(), error.class()) {
             (git2::ErrorCode::Auth, _) => ErrorClass::Terminal,
             // Certificate and TLS failures do not heal by retrying: the CA or host is wrong.
@@ -87,7 +87,7 @@ impl Remote {
     }
 
     /// Callbacks for credentials and certificate / host key checks.
-    pub fn callbacks(&self) -> RemoteCallbacks<'_> {
+    pub(crate) fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
         let mut attempts = 0;
         callbacks.credentials(move |_url, username_from_url, allowed| {
@@ -200,7 +200,7 @@ fn known_host_matches(known_hosts: &str, host: &str, key: &[u8]) -> bool {
 
 /// Where mirrors live: `$KOLLECT_GIT_MIRROR_DIR`, else `~/.cache/kollect/git-mirrors`, else the
 /// temporary directory.
-pub fn mirror_root() -> PathBuf {
+pub(crate) fn mirror_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("KOLLECT_GIT_MIRROR_DIR") {
         return PathBuf::from(dir);
     }
@@ -210,7 +210,7 @@ pub fn mirror_root() -> PathBuf {
 }
 
 /// The directory of the mirror of (`url`, `branch`) under `root`.
-pub fn mirror_dir(root: &Path, url: &str, branch: &str) -> PathBuf {
+pub(crate) fn mirror_dir(root: &Path, url: &str, branch: &str) -> PathBuf {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{url}\0{branch}").as_bytes());
     let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
@@ -220,7 +220,7 @@ pub fn mirror_dir(root: &Path, url: &str, branch: &str) -> PathBuf {
 /// The lock of one mirror directory, shared by every sink of this process that uses it: two
 /// sinks on the same repository and branch (different paths or layouts, say) share a mirror, and
 /// libgit2 refuses concurrent writers to one repository (`config.lock`, `index.lock`).
-pub fn mirror_lock(dir: &Path) -> Arc<Mutex<()>> {
+pub(crate) fn mirror_lock(dir: &Path) -> Arc<Mutex<()>> {
     static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = LazyLock::new(Mutex::default);
     let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
     Arc::clone(locks.entry(dir.to_owned()).or_default())
@@ -228,7 +228,7 @@ pub fn mirror_lock(dir: &Path) -> Arc<Mutex<()>> {
 
 /// Opens (or creates) the bare mirror of (`url`, `branch`) under `root`. Callers hold
 /// [`mirror_lock`] of its directory.
-pub fn open_mirror(root: &Path, url: &str, branch: &str) -> Result<Repository, SinkError> {
+pub(crate) fn open_mirror(root: &Path, url: &str, branch: &str) -> Result<Repository, SinkError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -246,7 +246,7 @@ pub fn open_mirror(root: &Path, url: &str, branch: &str) -> Result<Repository, S
 
 /// Fetches `branch` into `refs/remotes/origin/<branch>`; returns its tip, or `None` when the
 /// remote has no such branch (an empty repository).
-pub fn fetch(repo: &Repository, remote: &Remote, branch: &str) -> Result<Option<Oid>, SinkError> {
+pub(crate) fn fetch(repo: &Repository, remote: &Remote, branch: &str) -> Result<Option<Oid>, SinkError> {
     let mut origin = repo
         .remote_anonymous(&remote.url)
         .map_err(|e| remote.error("git remote", &e))?;
@@ -270,7 +270,7 @@ fn is_missing_ref(error: &git2::Error) -> bool {
 }
 
 /// Lists the remote's references (a connection probe with authentication).
-pub fn ls_remote(repo: &Repository, remote: &Remote) -> Result<usize, SinkError> {
+pub(crate) fn ls_remote(repo: &Repository, remote: &Remote) -> Result<usize, SinkError> {
     let mut origin = repo
         .remote_anonymous(&remote.url)
         .map_err(|e| remote.error("git remote", &e))?;
@@ -285,19 +285,19 @@ pub fn ls_remote(repo: &Repository, remote: &Remote) -> Result<usize, SinkError>
 
 /// The change a commit makes: files to write and paths to delete.
 #[derive(Debug, Default)]
-pub struct TreeChange {
+pub(crate) struct TreeChange {
     /// `(path, content)` to write.
-    pub write: Vec<(String, Vec<u8>)>,
+    pub(crate) write: Vec<(String, Vec<u8>)>,
     /// Paths to delete.
-    pub delete: Vec<String>,
+    pub(crate) delete: Vec<String>,
     /// Directories in which files not in `keep` are pruned.
-    pub prune_dirs: BTreeSet<String>,
+    pub(crate) prune_dirs: BTreeSet<String>,
     /// Paths that stay when pruning.
-    pub keep: BTreeSet<String>,
+    pub(crate) keep: BTreeSet<String>,
 }
 
 /// Applies `change` on top of `base` (a commit) and returns the new tree and whether it differs.
-pub fn build_tree(
+pub(crate) fn build_tree(
     repo: &Repository,
     base: Option<Oid>,
     change: &TreeChange,
@@ -364,14 +364,14 @@ pub fn build_tree(
 }
 
 /// Reads a file of the tree of `commit`.
-pub fn read_file(repo: &Repository, commit: Option<Oid>, path: &str) -> Option<Vec<u8>> {
+pub(crate) fn read_file(repo: &Repository, commit: Option<Oid>, path: &str) -> Option<Vec<u8>> {
     let tree = repo.find_commit(commit?).ok()?.tree().ok()?;
     let entry = tree.get_path(Path::new(path)).ok()?;
     Some(repo.find_blob(entry.id()).ok()?.content().to_vec())
 }
 
 /// Commits `tree` on top of `parent`.
-pub fn commit(
+pub(crate) fn commit(
     repo: &Repository,
     parent: Option<Oid>,
     tree: Oid,
@@ -391,7 +391,7 @@ pub fn commit(
 }
 
 /// The outcome of a push.
-pub enum Pushed {
+pub(crate) enum Pushed {
     /// The remote accepted it.
     Accepted,
     /// The remote rejected it as not a fast-forward (someone pushed in between).
@@ -399,7 +399,7 @@ pub enum Pushed {
 }
 
 /// Pushes `commit` to `refs/heads/<branch>` (forced when `force`).
-pub fn push(
+pub(crate) fn push(
     repo: &Repository,
     remote: &Remote,
     commit: Oid,

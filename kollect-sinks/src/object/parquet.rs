@@ -298,7 +298,7 @@ impl ParquetLayout {
 /// A hot attribute's column value: strings as they are, booleans and numbers as text (floats
 /// as Go's `%v` prints them, integers with every digit), lists and maps as compact JSON; null,
 /// a missing attribute and the empty string are null.
-pub fn hot_value(value: &Value) -> Option<String> {
+pub(crate) fn hot_value(value: &Value) -> Option<String> {
     match value {
         Value::Null => None,
         Value::String(s) if s.is_empty() => None,
@@ -402,18 +402,6 @@ pub fn read_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
         rows.push(row);
     }
     Ok(rows)
-}
-
-/// The footer's key-value metadata of a Parquet file.
-pub fn footer_metadata(bytes: &[u8]) -> Result<Vec<(String, Option<String>)>, String> {
-    let reader =
-        SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).map_err(|e| e.to_string())?;
-    Ok(reader
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone())).collect())
-        .unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 #[test]
 fn client_go_jsonpath_cases() {
     let suite: Value =
-        serde_json::from_str(include_str!("data/jsonpath-conformance.json")).expect("the suite parses");
+        serde_json::from_str(include_str!("../data/jsonpath-conformance.json")).expect("the suite parses");
     let documents = &suite["documents"];
     let cases = suite["cases"].as_array().expect("cases");
     let mut failures = Vec::new();

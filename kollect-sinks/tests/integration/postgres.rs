@@ -41,7 +41,7 @@ async fn connect(pg: &Postgres) -> tokio_postgres::Client {
 }
 
 /// Reads an inventory's rows back with a SELECT.
-pub struct Table {
+pub(crate) struct Table {
     dsn: String,
     table: String,
 }
@@ -71,7 +71,7 @@ impl Inspect for Table {
 }
 
 /// A sink on a fresh table and its reader.
-pub async fn setup() -> (PostgresSink, Table) {
+pub(crate) async fn setup() -> (PostgresSink, Table) {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let pg = server().expect("PostgreSQL (run hack/setup.sh)");
     let table = format!(

@@ -91,7 +91,7 @@ async fn records(stream: &str) -> Vec<NatsRecord> {
 }
 
 /// Reads an inventory back by replaying the stream.
-pub struct Stream(String);
+pub(crate) struct Stream(String);
 
 #[async_trait]
 impl Inspect for Stream {

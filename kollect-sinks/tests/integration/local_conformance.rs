@@ -12,7 +12,7 @@ use kollect_sinks::local::{LocalConfig, LocalSink};
 use kollect_testkit::conformance::Inspect;
 
 /// Reads the document files of an inventory back (all parts, in order).
-pub struct Files {
+pub(crate) struct Files {
     sink: LocalSink,
     _dir: std::sync::Arc<tempfile::TempDir>,
 }
@@ -35,7 +35,7 @@ impl Inspect for Files {
 }
 
 /// A sink in a fresh directory and its reader.
-pub fn setup(format: Format) -> (LocalSink, Files) {
+pub(crate) fn setup(format: Format) -> (LocalSink, Files) {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let sink = LocalSink::new(LocalConfig::new(dir.path().join("out"), format)).unwrap();
     (sink.clone(), Files { sink, _dir: dir })

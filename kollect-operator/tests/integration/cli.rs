@@ -60,6 +60,41 @@ fn example(extra: &[&str]) -> Output {
 }
 
 #[test]
+fn version_names_the_release_the_commit_and_the_build_date() {
+    let output = kollect(&["--version"]);
+    assert!(output.status.success(), "{output:?}");
+    let line = text(&output.stdout);
+    let rest = line
+        .trim_end()
+        .strip_prefix(concat!("kollect ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .unwrap_or_else(|| panic!("unexpected version line {line:?}"));
+    let (commit, date) = rest
+        .strip_suffix(')')
+        .and_then(|r| r.split_once(", built "))
+        .unwrap_or_else(|| panic!("unexpected version line {line:?}"));
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    match head {
+        // Built inside this repository: the commit is HEAD's.
+        Some(head) if std::env::var_os("KOLLECT_BUILD_COMMIT").is_none() => {
+            assert_eq!(commit, text(&head.stdout).trim(), "{line}");
+        }
+        _ => assert!(!commit.is_empty(), "{line}"),
+    }
+    let parts: Vec<&str> = date.split('-').collect();
+    assert!(
+        parts.len() == 3 && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_digit())) && date.len() == 10,
+        "build date {date:?} is not YYYY-MM-DD"
+    );
+    // Subcommands print the same line.
+    assert_eq!(text(&kollect(&["collect", "--version"]).stdout), line);
+}
+
+#[test]
 fn the_example_prints_golden_records_in_each_format() {
     for format in ["ndjson", "yaml", "json"] {
         let output = example(&["--output", "-", "--format", format]);

@@ -15,7 +15,7 @@ use kollect_testkit::conformance::Inspect;
 
 /// A writer into shared memory.
 #[derive(Clone, Default)]
-pub struct Buffer(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Buffer(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Buffer {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -28,7 +28,7 @@ impl std::io::Write for Buffer {
 }
 
 /// Reads the latest export (all its parts) of an inventory from the records.
-pub struct Records(Buffer, Format);
+pub(crate) struct Records(Buffer, Format);
 
 #[async_trait]
 impl Inspect for Records {
@@ -56,7 +56,7 @@ impl Inspect for Records {
 }
 
 /// A sink writing into memory and its reader.
-pub fn setup(format: Format) -> (StdoutSink, Records) {
+pub(crate) fn setup(format: Format) -> (StdoutSink, Records) {
     let buffer = Buffer::default();
     (
         StdoutSink::to_writer(format, buffer.clone()),

@@ -324,7 +324,7 @@ use kollect_testkit::conformance::Inspect;
 
 /// Reads an inventory back as a consumer does: the objects its `latest` pointer names, in
 /// order. The pointer must name exactly the data objects of its generation in the bucket.
-pub struct Bucket {
+pub(crate) struct Bucket {
     sink: ObjectSink,
 }
 
@@ -438,7 +438,7 @@ fn pair(target: ObjectTarget, encoding: Encoding) -> (ObjectSink, Bucket) {
 }
 
 /// A sink on a fresh MinIO bucket, with a key prefix.
-pub async fn on_minio(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+pub(crate) async fn on_minio(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     let minio = minio()?;
     let bucket = fresh_bucket("conformance");
     minio.create_bucket(&bucket).await.unwrap();
@@ -458,14 +458,14 @@ async fn on_gcs_with(keys: SecretData, encoding: Encoding) -> Option<(ObjectSink
 }
 
 /// A sink on a fresh fake-gcs-server bucket (JSON API, service-account key).
-pub async fn on_gcs(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+pub(crate) async fn on_gcs(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     let key = fake_gcs()?.service_account_key();
     on_gcs_with(secret(&[("credentials.json", &key)]), encoding).await
 }
 
 /// A sink on a fresh fake-gcs-server bucket through the XML API with HMAC keys (the Go
 /// operator's way; the server does not check the signature).
-pub async fn on_gcs_hmac(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+pub(crate) async fn on_gcs_hmac(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     let keys = secret(&[
         ("accessKeyID", "GOOG1EXAMPLEHMACKEY"),
         ("secretAccessKey", "hmac-secret"),
@@ -484,12 +484,12 @@ async fn on_azurite_with(keys: SecretData, encoding: Encoding) -> Option<(Object
 }
 
 /// A sink on a fresh Azurite container (account key).
-pub async fn on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+pub(crate) async fn on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     on_azurite_with(secret(&[("accountKey", Azurite::KEY)]), encoding).await
 }
 
 /// A sink on a fresh Azurite container, authorised by an account SAS token.
-pub async fn on_azurite_sas(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+pub(crate) async fn on_azurite_sas(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     let token = azurite()?.account_sas("rwdlac").unwrap();
     on_azurite_with(secret(&[("sasToken", &token)]), encoding).await
 }
@@ -503,12 +503,12 @@ fn per_resource(sink_and_bucket: Option<(ObjectSink, Bucket)>) -> Option<(Object
 }
 
 /// A per-resource sink on a fresh MinIO bucket.
-pub async fn resources_on_minio(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+pub(crate) async fn resources_on_minio(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     per_resource(on_minio(encoding).await)
 }
 
 /// A per-resource sink on a fresh Azurite container.
-pub async fn resources_on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
+pub(crate) async fn resources_on_azurite(encoding: Encoding) -> Option<(ObjectSink, Bucket)> {
     per_resource(on_azurite(encoding).await)
 }
 
@@ -850,7 +850,7 @@ async fn fresh_minio_bucket(label: &str, prefix: &str) -> (String, impl Fn(Objec
 /// The SQL block of the object store reference page that starts with `-- <marker>`, for the
 /// bucket URL `url` instead of the page's example.
 fn documented_query(marker: &str, url: &str) -> String {
-    let page = include_str!("../../docs/src/reference/object-stores.md");
+    let page = include_str!("../../../docs/src/reference/object-stores.md");
     let start = page
         .find(&format!("```sql\n-- {marker}\n"))
         .unwrap_or_else(|| panic!("no `{marker}` query in the reference page"));
@@ -1320,7 +1320,7 @@ async fn run_example(
 async fn the_example_manifests_run_against_the_test_servers() {
     use kollect_core::sink::Sink;
     let minio = minio().expect("MinIO (run hack/setup.sh)");
-    let (data, mut spec) = example(include_str!("../../examples/object-stores/s3.yaml"));
+    let (data, mut spec) = example(include_str!("../../../examples/object-stores/s3.yaml"));
     minio.create_bucket("acme-inventory").await.unwrap();
     // MinIO signs for its own region.
     spec.common.options.insert("region".into(), Minio::REGION.into());
@@ -1353,7 +1353,7 @@ async fn the_example_manifests_run_against_the_test_servers() {
     );
 
     let gcs = fake_gcs().expect("fake-gcs-server (run hack/setup.sh)");
-    let (data, spec) = example(include_str!("../../examples/object-stores/gcs.yaml"));
+    let (data, spec) = example(include_str!("../../../examples/object-stores/gcs.yaml"));
     let mut key: serde_json::Value = serde_json::from_str(&gcs.service_account_key()).unwrap();
     key["project_id"] = "acme-platform".into();
     let secret = example_secret(&data, &[("credentials.json", key.to_string())]);
@@ -1368,7 +1368,7 @@ async fn the_example_manifests_run_against_the_test_servers() {
     .await;
 
     let azurite = azurite().expect("Azurite (run hack/setup.sh)");
-    let (data, spec) = example(include_str!("../../examples/object-stores/azureblob.yaml"));
+    let (data, spec) = example(include_str!("../../../examples/object-stores/azureblob.yaml"));
     let container = fresh_bucket("inventory");
     azurite.create_container(&container).await.unwrap();
     let secret = example_secret(
@@ -1392,16 +1392,16 @@ async fn the_example_manifests_run_against_the_test_servers() {
 fn the_store_pages_show_the_example_manifests() {
     for (page, manifest) in [
         (
-            include_str!("../../docs/src/reference/s3.md"),
-            include_str!("../../examples/object-stores/s3.yaml"),
+            include_str!("../../../docs/src/reference/s3.md"),
+            include_str!("../../../examples/object-stores/s3.yaml"),
         ),
         (
-            include_str!("../../docs/src/reference/gcs.md"),
-            include_str!("../../examples/object-stores/gcs.yaml"),
+            include_str!("../../../docs/src/reference/gcs.md"),
+            include_str!("../../../examples/object-stores/gcs.yaml"),
         ),
         (
-            include_str!("../../docs/src/reference/azure-blob.md"),
-            include_str!("../../examples/object-stores/azureblob.yaml"),
+            include_str!("../../../docs/src/reference/azure-blob.md"),
+            include_str!("../../../examples/object-stores/azureblob.yaml"),
         ),
     ] {
         assert!(

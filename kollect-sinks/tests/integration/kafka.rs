@@ -79,7 +79,7 @@ async fn replay(topic: &str) -> Replay {
 }
 
 /// Reads an inventory back by replaying the topic.
-pub struct Topic(String);
+pub(crate) struct Topic(String);
 
 #[async_trait]
 impl Inspect for Topic {

@@ -553,7 +553,7 @@ fn permissions_reference(cluster: &[Value], tenant: &[Value]) -> String {
     let mut out = String::from(
         "# Permissions\n\n\
          Every permission the Helm chart grants the operator's ServiceAccount, and why. This page is\n\
-         generated from the chart by its test (`kollect-operator/tests/chart.rs`; rerun it with\n\
+         generated from the chart by its test (`kollect-operator/tests/integration/chart.rs`; rerun it with\n\
          `KOLLECT_UPDATE_GOLDEN=1` after changing a Role). The chart test also runs the operator with\n\
          exactly these permissions through a first inventory.\n\n\
          Collection needs `list` and `watch` on each collected kind. Those rules are yours to grant,\n\
