@@ -38,7 +38,9 @@ impl TargetRegistration {
     /// scopes).
     ///
     /// The fingerprint is derived from both specs, so registering the same specs again is free
-    /// and changing either relists the kind.
+    /// and changing either relists the kind. The profile is not validated here: an attribute
+    /// path that does not compile fails the extraction of every object, so check profiles
+    /// from users first with [`crate::extract::validate::validate_profile`].
     ///
     /// ```
     /// use kollect_collect::target::TargetRegistration;
@@ -63,6 +65,7 @@ impl TargetRegistration {
     ) -> Result<Self, FilterError> {
         let options = ExtractOptions::default();
         let filter = TargetFilter::compile(target.into(), &NamespaceDefaults::default(), None, &options.cel)?;
+        // Serialising plain spec data cannot fail; an empty fingerprint would only cost a relist.
         let fingerprint = serde_json::to_string(&(&profile.spec, target)).unwrap_or_default();
         Ok(Self {
             owner: RowOwner::target(namespace, name),
