@@ -446,8 +446,8 @@ impl ControlPlane {
     /// Server-side applies every document of `yaml` (namespaced objects without a namespace go
     /// to `default_namespace`). `List` documents (`kubectl get -o yaml|json`) apply their items;
     /// the fields the server sets (uid, resourceVersion, creationTimestamp, managedFields,
-    /// status, a Service's cluster IPs) are dropped, so dumps of another cluster apply as they
-    /// are.
+    /// status, a Service's cluster IPs and node ports) are dropped, so dumps of another cluster
+    /// apply as they are.
     pub async fn apply_yaml(&self, yaml: &str, default_namespace: &str) -> Result<(), ControlPlaneError> {
         let client = self.client().await?;
         let mut discovery = Discovery::new(client.clone())
@@ -486,12 +486,24 @@ impl ControlPlane {
             if let Some(object) = value.as_object_mut() {
                 object.remove("status");
             }
-            // A Service's addresses were allocated by the cluster it was dumped from.
+            // A Service's addresses and node ports were allocated by the cluster it was dumped
+            // from; here they could be out of range or taken.
             if value["kind"] == "Service"
                 && let Some(spec) = value.get_mut("spec").and_then(|s| s.as_object_mut())
             {
-                spec.remove("clusterIP");
-                spec.remove("clusterIPs");
+                for field in ["clusterIP", "clusterIPs", "healthCheckNodePort"] {
+                    spec.remove(field);
+                }
+                for port in spec
+                    .get_mut("ports")
+                    .and_then(|p| p.as_array_mut())
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(port) = port.as_object_mut() {
+                        port.remove("nodePort");
+                    }
+                }
             }
             if value["kind"] == "CustomResourceDefinition" {
                 // A new kind: later objects of it need discovery to know it.

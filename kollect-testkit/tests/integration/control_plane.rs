@@ -230,3 +230,62 @@ async fn a_watch_resumes_after_the_api_server_restarts() {
     }
     task.abort();
 }
+
+/// A `kubectl get -o json` dump of another cluster applies as it is: its `List` is unpacked, the
+/// namespace goes first, and the fields that cluster set (uid, resourceVersion, a Service's cluster
+/// IP and node port) are left for this one to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dumps_of_another_cluster_apply_with_the_fields_it_set_dropped() {
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let dump = json!({
+        "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "" },
+        "items": [
+            {
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": { "name": "settings", "namespace": "dumped", "uid": "0b7c9c1e-0000-4000-8000-000000000001",
+                              "resourceVersion": "9876543", "creationTimestamp": "2026-11-02T09:14:07Z" },
+                "data": { "mode": "fast" }
+            },
+            {
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": "web", "namespace": "dumped", "uid": "0b7c9c1e-0000-4000-8000-000000000002" },
+                "spec": { "type": "NodePort", "clusterIP": "172.31.250.9", "clusterIPs": ["172.31.250.9"],
+                          "ports": [{ "port": 80, "targetPort": 8080, "nodePort": 39999 }] },
+                "status": { "loadBalancer": {} }
+            },
+            {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": { "name": "dumped", "uid": "0b7c9c1e-0000-4000-8000-000000000003" }
+            }
+        ]
+    });
+    plane.apply_yaml(&dump.to_string(), "default").await.unwrap();
+
+    let client = plane.client().await.unwrap();
+    let settings = Api::<ConfigMap>::namespaced(client.clone(), "dumped")
+        .get("settings")
+        .await
+        .unwrap();
+    assert_eq!(settings.data.unwrap()["mode"], "fast");
+    assert_ne!(
+        settings.metadata.uid.as_deref(),
+        Some("0b7c9c1e-0000-4000-8000-000000000001")
+    );
+    let service = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client, "dumped")
+        .get("web")
+        .await
+        .unwrap();
+    let spec = service.spec.unwrap();
+    let cluster_ip = spec.cluster_ip.unwrap();
+    assert!(
+        !cluster_ip.is_empty() && cluster_ip != "172.31.250.9",
+        "{cluster_ip}"
+    );
+    let node_port = spec.ports.unwrap()[0].node_port.unwrap();
+    assert_ne!(
+        node_port, 39999,
+        "a node port of this cluster's range is allocated"
+    );
+}
