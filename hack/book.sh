@@ -6,7 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/env.sh
-export PATH="$KOLLECT_CACHE/tools/bin:$PATH"
 
 python3 hack/book/code_blocks.py
 # mdbook's own progress lines are dropped; warnings, errors and every broken link are shown.

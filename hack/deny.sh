@@ -6,7 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/env.sh
-export PATH="$KOLLECT_CACHE/tools/bin:$PATH"
 
 cargo deny --locked check licenses bans sources
 

@@ -19,7 +19,6 @@ PINNED=(
     "cargo-cyclonedx@0.5.9 cargo cyclonedx --version"
     "cargo-public-api@0.52.0 cargo public-api --version"
 )
-export PATH="$TOOLS/bin:$PATH"
 # The tools build in their own target directory: sharing the workspace's would rebuild the
 # workspace's dependencies with the tools' feature sets.
 export CARGO_TARGET_DIR="$KOLLECT_CACHE/tools-target"
@@ -42,9 +41,8 @@ done
 rm -rf "$CARGO_TARGET_DIR"
 
 # cargo-public-api reads rustdoc JSON, which only nightly emits: a pinned nightly (hack/public-api.sh).
-NIGHTLY="nightly-2026-05-19"
-if ! rustup run "$NIGHTLY" rustdoc --version >/dev/null 2>&1; then
-    echo "installing the $NIGHTLY toolchain (minimal profile)"
-    rustup toolchain install "$NIGHTLY" --profile minimal --no-self-update
+if ! rustup run "$KOLLECT_NIGHTLY" rustdoc --version >/dev/null 2>&1; then
+    echo "installing the $KOLLECT_NIGHTLY toolchain (minimal profile)"
+    rustup toolchain install "$KOLLECT_NIGHTLY" --profile minimal --no-self-update
 fi
 echo "cargo tools: ok ($TOOLS/bin)"

@@ -7,13 +7,12 @@
 #   hack/public-api.sh --update  rewrite api/<crate>.txt
 #
 # cargo-public-api reads rustdoc's JSON output, which only a nightly toolchain emits; the
-# toolchain is pinned so that the listing does not change with the compiler.
+# toolchain is pinned (KOLLECT_NIGHTLY, hack/env.sh) so that the listing does not change with the
+# compiler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/env.sh
-export PATH="$KOLLECT_CACHE/tools/bin:$PATH"
 
-NIGHTLY="nightly-2026-05-19"
 CRATES=(kollect-core kollect-collect kollect-sinks kollect-testkit)
 # The nightly build artifacts cannot be shared with the stable ones.
 export CARGO_TARGET_DIR="$KOLLECT_CACHE/public-api-target"
@@ -25,7 +24,7 @@ failed=0
 for crate in "${CRATES[@]}"; do
     current="$KOLLECT_CACHE/public-api/$crate.txt"
     # -sss: without blanket, auto-trait and auto-derived impls, which only repeat the items.
-    cargo "+$NIGHTLY" public-api --color never -p "$crate" --all-features -sss >"$current" 2>"$current.log" || {
+    cargo "+$KOLLECT_NIGHTLY" public-api --color never -p "$crate" --all-features -sss >"$current" 2>"$current.log" || {
         cat "$current.log" >&2
         echo "error: cargo public-api failed for $crate" >&2
         exit 1

@@ -7,7 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/env.sh
-export PATH="$KOLLECT_CACHE/tools/bin:$PATH"
 
 output="${1:-$KOLLECT_CACHE/sbom/kollect.cdx.json}"
 mkdir -p "$(dirname "$output")"
