@@ -449,11 +449,6 @@ impl ControlPlane {
     /// status, a Service's cluster IPs and node ports) are dropped, so dumps of another cluster
     /// apply as they are.
     pub async fn apply_yaml(&self, yaml: &str, default_namespace: &str) -> Result<(), ControlPlaneError> {
-        let client = self.client().await?;
-        let mut discovery = Discovery::new(client.clone())
-            .run()
-            .await
-            .map_err(kube_err("discovery"))?;
         let mut objects = Vec::new();
         for document in serde_norway::Deserializer::from_str(yaml) {
             let value = serde_json::Value::deserialize(document)
@@ -468,6 +463,21 @@ impl ControlPlane {
                 value => objects.push(value),
             }
         }
+        self.apply_objects(objects, default_namespace).await
+    }
+
+    /// Server-side applies `objects` (already parsed, `List`s unpacked), as [`Self::apply_yaml`]
+    /// does: namespaces and CRDs first, the fields the source cluster set dropped.
+    pub async fn apply_objects(
+        &self,
+        mut objects: Vec<serde_json::Value>,
+        default_namespace: &str,
+    ) -> Result<(), ControlPlaneError> {
+        let client = self.client().await?;
+        let mut discovery = Discovery::new(client.clone())
+            .run()
+            .await
+            .map_err(kube_err("discovery"))?;
         // Namespaces and CRDs first, so the objects in them apply in the same call.
         objects
             .sort_by_key(|o| !matches!(o["kind"].as_str(), Some("Namespace" | "CustomResourceDefinition")));

@@ -51,9 +51,8 @@ async fn run(options: Options) -> Result<(), String> {
     let plane = ControlPlane::start().await.map_err(|e| e.to_string())?;
     for path in &options.apply {
         let objects = kollect_collect::offline::load_objects(path).map_err(|e| e.to_string())?;
-        let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": objects });
         plane
-            .apply_yaml(&list.to_string(), "default")
+            .apply_objects(objects, "default")
             .await
             .map_err(|e| format!("apply {}: {e}", path.display()))?;
     }
