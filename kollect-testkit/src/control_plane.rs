@@ -10,7 +10,6 @@
 //! Binaries are looked up in `$KUBEBUILDER_ASSETS`, then `$KOLLECT_ENVTEST_ASSETS`, then the
 //! cache `hack/build-control-plane.sh` fills (`~/.cache/kollect/envtest/<version>/`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -117,11 +116,11 @@ pub fn infra_required() -> bool {
     std::env::var("KOLLECT_REQUIRE_INFRA").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
-/// A free TCP port on loopback (the listener is closed again, so another process could take the
-/// port in between; retries of the caller cover that rare case).
+/// A free TCP port on loopback, below the kernel's ephemeral range so that no outgoing connection
+/// takes it while a server using it is stopped. The probe listener is closed again, so another
+/// process could bind the port in between; retries of the caller cover that rare case.
 pub fn free_port() -> Result<u16, ControlPlaneError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("bind a free port"))?;
-    Ok(listener.local_addr().map_err(io("read the free port"))?.port())
+    crate::ports::free_port().map_err(io("find a free port"))
 }
 
 /// A running etcd + kube-apiserver.

@@ -20,6 +20,7 @@ pub mod git_server;
 pub mod golden;
 mod memory_sink;
 pub mod pki;
+mod ports;
 mod ssh_git_server;
 
 pub use control_plane::ControlPlane;
