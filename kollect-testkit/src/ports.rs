@@ -5,7 +5,7 @@
 //! otherwise race every outgoing connection on the machine, any of which may take that port as its
 //! source port while the server is down. Within one process a port is handed out at most once.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::{Mutex, PoisonError};
 
@@ -14,7 +14,7 @@ const LOWEST: u16 = 15_000;
 /// Used when the kernel's range cannot be read (not Linux): the IANA dynamic range's start.
 const DEFAULT_EPHEMERAL_START: u16 = 49_152;
 
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A TCP port on 127.0.0.1 that nothing listens on, outside the ephemeral range, not handed out
 /// before by this process. The probe listener is closed again, so another process could bind the
@@ -26,9 +26,8 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
     // ports; the process id is a sufficient spread for that.
     let offset = std::process::id() % span;
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for step in 0..span {
-        let port = LOWEST + u16::try_from((offset + step * 7919) % span).unwrap_or(0);
+        let port = LOWEST + u16::try_from((offset + step) % span).unwrap_or(0);
         if handed_out.contains(&port) {
             continue;
         }
@@ -58,7 +57,7 @@ mod tests {
     #[test]
     fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
         let ports: Vec<u16> = (0..50).map(|_| free_port().unwrap()).collect();
-        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len());
         for port in ports {
             assert!((LOWEST..ephemeral_start()).contains(&port), "{port}");
