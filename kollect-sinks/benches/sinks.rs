@@ -1,13 +1,14 @@
 //! Perf harness (not a test) for the sinks against real backends:
 //!
-//! - PostgreSQL: full export of 100,000 rows into an empty table, the same export again
-//!   (nothing changed), and a 1-row delta on the 100,000-row inventory;
+//! - PostgreSQL and MongoDB (FerretDB): full export of 100,000 rows into an empty table or
+//!   collection, the same export again (nothing changed), and a 1-row delta on the 100,000-row
+//!   inventory;
 //! - Git: export of 10,000 rows in `perResource` layout (full), then a 1-row change;
 //! - Kafka and NATS JetStream: 100,000 rows published in snapshot mode (parts within the sink's
 //!   ceiling) and in row mode, a 1-row change in each, and a restarted row-mode sink finding
 //!   nothing to publish.
 //!
-//! `cargo bench -p kollect-sinks --bench sinks --profile perf [-- postgres git kafka nats]`
+//! `cargo bench -p kollect-sinks --bench sinks --profile perf [-- postgres mongodb git kafka nats]`
 //! (needs `hack/setup.sh`; the perf profile keeps debug assertions, which the test-only loopback
 //! network policy requires).
 
@@ -21,10 +22,11 @@ use kollect_core::model::{Delta, Snapshot};
 use kollect_core::netguard::{GuardedResolver, NetPolicy};
 use kollect_core::sink::{ExportRequest, InventoryRef, Sink};
 use kollect_sinks::git::{GitConfig, GitSink};
+use kollect_sinks::mongodb::{MongodbConfig, MongodbSink};
 use kollect_sinks::postgres::{PostgresConfig, PostgresSink};
 use kollect_sinks::{BuildContext, SecretData};
 use kollect_testkit::GitServer;
-use kollect_testkit::backends::Postgres;
+use kollect_testkit::backends::{FerretDb, Postgres};
 use kollect_testkit::conformance::sample_row;
 
 fn at(second: i64) -> k8s_openapi::jiff::Timestamp {
@@ -61,6 +63,9 @@ fn main() {
             if wanted("postgres") {
                 postgres().await;
             }
+            if wanted("mongodb") {
+                mongodb().await;
+            }
             if wanted("git") {
                 git().await;
             }
@@ -81,6 +86,24 @@ async fn postgres() {
         GuardedResolver::new(NetPolicy::permissive_for_tests()),
     ))
     .unwrap();
+    database("postgres", "table", &sink).await;
+}
+
+async fn mongodb() {
+    let ferret = FerretDb::start().expect("FerretDB");
+    let sink = MongodbSink::new(MongodbConfig::new(
+        ferret.uri(),
+        "kollect",
+        "bench",
+        GuardedResolver::new(NetPolicy::permissive_for_tests()),
+    ))
+    .unwrap();
+    database("mongodb (FerretDB)", "collection", &sink).await;
+}
+
+/// A database sink: full export of 100,000 rows into an empty `place`, the same rows again,
+/// and a 1-row delta.
+async fn database(label: &str, place: &str, sink: &dyn Sink) {
     let inventory = InventoryRef::namespaced("team-a", "apps");
     let rows = 100_000;
     let full = ExportRequest::full(
@@ -92,13 +115,13 @@ async fn postgres() {
     let started = Instant::now();
     sink.export(&full).await.unwrap();
     println!(
-        "postgres: full export of {rows} rows into an empty table: {:.2?}",
+        "{label}: full export of {rows} rows into an empty {place}: {:.2?}",
         started.elapsed()
     );
     let started = Instant::now();
     sink.export(&full).await.unwrap();
     println!(
-        "postgres: the same {rows} rows again (full reconcile): {:.2?}",
+        "{label}: the same {rows} rows again (full reconcile): {:.2?}",
         started.elapsed()
     );
     let changed = snapshot(&inventory, rows, Some(rows / 2));
@@ -108,7 +131,7 @@ async fn postgres() {
     let started = Instant::now();
     sink.export(&request).await.unwrap();
     println!(
-        "postgres: 1-row delta on a {rows}-row inventory: {:.2?}",
+        "{label}: 1-row delta on a {rows}-row inventory: {:.2?}",
         started.elapsed()
     );
 }

@@ -8,7 +8,7 @@
 //! the built sink's [`Sink::probe`](kollect_core::sink::Sink::probe), reached through
 //! [`Backend::probe`].
 
-use kollect_core::api::v1alpha1::{SecretReference, SinkFamily};
+use kollect_core::api::v1alpha1::{KollectDatabaseSinkSpec, SecretReference, SinkFamily};
 use kollect_core::netguard::{EndpointKind, NetError, NetPolicy};
 use kollect_core::sink::{BoxSink, Capabilities, ProbeReport, SinkError};
 use serde_json::Value;
@@ -84,6 +84,20 @@ impl SecretRefs {
     pub fn with_database(mut self, database: Option<SecretReference>) -> Self {
         self.database = database;
         self
+    }
+
+    /// The references of a database sink: the common ones and the database Secret that `pick`
+    /// finds in the backend's block of the spec.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mongodb")), allow(dead_code))]
+    pub(crate) fn of_database(
+        sink: &FamilySink,
+        pick: fn(&KollectDatabaseSinkSpec) -> Option<&SecretReference>,
+    ) -> Self {
+        let database = match sink {
+            FamilySink::Database(s) => pick(&s.spec).cloned(),
+            _ => None,
+        };
+        Self::common(sink).with_database(database)
     }
 
     /// Every reference with what it is for (`credentials`, `database`, `ca`).
@@ -253,6 +267,7 @@ fn field_values(spec: &Value, path: &str) -> Vec<String> {
     feature = "stdout",
     feature = "git",
     feature = "postgres",
+    feature = "mongodb",
     feature = "object",
     feature = "kafka",
     feature = "nats"

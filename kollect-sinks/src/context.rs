@@ -3,6 +3,7 @@
 //! backend's descriptor names ([`crate::backend::SecretRefs`]) into this context.
 
 use kollect_core::netguard::NetPolicy;
+use kollect_core::sink::SinkError;
 
 use crate::secret::SecretData;
 
@@ -50,5 +51,22 @@ impl BuildContext {
     pub fn with_ca_pem(mut self, ca_pem: Option<String>) -> Self {
         self.ca_pem = ca_pem;
         self
+    }
+
+    /// The first non-blank value of `keys` in the database Secret, which `field` (such as
+    /// `spec.postgres.databaseRef`) names as `secret`; an error naming the keys otherwise.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mongodb")), allow(dead_code))]
+    pub(crate) fn database_text(
+        &self,
+        field: &str,
+        secret: &str,
+        keys: &[&str],
+    ) -> Result<String, SinkError> {
+        self.database_secret.first_text(keys).ok_or_else(|| {
+            SinkError::terminal(format!(
+                "the Secret of {field} ({secret}) has none of the keys {}",
+                keys.join(", ")
+            ))
+        })
     }
 }

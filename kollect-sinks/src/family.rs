@@ -155,26 +155,89 @@ pub(crate) fn api_spelling<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// Refuses the first of `fields` that is set: `(field path, whether it is set, what to do
-/// instead)`. Shared-spec fields a backend has no use for are refused by name, never ignored.
+/// A shared-spec field a backend has no use for: its path, whether the spec sets it, and what
+/// to do instead.
 #[cfg_attr(
-    not(any(feature = "kafka", feature = "postgres", feature = "git", feature = "object")),
+    not(any(
+        feature = "kafka",
+        feature = "nats",
+        feature = "postgres",
+        feature = "mongodb",
+        feature = "git",
+        feature = "object"
+    )),
     allow(dead_code)
 )]
-pub(crate) fn refuse_unused(type_name: &str, fields: &[(&str, bool, &str)]) -> Result<(), SinkError> {
-    match fields.iter().find(|(_, set, _)| *set) {
-        Some((field, _, hint)) => Err(SinkError::terminal(format!(
-            "{field} is not used by {type_name} sinks: {hint}"
-        ))),
-        None => Ok(()),
+pub(crate) struct Unused<'a> {
+    field: &'static str,
+    set: bool,
+    hint: &'a str,
+}
+
+// Each helper serves some backends: a build with only some of them leaves others unused.
+#[cfg_attr(
+    not(all(
+        feature = "kafka",
+        feature = "nats",
+        feature = "postgres",
+        feature = "mongodb",
+        feature = "git",
+        feature = "object"
+    )),
+    allow(dead_code)
+)]
+impl<'a> Unused<'a> {
+    /// Any field: `set` says whether the spec sets it.
+    pub(crate) fn field(field: &'static str, set: bool, hint: &'a str) -> Self {
+        Self { field, set, hint }
+    }
+
+    /// `spec.endpoint`.
+    pub(crate) fn endpoint(common: &SinkCommonSpec, hint: &'a str) -> Self {
+        Self::field("spec.endpoint", common.endpoint.is_some(), hint)
+    }
+
+    /// `spec.secretRef`.
+    pub(crate) fn secret_ref(common: &SinkCommonSpec, hint: &'a str) -> Self {
+        Self::field("spec.secretRef", common.secret_ref.is_some(), hint)
+    }
+
+    /// `spec.pathTemplate`.
+    pub(crate) fn path_template(common: &SinkCommonSpec, hint: &'a str) -> Self {
+        Self::field("spec.pathTemplate", common.path_template.is_some(), hint)
+    }
+
+    /// `spec.provisioning.naming` (no backend names what it provisions after it).
+    pub(crate) fn naming(common: &SinkCommonSpec, hint: &'a str) -> Self {
+        let set = common.provisioning.as_ref().is_some_and(|p| p.naming.is_some());
+        Self::field("spec.provisioning.naming", set, hint)
+    }
+
+    /// `spec.options`.
+    pub(crate) fn options(common: &SinkCommonSpec, hint: &'a str) -> Self {
+        Self::field("spec.options", !common.options.is_empty(), hint)
     }
 }
 
-/// Whether `spec.provisioning.naming` is set (no backend names what it provisions after it).
+/// Refuses the first of `fields` that is set. Shared-spec fields a backend has no use for are
+/// refused by name, never ignored.
 #[cfg_attr(
-    not(any(feature = "kafka", feature = "postgres", feature = "git", feature = "object")),
+    not(any(
+        feature = "kafka",
+        feature = "nats",
+        feature = "postgres",
+        feature = "mongodb",
+        feature = "git",
+        feature = "object"
+    )),
     allow(dead_code)
 )]
-pub(crate) fn naming_set(common: &kollect_core::api::v1alpha1::SinkCommonSpec) -> bool {
-    common.provisioning.as_ref().is_some_and(|p| p.naming.is_some())
+pub(crate) fn refuse_unused(type_name: &str, fields: &[Unused<'_>]) -> Result<(), SinkError> {
+    match fields.iter().find(|f| f.set) {
+        Some(f) => Err(SinkError::terminal(format!(
+            "{} is not used by {type_name} sinks: {}",
+            f.field, f.hint
+        ))),
+        None => Ok(()),
+    }
 }

@@ -9,6 +9,7 @@
 //! | `stdout` | [`stdout::StdoutSink`]: records on standard output (CLI) | CLI only |
 //! | `git` | [`git::GitSink`]: files committed and pushed to a Git branch | snapshot |
 //! | `postgres` | [`postgres::PostgresSink`]: rows in a PostgreSQL table | database |
+//! | `mongodb` | [`mongodb::MongodbSink`]: documents in a MongoDB collection | database |
 //! | `object` | [`object::ObjectSink`]: `s3`, `gcs` and `azureblob`, documents in a bucket or container | snapshot |
 //! | `kafka` | [`kafka::KafkaSink`]: snapshot or row messages on a topic ([`events`]) | event |
 //! | `nats` | [`nats::NatsSink`]: snapshot or row messages on a JetStream stream ([`events`]) | event |
@@ -36,9 +37,17 @@ pub mod kafka;
 pub mod layout;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "mongodb")]
+pub mod mongodb;
 #[cfg(feature = "nats")]
 pub mod nats;
-#[cfg(any(feature = "git", feature = "postgres", feature = "kafka", feature = "nats"))]
+#[cfg(any(
+    feature = "git",
+    feature = "postgres",
+    feature = "mongodb",
+    feature = "kafka",
+    feature = "nats"
+))]
 mod net;
 #[cfg(feature = "object")]
 pub mod object;

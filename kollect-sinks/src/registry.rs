@@ -36,6 +36,8 @@ const BUILTIN: &[Backend] = &[
     crate::kafka::BACKEND,
     #[cfg(feature = "local")]
     crate::local::BACKEND,
+    #[cfg(feature = "mongodb")]
+    crate::mongodb::BACKEND,
     #[cfg(feature = "nats")]
     crate::nats::BACKEND,
     #[cfg(feature = "object")]

@@ -294,6 +294,13 @@ fn invalid_objects_are_rejected_with_clear_messages() {
             "spec.mongodb is only allowed",
         ),
         (
+            obj(
+                "KollectDatabaseSink",
+                json!({"type": "bigquery", "bigquery": {"project": "p", "dataset": "d", "table": "t"}, "deletedRows": "SoftDelete"}),
+            ),
+            "SoftDelete is supported by types postgres and mongodb",
+        ),
+        (
             obj("KollectEventSink", json!({"type": "kafka"})),
             "spec.kafka is required",
         ),

@@ -2864,6 +2864,167 @@ spec:
     operator.stop().await;
 }
 
+/// The live and the soft-deleted documents of `collection`: `(name, image)` pairs, sorted.
+async fn mongodb_documents(
+    collection: &mongodb::Collection<mongodb::bson::Document>,
+    deleted: bool,
+) -> Vec<(String, String)> {
+    use futures::TryStreamExt;
+    use mongodb::bson::{Bson, doc};
+    let filter = if deleted {
+        doc! {"deleted_at": {"$ne": Bson::Null}}
+    } else {
+        doc! {"deleted_at": Bson::Null}
+    };
+    let found: Vec<mongodb::bson::Document> = collection
+        .find(filter)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut pairs: Vec<(String, String)> = found
+        .iter()
+        .map(|d| {
+            let payload = d.get_document("payload").unwrap();
+            let image = payload
+                .get_document("attributes")
+                .unwrap()
+                .get_str("image")
+                .unwrap();
+            (payload.get_str("name").unwrap().to_owned(), image.to_owned())
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// One inventory bound to a Git sink and a MongoDB sink (FerretDB) that keeps deletion history:
+/// the collection holds one document per Deployment, a changed Deployment rewrites only its own
+/// document, a deleted one stays as a soft-deleted document, and deleting the inventory removes
+/// its documents.
+#[tokio::test]
+async fn an_inventory_exports_to_git_and_a_mongodb_collection() {
+    use kollect_testkit::backends::FerretDb;
+    use mongodb::bson::{Document, doc};
+    let _serial = SERIAL.lock().await;
+    let Some((plane, git, ns, _)) = git_pipeline("mongodb").await else {
+        return;
+    };
+    let Some(ferret) = kollect_testkit::backends::start_for_test(FerretDb::start) else {
+        return;
+    };
+    plane
+        .apply_yaml(&deployment("api", "web", "api:1.0"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(
+            &format!(
+                "apiVersion: v1
+kind: Secret
+metadata: {{name: mongo}}
+stringData: {{uri: '{uri}'}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectDatabaseSink
+metadata: {{name: inventory-mongo}}
+spec:
+  type: mongodb
+  mongodb: {{databaseRef: {{name: mongo}}, database: kollect, collection: inventory}}
+  cluster: prod
+  deletedRows: SoftDelete
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {{name: first-inventory}}
+spec:
+  exportMinInterval: 1h
+  snapshotSinkRefs: [{{name: inventory-git}}]
+  databaseSinkRefs: [{{name: inventory-mongo}}]
+",
+                uri = ferret.uri()
+            ),
+            &ns,
+        )
+        .await
+        .unwrap();
+    let client = plane.client().await.unwrap();
+    let operator = Running::start(client.clone(), test_options()).await;
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let names = exported_sinks(
+        &inventories,
+        "first-inventory",
+        2,
+        "the inventory exports to Git and MongoDB",
+    )
+    .await;
+    assert_eq!(names, ["snapshot/inventory-git", "database/inventory-mongo"]);
+    assert!(git_file(&git, "inventory", &format!("inventory/{ns}/first-inventory.yaml")).is_some());
+
+    let collection = mongodb::Client::with_uri_str(ferret.uri())
+        .await
+        .unwrap()
+        .database("kollect")
+        .collection::<Document>("inventory");
+    let pair = |name: &str, image: &str| (name.to_owned(), image.to_owned());
+    assert_eq!(
+        mongodb_documents(&collection, false).await,
+        [pair("api", "api:1.0"), pair("web", "nginx:1.27")]
+    );
+    let api = collection
+        .find_one(doc! {"payload.name": "api"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(api.get_str("cluster").unwrap(), "prod");
+    assert_eq!(api.get_str("inventory_namespace").unwrap(), ns);
+    let api_exported_at = api.get_datetime("exported_at").unwrap().timestamp_millis();
+
+    // One changed Deployment rewrites its own document only.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    set_image(&deployments, "web", "nginx:1.28").await;
+    eventually("the collection holds the new image", || async {
+        let live = mongodb_documents(&collection, false).await;
+        (live == [pair("api", "api:1.0"), pair("web", "nginx:1.28")]).then_some(())
+    })
+    .await;
+    let api = collection
+        .find_one(doc! {"payload.name": "api"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        api.get_datetime("exported_at").unwrap().timestamp_millis(),
+        api_exported_at,
+        "the unchanged document was not rewritten"
+    );
+
+    // A deleted Deployment stays as a soft-deleted document.
+    deployments.delete("api", &DeleteParams::default()).await.unwrap();
+    eventually("the api document is marked deleted", || async {
+        let deleted = mongodb_documents(&collection, true).await;
+        (deleted == [pair("api", "api:1.0")]).then_some(())
+    })
+    .await;
+    assert_eq!(
+        mongodb_documents(&collection, false).await,
+        [pair("web", "nginx:1.28")]
+    );
+
+    // Deleting the inventory removes its documents, soft-deleted ones included.
+    inventories
+        .delete("first-inventory", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the collection no longer holds the inventory", || async {
+        let left = collection.count_documents(doc! {}).await.ok()?;
+        (left == 0).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
 /// One inventory bound to a Git sink and a Kafka event sink in row mode: the topic rebuilds the
 /// inventory, one changed Deployment publishes one message, and deleting the inventory
 /// tombstones its rows.

@@ -10,6 +10,7 @@ use kollect_core::sink::SinkError;
 
 use super::repo::{self, Auth, Remote};
 use crate::context::BuildContext;
+use crate::family::Unused;
 use crate::format::Format;
 
 /// Configuration of a [`GitSink`](super::GitSink).
@@ -66,9 +67,8 @@ impl GitConfig {
     pub fn from_spec(spec: &KollectSnapshotSinkSpec, context: BuildContext) -> Result<Self, SinkError> {
         crate::family::refuse_unused(
             "git",
-            &[(
-                "spec.provisioning.naming",
-                crate::family::naming_set(&spec.common),
+            &[Unused::naming(
+                &spec.common,
                 "the repository is spec.endpoint and the branch spec.git.branch",
             )],
         )?;

@@ -8,6 +8,7 @@ use kollect_core::sink::SinkError;
 
 use crate::context::BuildContext;
 use crate::events::{MessageMode, TlsSettings};
+use crate::family::Unused;
 
 /// The largest message the producer sends and a topic created in `ensure` mode accepts
 /// (`max.message.bytes`): room for the default 1.5 MiB export ceiling and the event wrapper.
@@ -347,21 +348,9 @@ fn refuse_unused_fields(spec: &KollectEventSinkSpec) -> Result<(), SinkError> {
     crate::family::refuse_unused(
         "kafka",
         &[
-            (
-                "spec.endpoint",
-                common.endpoint.is_some(),
-                "list the bootstrap brokers in spec.kafka.brokers",
-            ),
-            (
-                "spec.pathTemplate",
-                common.path_template.is_some(),
-                "message keys are fixed by the message mode",
-            ),
-            (
-                "spec.provisioning.naming",
-                crate::family::naming_set(common),
-                "the topic is spec.kafka.topic",
-            ),
+            Unused::endpoint(common, "list the bootstrap brokers in spec.kafka.brokers"),
+            Unused::path_template(common, "message keys are fixed by the message mode"),
+            Unused::naming(common, "the topic is spec.kafka.topic"),
         ],
     )
 }

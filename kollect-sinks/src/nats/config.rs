@@ -9,6 +9,7 @@ use kollect_core::sink::SinkError;
 use super::subject::SubjectTemplate;
 use crate::context::BuildContext;
 use crate::events::{MessageMode, TlsSettings};
+use crate::family::Unused;
 
 /// The stream used when `spec.nats.stream` is not set (the Go operator's default).
 pub const DEFAULT_STREAM: &str = "kollect_events";
@@ -359,17 +360,9 @@ fn refuse_unused_fields(spec: &KollectEventSinkSpec) -> Result<(), SinkError> {
     crate::family::refuse_unused(
         "nats",
         &[
-            (
-                "spec.pathTemplate",
-                common.path_template.is_some(),
-                "the subject is spec.nats.subject",
-            ),
-            (
-                "spec.provisioning.naming",
-                crate::family::naming_set(common),
-                "the stream is spec.nats.stream",
-            ),
-            (
+            Unused::path_template(common, "the subject is spec.nats.subject"),
+            Unused::naming(common, "the stream is spec.nats.stream"),
+            Unused::field(
                 "spec.serialization.compression",
                 compressed,
                 "NATS messages are sent uncompressed (a stream can compress at rest)",

@@ -25,6 +25,7 @@ use super::ObjectTarget;
 use super::encoding::{Encoding, ObjectFormat};
 use super::resources::{ResourceExport, ResourceLayout};
 use crate::context::BuildContext;
+use crate::family::Unused;
 use crate::path;
 
 /// The default key of Parquet objects (the Go operator's): Hive-style `key=value` directories,
@@ -120,9 +121,8 @@ impl ObjectSink {
     ) -> Result<Self, SinkError> {
         crate::family::refuse_unused(
             &crate::family::api_spelling(&spec.type_),
-            &[(
-                "spec.provisioning.naming",
-                crate::family::naming_set(&spec.common),
+            &[Unused::naming(
+                &spec.common,
                 "the bucket and prefix are spec.endpoint",
             )],
         )?;

@@ -1,12 +1,15 @@
 //! The PostgreSQL sink's configuration: DSN, table, cluster identity, provisioning and
 //! session options, checked without connecting.
 
-use kollect_core::api::v1alpha1::{KollectDatabaseSinkSpec, ProvisioningMode, SECRET_LIKE_OPTION_WORDS};
+use kollect_core::api::v1alpha1::{
+    DeletedRows, KollectDatabaseSinkSpec, ProvisioningMode, SECRET_LIKE_OPTION_WORDS,
+};
 use kollect_core::netguard::GuardedResolver;
 use kollect_core::sink::SinkError;
 use tokio_postgres::Config;
 
 use crate::context::BuildContext;
+use crate::family::Unused;
 
 /// Configuration of a [`PostgresSink`](super::PostgresSink).
 #[derive(Clone)]
@@ -24,6 +27,8 @@ pub struct PostgresConfig {
     pub provisioning: ProvisioningMode,
     /// Session settings.
     pub options: Vec<(String, String)>,
+    /// Delete the rows of objects that disappear, or keep them with `deleted_at` set.
+    pub deleted_rows: DeletedRows,
     /// Extra CA certificates (PEM) for TLS.
     pub ca_pem: Option<String>,
     /// The SSRF guard.
@@ -37,6 +42,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("table", &self.table)
             .field("cluster", &self.cluster)
             .field("provisioning", &self.provisioning)
+            .field("deleted_rows", &self.deleted_rows)
             .finish_non_exhaustive()
     }
 }
@@ -52,6 +58,7 @@ impl PostgresConfig {
             cluster: String::new(),
             provisioning: ProvisioningMode::Ensure,
             options: Vec::new(),
+            deleted_rows: DeletedRows::Delete,
             ca_pem: None,
             resolver,
         }
@@ -71,32 +78,16 @@ impl PostgresConfig {
         crate::family::refuse_unused(
             "postgres",
             &[
-                (
-                    "spec.endpoint",
-                    common.endpoint.is_some(),
-                    "the server is in the DSN of spec.postgres.databaseRef",
-                ),
-                (
-                    "spec.pathTemplate",
-                    common.path_template.is_some(),
-                    "rows are keyed by cluster, inventory, target and object",
-                ),
-                (
-                    "spec.provisioning.naming",
-                    crate::family::naming_set(common),
-                    "the table is spec.postgres.table",
-                ),
+                Unused::endpoint(common, "the server is in the DSN of spec.postgres.databaseRef"),
+                Unused::path_template(common, "rows are keyed by cluster, inventory, target and object"),
+                Unused::naming(common, "the table is spec.postgres.table"),
             ],
         )?;
-        let dsn = context
-            .database_secret
-            .first_text(&["dsn", "url", "connectionString", "DATABASE_URL"])
-            .ok_or_else(|| {
-                SinkError::terminal(format!(
-                    "the Secret of spec.postgres.databaseRef ({}) has none of the keys dsn, url, connectionString, DATABASE_URL",
-                    postgres.database_ref.name
-                ))
-            })?;
+        let dsn = context.database_text(
+            "spec.postgres.databaseRef",
+            &postgres.database_ref.name,
+            &["dsn", "url", "connectionString", "DATABASE_URL"],
+        )?;
         let config = PostgresConfig {
             dsn,
             schema: postgres.schema.clone().unwrap_or_else(|| "public".into()),
@@ -109,6 +100,7 @@ impl PostgresConfig {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            deleted_rows: spec.deleted_rows(),
             ca_pem: context.ca_pem,
             resolver: GuardedResolver::new(context.net_policy),
         };
@@ -143,6 +135,12 @@ impl PostgresConfig {
     /// The same configuration applying `options` to each session.
     pub fn with_options(mut self, options: Vec<(String, String)>) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The same configuration handling rows of objects that disappear as `deleted_rows` says.
+    pub fn with_deleted_rows(mut self, deleted_rows: DeletedRows) -> Self {
+        self.deleted_rows = deleted_rows;
         self
     }
 

@@ -53,9 +53,5 @@ fn build(config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkErro
 
 /// The DSN comes from `spec.postgres.databaseRef`.
 fn secret_refs(sink: &FamilySink) -> SecretRefs {
-    let database = match sink {
-        FamilySink::Database(s) => s.spec.postgres.as_ref().map(|p| p.database_ref.clone()),
-        _ => None,
-    };
-    SecretRefs::common(sink).with_database(database)
+    SecretRefs::of_database(sink, |spec| spec.postgres.as_ref().map(|p| &p.database_ref))
 }

@@ -4,13 +4,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use kollect_core::api::v1alpha1::{KollectDatabaseSinkSpec, PostgresPreview, ProvisioningMode, SinkPreview};
+use kollect_core::api::v1alpha1::{
+    DeletedRows, KollectDatabaseSinkSpec, PostgresPreview, ProvisioningMode, SinkPreview,
+};
 use kollect_core::model::{Row, RowKey};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
 use tokio::sync::Mutex;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, GenericClient};
 
 use super::config::PostgresConfig;
@@ -98,17 +100,76 @@ impl PostgresSink {
                         "table {qualified} does not exist and provisioning.mode is existing (create it, or use mode ensure)"
                     )));
                 }
+                if self.config.deleted_rows == DeletedRows::SoftDelete {
+                    self.require_deleted_at(client, &qualified).await?;
+                }
             }
             ProvisioningMode::Ensure => {
                 client
-                    .batch_execute(&ddl(&self.config.schema, &self.config.table))
+                    .batch_execute(&ddl(
+                        &self.config.schema,
+                        &self.config.table,
+                        self.config.deleted_rows,
+                    ))
                     .await
                     .map_err(|e| db_error("create table", &e))?;
                 self.migrate_primary_key(client).await?;
+                if self.config.deleted_rows == DeletedRows::SoftDelete {
+                    // A table created without history gains the column; rows keep NULL (live).
+                    client
+                        .batch_execute(&format!(
+                            "ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS deleted_at TIMESTAMPTZ"
+                        ))
+                        .await
+                        .map_err(|e| db_error("add deleted_at column", &e))?;
+                }
             }
         }
         *ensured = true;
         Ok(())
+    }
+
+    /// Fails clearly when an existing table lacks the `deleted_at` column history needs.
+    async fn require_deleted_at(&self, client: &Client, qualified: &str) -> Result<(), SinkError> {
+        let present: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'deleted_at' AND NOT attisdropped)",
+                &[&qualified],
+            )
+            .await
+            .map_err(|e| db_error("check deleted_at column", &e))?
+            .get(0);
+        if present {
+            return Ok(());
+        }
+        Err(SinkError::terminal(format!(
+            "table {qualified} has no deleted_at column, which spec.deletedRows: SoftDelete needs, and provisioning.mode is existing \
+             (run ALTER TABLE {qualified} ADD COLUMN deleted_at TIMESTAMPTZ, or use mode ensure)"
+        )))
+    }
+
+    /// The statement retiring the rows that match `predicate` (over alias `t`): `DELETE`, or
+    /// with history an `UPDATE` setting `deleted_at` to parameter `$at` (the export time).
+    fn retire_statement(&self, predicate: &str, at: usize) -> String {
+        match self.config.deleted_rows {
+            DeletedRows::Delete => format!("DELETE FROM {} t WHERE {predicate}", self.table()),
+            DeletedRows::SoftDelete => format!(
+                "UPDATE {} t SET deleted_at = ${at}::text::timestamptz WHERE t.deleted_at IS NULL AND {predicate}",
+                self.table()
+            ),
+        }
+    }
+
+    /// `params`, followed by the export time when history needs it for `deleted_at`.
+    fn retire_params<'a>(
+        &self,
+        mut params: Vec<&'a (dyn ToSql + Sync)>,
+        exported_at: &'a String,
+    ) -> Vec<&'a (dyn ToSql + Sync)> {
+        if self.config.deleted_rows == DeletedRows::SoftDelete {
+            params.push(exported_at);
+        }
+        params
     }
 
     /// Moves a table created by the Go operator (primary key without `cluster`) to the current
@@ -159,13 +220,19 @@ impl PostgresSink {
         tx: &Client,
         rows: &[&Row],
         partition: (&str, &str, &str),
-        exported_at: &str,
+        exported_at: &String,
     ) -> Result<(), SinkError> {
         let (namespace, name, cluster) = partition;
         let table = self.table();
-        let update = "ON CONFLICT (cluster, inventory_namespace, inventory_name, target_name, source_uid) \
-                      DO UPDATE SET payload = EXCLUDED.payload, exported_at = EXCLUDED.exported_at, \
-                      resource_namespace = EXCLUDED.resource_namespace";
+        let revive = match self.config.deleted_rows {
+            DeletedRows::SoftDelete => ", deleted_at = NULL",
+            DeletedRows::Delete => "",
+        };
+        let update = format!(
+            "ON CONFLICT (cluster, inventory_namespace, inventory_name, target_name, source_uid) \
+             DO UPDATE SET payload = EXCLUDED.payload, exported_at = EXCLUDED.exported_at, \
+             resource_namespace = EXCLUDED.resource_namespace{revive}"
+        );
         if rows.len() < BULK_THRESHOLD {
             let statement = tx
                 .prepare(&format!(
@@ -254,6 +321,28 @@ impl PostgresSink {
     }
 }
 
+impl PostgresSink {
+    /// Retires every row of the partition (an empty snapshot): deleted, or marked deleted.
+    async fn retire_all(
+        &self,
+        client: &Client,
+        partition: (&str, &str, &str),
+        exported_at: &String,
+    ) -> Result<(), SinkError> {
+        let (namespace, name, cluster) = partition;
+        let statement = self.retire_statement(
+            "t.inventory_namespace = $1 AND t.inventory_name = $2 AND t.cluster = $3",
+            4,
+        );
+        let params = self.retire_params(vec![&namespace, &name, &cluster], exported_at);
+        client
+            .execute(&statement, &params)
+            .await
+            .map_err(|e| db_error("postgres delete all", &e))?;
+        Ok(())
+    }
+}
+
 fn payload(row: &Row) -> Result<String, SinkError> {
     serde_json::to_string(row).map_err(|e| SinkError::terminal(format!("encode row: {e}")))
 }
@@ -326,16 +415,14 @@ impl Sink for PostgresSink {
     fn preview(&self, request: &ExportRequest) -> SinkPreview {
         SinkPreview {
             input_sample_source: Some("synthetic".to_owned()),
-            provisioning_mode: Some(
-                match self.config.provisioning {
-                    ProvisioningMode::Ensure => "ensure",
-                    ProvisioningMode::Existing => "existing",
-                }
-                .to_owned(),
-            ),
+            provisioning_mode: Some(self.config.provisioning.as_str().to_owned()),
             object_path: Some(request.inventory.default_object_path(".json")),
             postgres: Some(PostgresPreview {
-                expected_ddl: Some(ddl(&self.config.schema, &self.config.table)),
+                expected_ddl: Some(ddl(
+                    &self.config.schema,
+                    &self.config.table,
+                    self.config.deleted_rows,
+                )),
             }),
             ..SinkPreview::default()
         }
@@ -349,16 +436,17 @@ impl PostgresSink {
         client: &Client,
         request: &ExportRequest,
         partition: (&str, &str, &str),
-        exported_at: &str,
+        exported_at: &String,
     ) -> Result<u64, SinkError> {
         if let Some(delta) = &request.delta {
             let upserts: Vec<&Row> = delta.upserts.iter().collect();
             self.upsert_rows(client, &upserts, partition, exported_at).await?;
-            self.delete_keys(client, &delta.deletes, partition).await?;
+            self.delete_keys(client, &delta.deletes, partition, exported_at)
+                .await?;
             return Ok(delta.upserts.len() as u64);
         }
         if request.snapshot.is_empty() {
-            self.delete_all(client, partition).await?;
+            self.retire_all(client, partition, exported_at).await?;
             return Ok(0);
         }
         // The rows of this part; stale rows are deleted with the last part, against the whole
@@ -378,16 +466,15 @@ impl PostgresSink {
                 .batch_execute("ANALYZE kollect_export_staging; SET LOCAL enable_nestloop = off")
                 .await
                 .map_err(|e| db_error("postgres delete stale", &e))?;
+            let statement = self.retire_statement(
+                "t.inventory_namespace = $1 AND t.inventory_name = $2 AND t.cluster = $3 \
+                 AND NOT EXISTS (SELECT 1 FROM kollect_export_staging s \
+                 WHERE s.target_name = t.target_name AND s.source_uid = t.source_uid)",
+                4,
+            );
+            let params = self.retire_params(vec![&namespace, &name, &cluster], exported_at);
             client
-                .execute(
-                    &format!(
-                        "DELETE FROM {} t WHERE t.inventory_namespace = $1 AND t.inventory_name = $2 AND t.cluster = $3 \
-                         AND NOT EXISTS (SELECT 1 FROM kollect_export_staging s \
-                         WHERE s.target_name = t.target_name AND s.source_uid = t.source_uid)",
-                        self.table()
-                    ),
-                    &[&namespace, &name, &cluster],
-                )
+                .execute(&statement, &params)
                 .await
                 .map_err(|e| db_error("postgres delete stale", &e))?;
             return Ok(rows.len() as u64);
@@ -398,16 +485,18 @@ impl PostgresSink {
             .iter()
             .map(|r| (r.target_name.as_str(), r.uid.as_str()))
             .unzip();
+        let statement = self.retire_statement(
+            "t.inventory_namespace = $1 AND t.inventory_name = $2 AND t.cluster = $3 \
+             AND (t.target_name, t.source_uid) NOT IN \
+             (SELECT s.target_name, s.source_uid FROM unnest($4::text[], $5::text[]) AS s(target_name, source_uid))",
+            6,
+        );
+        let params = self.retire_params(
+            vec![&namespace, &name, &cluster, &target_names, &uids],
+            exported_at,
+        );
         client
-            .execute(
-                &format!(
-                    "DELETE FROM {} t WHERE t.inventory_namespace = $1 AND t.inventory_name = $2 AND t.cluster = $3 \
-                     AND (t.target_name, t.source_uid) NOT IN \
-                     (SELECT s.target_name, s.source_uid FROM unnest($4::text[], $5::text[]) AS s(target_name, source_uid))",
-                    self.table()
-                ),
-                &[&namespace, &name, &cluster, &target_names, &uids],
-            )
+            .execute(&statement, &params)
             .await
             .map_err(|e| db_error("postgres delete stale", &e))?;
         Ok(rows.len() as u64)
@@ -418,6 +507,7 @@ impl PostgresSink {
         client: &Client,
         keys: &[RowKey],
         partition: (&str, &str, &str),
+        exported_at: &String,
     ) -> Result<(), SinkError> {
         if keys.is_empty() {
             return Ok(());
@@ -427,15 +517,17 @@ impl PostgresSink {
             .iter()
             .map(|k| (k.target_name.as_str(), k.uid.as_str()))
             .unzip();
+        let statement = self.retire_statement(
+            "t.inventory_namespace = $1 AND t.inventory_name = $2 AND t.cluster = $3 \
+             AND (t.target_name, t.source_uid) IN (SELECT * FROM unnest($4::text[], $5::text[]))",
+            6,
+        );
+        let params = self.retire_params(
+            vec![&namespace, &name, &cluster, &target_names, &uids],
+            exported_at,
+        );
         client
-            .execute(
-                &format!(
-                    "DELETE FROM {} t WHERE t.inventory_namespace = $1 AND t.inventory_name = $2 AND t.cluster = $3 \
-                     AND (t.target_name, t.source_uid) IN (SELECT * FROM unnest($4::text[], $5::text[]))",
-                    self.table()
-                ),
-                &[&namespace, &name, &cluster, &target_names, &uids],
-            )
+            .execute(&statement, &params)
             .await
             .map_err(|e| db_error("postgres delete", &e))?;
         Ok(())

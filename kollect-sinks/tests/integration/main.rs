@@ -9,6 +9,7 @@
 mod git;
 mod kafka;
 mod local_conformance;
+mod mongodb_sink;
 mod nats;
 mod object;
 mod postgres;

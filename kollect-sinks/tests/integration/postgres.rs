@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
-use kollect_core::api::v1alpha1::ProvisioningMode;
+use kollect_core::api::v1alpha1::{DeletedRows, ProvisioningMode};
 use kollect_core::model::{Row, Snapshot};
 use kollect_core::netguard::{GuardedResolver, NetPolicy};
 use kollect_core::sink::{ErrorClass, ExportRequest, InventoryRef, Sink};
@@ -44,6 +44,8 @@ async fn connect(pg: &Postgres) -> tokio_postgres::Client {
 pub(crate) struct Table {
     dsn: String,
     table: String,
+    /// Soft-deleted rows are not held: only live ones count.
+    live_only: bool,
 }
 
 #[async_trait]
@@ -56,8 +58,9 @@ impl Inspect for Table {
         let rows = client
             .query(
                 &format!(
-                    "SELECT payload::text FROM \"{}\" WHERE inventory_namespace = $1 AND inventory_name = $2 AND cluster = $3",
-                    self.table
+                    "SELECT payload::text FROM \"{}\" WHERE inventory_namespace = $1 AND inventory_name = $2 AND cluster = $3{}",
+                    self.table,
+                    if self.live_only { " AND deleted_at IS NULL" } else { "" }
                 ),
                 &[&inventory.path_namespace(), &inventory.name, &inventory.cluster],
             )
@@ -72,23 +75,35 @@ impl Inspect for Table {
 
 /// A sink on a fresh table and its reader.
 pub(crate) async fn setup() -> (PostgresSink, Table) {
+    setup_with(DeletedRows::Delete).await
+}
+
+async fn setup_with(deleted_rows: DeletedRows) -> (PostgresSink, Table) {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let pg = server().expect("PostgreSQL (run hack/setup.sh)");
     let table = format!(
         "conformance_{}",
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let sink = PostgresSink::new(config(pg, &table)).unwrap();
+    let sink = PostgresSink::new(config(pg, &table).with_deleted_rows(deleted_rows)).unwrap();
     (
         sink,
         Table {
             dsn: pg.dsn("postgres"),
             table,
+            live_only: deleted_rows == DeletedRows::SoftDelete,
         },
     )
 }
 
 kollect_testkit::sink_conformance_tests!(setup());
+
+/// The same suite when vanished objects are kept as soft-deleted rows.
+mod soft_delete {
+    use super::*;
+
+    kollect_testkit::sink_conformance_tests!(setup_with(DeletedRows::SoftDelete));
+}
 
 fn request(inventory: &InventoryRef, names: &[String], version: i64) -> ExportRequest {
     ExportRequest::full(
@@ -309,4 +324,86 @@ fn preview_shows_the_ddl() {
         "{ddl}"
     );
     assert_eq!(preview.provisioning_mode.as_deref(), Some("ensure"));
+}
+
+#[tokio::test]
+async fn soft_deleted_rows_keep_their_history_and_come_back() {
+    let Some(pg) = server() else { return };
+    let client = connect(pg).await;
+    // A table made without history gains the column in ensure mode.
+    let plain = PostgresSink::new(config(pg, "history")).unwrap();
+    let inventory = InventoryRef::namespaced("team-a", "apps");
+    plain.export(&request(&inventory, &names(40), 1)).await.unwrap();
+    let sink = PostgresSink::new(config(pg, "history").with_deleted_rows(DeletedRows::SoftDelete)).unwrap();
+    let mut later = request(&inventory, &names(40)[..5], 1);
+    later.exported_at = k8s_openapi::jiff::Timestamp::from_second(1_800_000_060).unwrap();
+    sink.export(&later).await.unwrap();
+    assert_eq!(count(&client, "history").await, 40);
+    let deleted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM history WHERE deleted_at = to_timestamp(1800000060)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deleted, 35, "the bulk path marks the stale rows");
+    // Below the bulk threshold, the same; the first deletion time stays.
+    let mut again = request(&inventory, &names(40)[..2], 1);
+    again.exported_at = k8s_openapi::jiff::Timestamp::from_second(1_800_000_120).unwrap();
+    sink.export(&again).await.unwrap();
+    let times: Vec<i64> = client
+        .query(
+            "SELECT DISTINCT extract(epoch FROM deleted_at)::bigint FROM history WHERE deleted_at IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(times, [1_800_000_060, 1_800_000_120]);
+    // Everything comes back: no row is soft-deleted any more, none duplicated.
+    sink.export(&request(&inventory, &names(40), 2)).await.unwrap();
+    let live: i64 = client
+        .query_one("SELECT count(*) FROM history WHERE deleted_at IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((live, count(&client, "history").await), (40, 40));
+    // Removing the inventory removes its rows, history included.
+    sink.export(&request(&inventory, &[], 2)).await.unwrap();
+    assert_eq!(
+        count(&client, "history").await,
+        40,
+        "an empty snapshot soft-deletes"
+    );
+    sink.remove(&kollect_core::sink::RemoveRequest {
+        inventory: inventory.clone(),
+        generation: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(&client, "history").await, 0);
+}
+
+#[tokio::test]
+async fn soft_delete_on_an_existing_table_without_the_column_fails_clearly() {
+    let Some(pg) = server() else { return };
+    let plain = PostgresSink::new(config(pg, "no_history")).unwrap();
+    let inventory = InventoryRef::namespaced("a", "b");
+    plain.export(&request(&inventory, &names(1), 1)).await.unwrap();
+    let sink = PostgresSink::new(
+        config(pg, "no_history")
+            .with_provisioning(ProvisioningMode::Existing)
+            .with_deleted_rows(DeletedRows::SoftDelete),
+    )
+    .unwrap();
+    let error = sink.export(&request(&inventory, &names(1), 1)).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert_eq!(
+        error.message(),
+        "table \"public\".\"no_history\" has no deleted_at column, which spec.deletedRows: SoftDelete needs, and provisioning.mode is existing \
+         (run ALTER TABLE \"public\".\"no_history\" ADD COLUMN deleted_at TIMESTAMPTZ, or use mode ensure)"
+    );
 }

@@ -20,7 +20,7 @@ mod object_stores;
 mod postgres;
 
 pub use duckdb::{DuckDb, QueryResult, S3Access};
-pub use ferretdb::FerretDb;
+pub use ferretdb::{FERRETDB_PASSWORD, FERRETDB_USER, FerretDb, FerretDbOptions};
 pub use kafka::{KAFKA_PASSWORD, KAFKA_UNAUTHORIZED_USER, KAFKA_USER, Kafka, KafkaRecord};
 pub use nats::{
     NATS_PASSWORD, NATS_RESTRICTED_PASSWORD, NATS_RESTRICTED_USER, NATS_TOKEN, NATS_USER, Nats, NatsAuth,

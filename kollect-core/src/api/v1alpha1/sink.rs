@@ -186,6 +186,16 @@ pub enum ProvisioningMode {
     Existing,
 }
 
+impl ProvisioningMode {
+    /// The mode as the CRD spells it (`ensure`, `existing`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ensure => "ensure",
+            Self::Existing => "existing",
+        }
+    }
+}
+
 /// Naming template of provisioned resources.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct NamingSpec {
@@ -700,6 +710,7 @@ pub enum DatabaseSinkType {
     {"rule": "!has(self.bigquery) || self.type == 'bigquery'", "message": "spec.bigquery is only allowed for type bigquery"},
     {"rule": "!has(self.mongodb) || self.type == 'mongodb'", "message": "spec.mongodb is only allowed for type mongodb"},
     {"rule": "!has(self.layout)", "message": "spec.layout is only allowed for snapshot sinks"},
+    {"rule": "!has(self.deletedRows) || self.deletedRows == 'Delete' || self.type != 'bigquery'", "message": "spec.deletedRows: SoftDelete is supported by types postgres and mongodb"},
     {"rule": "!has(self.serialization) || !has(self.serialization.format) || self.serialization.format == 'json'", "message": "database sinks support serialization.format json only"},
 ]))]
 pub struct KollectDatabaseSinkSpec {
@@ -718,6 +729,29 @@ pub struct KollectDatabaseSinkSpec {
     /// MongoDB settings (type mongodb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mongodb: Option<MongodbSpec>,
+    /// What happens to the row of an object that is no longer collected: `Delete` (default)
+    /// removes it; `SoftDelete` keeps it with `deleted_at` set, cleared again if the object
+    /// comes back. Deleting the inventory removes its rows either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_rows: Option<DeletedRows>,
+}
+
+impl KollectDatabaseSinkSpec {
+    /// The effective handling of rows that disappear (absent means [`DeletedRows::Delete`]).
+    pub fn deleted_rows(&self) -> DeletedRows {
+        self.deleted_rows.unwrap_or_default()
+    }
+}
+
+/// What a database sink does with the row of an object that is no longer collected.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum DeletedRows {
+    /// The row is deleted.
+    #[default]
+    Delete,
+    /// The row stays with `deleted_at` set to the export time; it is cleared when the object is
+    /// collected again.
+    SoftDelete,
 }
 
 /// PostgreSQL settings.
