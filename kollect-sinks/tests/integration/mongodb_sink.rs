@@ -55,6 +55,11 @@ async fn documents(uri: &str, name: &str, filter: Document) -> Vec<Document> {
         .unwrap()
 }
 
+/// How many documents of `collection` match `filter`.
+async fn count(collection: &mongodb::Collection<Document>, filter: Document) -> u64 {
+    collection.count_documents(filter).await.unwrap()
+}
+
 /// Reads an inventory's live documents back.
 pub(crate) struct Collection {
     uri: String,
@@ -224,13 +229,11 @@ async fn large_exports_go_in_several_commands_and_stale_ones_leave() {
     let inventory = InventoryRef::namespaced("team-a", "apps");
     sink.export(&large_request(&inventory, 120, 1)).await.unwrap();
     let coll = collection(&ferret.uri(), &name).await;
-    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 120);
+    assert_eq!(count(&coll, doc! {}).await, 120);
     sink.export(&large_request(&inventory, 70, 2)).await.unwrap();
-    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 70);
+    assert_eq!(count(&coll, doc! {}).await, 70);
     assert_eq!(
-        coll.count_documents(doc! {"payload.attributes.replicas": 2_i64})
-            .await
-            .unwrap(),
+        count(&coll, doc! {"payload.attributes.replicas": 2_i64}).await,
         70
     );
 }
@@ -245,7 +248,7 @@ async fn two_clusters_with_the_same_inventory_and_uid_stay_apart() {
     sink.export(&request(&east, &names(3), 1)).await.unwrap();
     sink.export(&request(&west, &names(3), 2)).await.unwrap();
     let coll = collection(&ferret.uri(), &name).await;
-    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 6);
+    assert_eq!(count(&coll, doc! {}).await, 6);
     sink.export(&request(&east, &[], 1)).await.unwrap();
     let left = coll.distinct("cluster", doc! {}).await.unwrap();
     assert_eq!(left, [Bson::String("west".into())]);
@@ -283,11 +286,7 @@ async fn ensure_replaces_the_go_operators_index_without_cluster() {
     let west = InventoryRef::namespaced("team-a", "apps").with_cluster("west");
     sink.export(&request(&east, &names(2), 1)).await.unwrap();
     sink.export(&request(&west, &names(2), 1)).await.unwrap();
-    assert_eq!(
-        coll.count_documents(doc! {}).await.unwrap(),
-        5,
-        "four of apps, one of other"
-    );
+    assert_eq!(count(&coll, doc! {}).await, 5, "four of apps, one of other");
     let mut indexes = coll.list_index_names().await.unwrap();
     indexes.sort();
     assert_eq!(indexes, ["_id_", "kollect_identity"]);
@@ -353,7 +352,7 @@ async fn existing_mode_never_creates_and_fails_clearly() {
     .await
     .unwrap();
     let coll = collection(&ferret.uri(), &name).await;
-    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 1);
+    assert_eq!(count(&coll, doc! {}).await, 1);
     assert_eq!(
         coll.list_index_names().await.unwrap(),
         ["_id_"],
@@ -411,7 +410,7 @@ async fn soft_deleted_documents_stay_until_the_object_returns_or_the_inventory_g
         .await
         .unwrap();
     let coll = collection(&ferret.uri(), &name).await;
-    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 3);
+    assert_eq!(count(&coll, doc! {}).await, 3);
     let gone = documents(&ferret.uri(), &name, doc! {"deleted_at": {"$ne": Bson::Null}}).await;
     assert_eq!(gone.len(), 2);
     assert!(
@@ -437,13 +436,8 @@ async fn soft_deleted_documents_stay_until_the_object_returns_or_the_inventory_g
     sink.export(&request(&inventory, &[], 1).with_delta(delta))
         .await
         .unwrap();
-    assert_eq!(
-        coll.count_documents(doc! {"deleted_at": Bson::Null})
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 3);
+    assert_eq!(count(&coll, doc! {"deleted_at": Bson::Null}).await, 2);
+    assert_eq!(count(&coll, doc! {}).await, 3);
     // A delta's delete soft-deletes too.
     let delta = Delta {
         upserts: Vec::new(),
@@ -457,12 +451,7 @@ async fn soft_deleted_documents_stay_until_the_object_returns_or_the_inventory_g
     sink.export(&request(&inventory, &[], 1).with_delta(delta))
         .await
         .unwrap();
-    assert_eq!(
-        coll.count_documents(doc! {"deleted_at": Bson::Null})
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(count(&coll, doc! {"deleted_at": Bson::Null}).await, 1);
     // Removing the inventory removes all of it.
     sink.remove(&RemoveRequest {
         inventory: inventory.clone(),
@@ -470,7 +459,7 @@ async fn soft_deleted_documents_stay_until_the_object_returns_or_the_inventory_g
     })
     .await
     .unwrap();
-    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 0);
+    assert_eq!(count(&coll, doc! {}).await, 0);
 }
 
 /// The server refuses a wrong password: terminal, and the message carries neither the password
@@ -554,11 +543,9 @@ async fn a_server_outage_fails_the_export_and_the_retry_converges_without_duplic
     ferret.resume().unwrap();
     sink.export(&request(&inventory, &names(80), 2)).await.unwrap();
     let coll = collection(&uri, "outage").await;
-    assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 80);
+    assert_eq!(count(&coll, doc! {}).await, 80);
     assert_eq!(
-        coll.count_documents(doc! {"payload.attributes.replicas": 2_i64})
-            .await
-            .unwrap(),
+        count(&coll, doc! {"payload.attributes.replicas": 2_i64}).await,
         80
     );
 }
