@@ -209,7 +209,7 @@ impl MongodbSink {
     async fn retire_ids(&self, database: &Database, ids: Vec<Bson>) -> Result<(), SinkError> {
         let statements = ids
             .chunks(IDS_PER_STATEMENT)
-            .map(|chunk| delete_statement(doc! {"_id": {"$in": chunk}}));
+            .map(|chunk| Ok(delete_statement(doc! {"_id": {"$in": chunk}})));
         send(
             database,
             Batch::delete(&self.config.collection),
@@ -240,21 +240,22 @@ impl MongodbSink {
         partition: Partition<'_>,
         at: DateTime,
     ) -> Result<u64, SinkError> {
-        let mut batch = Batch::update(&self.config.collection);
         let mut count = 0;
-        for row in rows {
-            let statement = upsert_statement(
-                partition.key_filter(&row.target_name, &row.uid),
-                partition.document(row, at)?,
-            );
-            if let Some(command) = batch.push(&statement)? {
-                transport::write(database, command, "mongodb upsert").await?;
-            }
+        let statements = rows.map(|row| {
             count += 1;
-        }
-        if let Some(command) = batch.take() {
-            transport::write(database, command, "mongodb upsert").await?;
-        }
+            let document = partition.document(row, at)?;
+            Ok(upsert_statement(
+                partition.key_filter(&row.target_name, &row.uid),
+                document,
+            ))
+        });
+        send(
+            database,
+            Batch::update(&self.config.collection),
+            statements,
+            "mongodb upsert",
+        )
+        .await?;
         Ok(count)
     }
 
@@ -266,7 +267,7 @@ impl MongodbSink {
         at: DateTime,
     ) -> Result<(), SinkError> {
         if self.config.deleted_rows == DeletedRows::SoftDelete {
-            let statements = filters.map(|filter| soft_delete_statement(filter, at));
+            let statements = filters.map(|filter| Ok(soft_delete_statement(filter, at)));
             send(
                 database,
                 Batch::update(&self.config.collection),
@@ -275,7 +276,7 @@ impl MongodbSink {
             )
             .await
         } else {
-            let statements = filters.map(delete_statement);
+            let statements = filters.map(|filter| Ok(delete_statement(filter)));
             send(
                 database,
                 Batch::delete(&self.config.collection),
@@ -342,14 +343,8 @@ impl MongodbSink {
         if !request.is_last_part() {
             return Ok(count);
         }
-        // Upserts first, then the stale documents: a failure in between leaves extra documents
-        // that the retry deletes, never missing ones.
-        if request.snapshot.is_empty() {
-            return self
-                .retire(database, std::iter::once(partition.filter()), at)
-                .await
-                .map(|()| 0);
-        }
+        // Upserts first, then the stale documents (all of them for an empty snapshot): a failure
+        // in between leaves extra documents that the retry deletes, never missing ones.
         let (vanished, foreign) = self
             .stale_ids(database, partition, request.snapshot.rows())
             .await?;
@@ -363,15 +358,16 @@ impl MongodbSink {
     }
 }
 
-/// Sends `statements` in as few commands of `batch`'s kind as the limits allow, in order.
+/// Sends `statements` in as few commands of `batch`'s kind as the limits allow, in order,
+/// stopping at the first statement that could not be built.
 async fn send(
     database: &Database,
     mut batch: Batch,
-    statements: impl Iterator<Item = Document>,
+    statements: impl Iterator<Item = Result<Document, SinkError>>,
     stage: &str,
 ) -> Result<(), SinkError> {
     for statement in statements {
-        if let Some(command) = batch.push(&statement)? {
+        if let Some(command) = batch.push(&statement?)? {
             transport::write(database, command, stage).await?;
         }
     }
@@ -409,7 +405,7 @@ impl Sink for MongodbSink {
         send(
             &database,
             Batch::delete(&self.config.collection),
-            std::iter::once(statement),
+            std::iter::once(Ok(statement)),
             "mongodb delete all",
         )
         .await
