@@ -24,8 +24,9 @@ done
 
 # System packages: the real backends the tests run against (PostgreSQL, NATS with JetStream), the
 # runtimes of the others (Java for Kafka, Node.js for Azurite), and what the workspace builds with
-# (a C toolchain, cmake for librdkafka, pkg-config and OpenSSL headers for libgit2 and libssh2).
-APT_PACKAGES=(postgresql nats-server git openssh-server procps util-linux patch build-essential cmake pkg-config libssl-dev)
+# (a C toolchain, clang for the BigQuery emulator's ZetaSQL, cmake for librdkafka, pkg-config and
+# OpenSSL headers for libgit2 and libssh2).
+APT_PACKAGES=(postgresql nats-server git openssh-server procps util-linux patch build-essential clang cmake pkg-config libssl-dev)
 # Tools that may come from elsewhere (an SDK install): a Debian package only when the command is
 # missing.
 declare -A APT_FOR_COMMAND=([java]=default-jre-headless [mvn]=maven [node]=nodejs [npm]=npm)
@@ -45,7 +46,7 @@ fi
 
 # Independent installs run in parallel, each logging to its own file (shown when it fails):
 # - the local control plane (kube-apiserver + etcd, built from source);
-# - Go-built backends: MinIO, fake-gcs-server, FerretDB;
+# - Go-built backends: MinIO, fake-gcs-server, FerretDB; the BigQuery emulator (cgo, the longest);
 # - chart and image tools: helm, helm-docs, umoci;
 # - Kafka broker jars from Maven Central, Azurite from npm, DuckDB from PyPI;
 # - the cargo-built tools of the checks (mdbook, cargo-deny, cargo-cyclonedx, cargo-public-api).
@@ -53,7 +54,7 @@ fi
 logs="$KOLLECT_CACHE/setup-logs"
 mkdir -p "$logs"
 declare -A jobs=()
-for script in build-control-plane install-go-backends install-chart-tools install-kafka install-azurite install-duckdb install-cargo-tools; do
+for script in build-control-plane install-go-backends install-bigquery-emulator install-chart-tools install-kafka install-azurite install-duckdb install-cargo-tools; do
     bash "hack/$script.sh" > "$logs/$script.log" 2>&1 &
     jobs[$script]=$!
 done

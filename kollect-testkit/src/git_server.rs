@@ -7,7 +7,6 @@
 //! The server runs on its own thread and tokio runtime, so it serves every test of a binary
 //! whatever runtime each test uses, and stops on drop.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -27,8 +26,7 @@ pub struct GitServer {
     addr: SocketAddr,
     user: String,
     password: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: crate::http_server::Running,
     /// The CA of the serving certificate, when serving HTTPS.
     ca_pem: Option<String>,
     available: Arc<std::sync::atomic::AtomicBool>,
@@ -62,7 +60,6 @@ fn start_error(message: impl Into<String>) -> BackendError {
 
 struct Config {
     available: Arc<std::sync::atomic::AtomicBool>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
     git: PathBuf,
     root: PathBuf,
     user: String,
@@ -94,26 +91,11 @@ impl GitServer {
         pki: Option<crate::pki::ServingPki>,
         address: std::net::IpAddr,
     ) -> Result<Self, BackendError> {
-        let tls = match &pki {
-            None => None,
-            Some(pki) => {
-                use rustls::pki_types::pem::PemObject;
-                let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| start_error(e.to_string()))?;
-                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes())
-                    .map_err(|e| start_error(e.to_string()))?;
-                let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| start_error(e.to_string()))?
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| start_error(e.to_string()))?;
-                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-            }
-        };
+        let tls = pki
+            .as_ref()
+            .map(crate::http_server::tls_acceptor)
+            .transpose()
+            .map_err(start_error)?;
         let git = git_binary()?;
         let root = tempfile::Builder::new()
             .prefix("kollect-git-")
@@ -127,33 +109,21 @@ impl GitServer {
         let available = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let config = Arc::new(Config {
             available: Arc::clone(&available),
-            tls,
             git,
             root: root.path().to_owned(),
             user: user.to_owned(),
             password: password.to_owned(),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("git-http".into())
-            .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                runtime.block_on(serve(listener, config, rx));
-            })
-            .map_err(|e| start_error(e.to_string()))?;
+        let server = crate::http_server::spawn("git-http", listener, tls, move |request| {
+            handle(Arc::clone(&config), request)
+        })
+        .map_err(|e| start_error(e.to_string()))?;
         Ok(Self {
             root,
             addr,
             user: user.to_owned(),
             password: password.to_owned(),
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: server,
             ca_pem: pki.map(|p| p.ca_pem),
             available,
         })
@@ -249,57 +219,6 @@ spec:
     }
 }
 
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn serve(
-    listener: std::net::TcpListener,
-    config: Arc<Config>,
-    mut shutdown: tokio::sync::oneshot::Receiver<()>,
-) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-        return;
-    };
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = &mut shutdown => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            continue;
-        };
-        let config = Arc::clone(&config);
-        tokio::spawn(async move {
-            let tls = config.tls.clone();
-            let service = hyper::service::service_fn(move |request| handle(Arc::clone(&config), request));
-            let builder = hyper::server::conn::http1::Builder::new();
-            match tls {
-                None => {
-                    let _ = builder
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                }
-                Some(acceptor) => {
-                    // A failed handshake (a client rejecting the certificate) ends the connection.
-                    if let Ok(stream) = acceptor.accept(stream).await {
-                        let _ = builder
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
-                    }
-                }
-            }
-        });
-    }
-}
-
 fn respond(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
     *response.status_mut() = status;
@@ -323,19 +242,16 @@ fn authorized(config: &Config, request: &Request<Incoming>) -> bool {
         .is_some_and(|given| given.trim() == expected)
 }
 
-async fn handle(
-    config: Arc<Config>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(config: Arc<Config>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     if !config.available.load(std::sync::atomic::Ordering::SeqCst) {
-        return Ok(respond(StatusCode::SERVICE_UNAVAILABLE, "service unavailable\n"));
+        return respond(StatusCode::SERVICE_UNAVAILABLE, "service unavailable\n");
     }
     if !authorized(&config, &request) {
-        return Ok(respond(StatusCode::UNAUTHORIZED, "authentication required\n"));
+        return respond(StatusCode::UNAUTHORIZED, "authentication required\n");
     }
-    Ok(cgi(&config, request)
+    cgi(&config, request)
         .await
-        .unwrap_or_else(|e| respond(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"))))
+        .unwrap_or_else(|e| respond(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")))
 }
 
 /// Runs `git http-backend` for one request (RFC 3875 CGI).

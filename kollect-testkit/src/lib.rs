@@ -10,14 +10,17 @@
 //!
 //! - [`ControlPlane`]: a real kube-apiserver + etcd with every Kollect CRD installed;
 //! - [`backends`]: launchers for the real sink backends, and [`GitServer`] (smart HTTP(S) with
-//!   basic auth), [`SshGitServer`] (OpenSSH with a generated key); [`pki`]: throwaway certificates for them.
+//!   basic auth), [`SshGitServer`] (OpenSSH with a generated key); [`pki`]: throwaway certificates for them;
+//! - [`contract`]: a recorded-contract HTTP(S) server for APIs no real server of can run in tests.
 #![forbid(unsafe_code)]
 
 pub mod backends;
 pub mod conformance;
+pub mod contract;
 pub mod control_plane;
 pub mod git_server;
 pub mod golden;
+mod http_server;
 mod memory_sink;
 pub mod pki;
 mod ports;

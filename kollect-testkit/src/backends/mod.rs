@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::control_plane::infra_required;
 
+mod bigquery;
 mod duckdb;
 mod ferretdb;
 mod kafka;
@@ -19,6 +20,7 @@ mod nats;
 mod object_stores;
 mod postgres;
 
+pub use bigquery::{BIGQUERY_DATASET, BIGQUERY_PROJECT, BigqueryEmulator};
 pub use duckdb::{DuckDb, QueryResult, S3Access};
 pub use ferretdb::{FERRETDB_PASSWORD, FERRETDB_USER, FerretDb, FerretDbOptions};
 pub use kafka::{KAFKA_PASSWORD, KAFKA_UNAUTHORIZED_USER, KAFKA_USER, Kafka, KafkaRecord};
