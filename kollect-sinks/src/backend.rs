@@ -268,6 +268,7 @@ fn field_values(spec: &Value, path: &str) -> Vec<String> {
     feature = "git",
     feature = "postgres",
     feature = "mongodb",
+    feature = "bigquery",
     feature = "object",
     feature = "kafka",
     feature = "nats"

@@ -163,6 +163,7 @@ pub(crate) fn api_spelling<T: serde::Serialize>(value: &T) -> String {
         feature = "nats",
         feature = "postgres",
         feature = "mongodb",
+        feature = "bigquery",
         feature = "git",
         feature = "object"
     )),
@@ -181,6 +182,7 @@ pub(crate) struct Unused<'a> {
         feature = "nats",
         feature = "postgres",
         feature = "mongodb",
+        feature = "bigquery",
         feature = "git",
         feature = "object"
     )),
@@ -227,6 +229,7 @@ impl<'a> Unused<'a> {
         feature = "nats",
         feature = "postgres",
         feature = "mongodb",
+        feature = "bigquery",
         feature = "git",
         feature = "object"
     )),

@@ -10,6 +10,7 @@
 //! | `git` | [`git::GitSink`]: files committed and pushed to a Git branch | snapshot |
 //! | `postgres` | [`postgres::PostgresSink`]: rows in a PostgreSQL table | database |
 //! | `mongodb` | [`mongodb::MongodbSink`]: documents in a MongoDB collection | database |
+//! | `bigquery` | [`bigquery::BigquerySink`]: rows in a BigQuery table, one `MERGE` per export | database |
 //! | `object` | [`object::ObjectSink`]: `s3`, `gcs` and `azureblob`, documents in a bucket or container | snapshot |
 //! | `kafka` | [`kafka::KafkaSink`]: snapshot or row messages on a topic ([`events`]) | event |
 //! | `nats` | [`nats::NatsSink`]: snapshot or row messages on a JetStream stream ([`events`]) | event |
@@ -24,6 +25,8 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+#[cfg(feature = "bigquery")]
+pub mod bigquery;
 pub mod context;
 #[cfg(any(feature = "kafka", feature = "nats"))]
 pub mod events;
@@ -31,6 +34,8 @@ pub mod family;
 pub mod format;
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(any(feature = "object", feature = "bigquery"))]
+mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(any(feature = "git", feature = "object"))]

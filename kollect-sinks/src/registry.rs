@@ -30,6 +30,8 @@ pub use kollect_core::api::reasons::SINK_TYPE_UNSUPPORTED;
 
 /// The backends of this build: one registration line each.
 const BUILTIN: &[Backend] = &[
+    #[cfg(feature = "bigquery")]
+    crate::bigquery::BACKEND,
     #[cfg(feature = "git")]
     crate::git::BACKEND,
     #[cfg(feature = "kafka")]

@@ -4,14 +4,19 @@
 
 use std::sync::Arc;
 
-#[cfg(any(feature = "postgres", feature = "object", feature = "nats"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "object",
+    feature = "nats",
+    feature = "bigquery"
+))]
 use kollect_core::sink::SinkError;
 use rustls::RootCertStore;
-#[cfg(any(feature = "git", feature = "object", feature = "nats"))]
+#[cfg(any(feature = "git", feature = "object", feature = "nats", feature = "bigquery"))]
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-#[cfg(any(feature = "git", feature = "object", feature = "nats"))]
+#[cfg(any(feature = "git", feature = "object", feature = "nats", feature = "bigquery"))]
 use rustls_pki_types::{ServerName, UnixTime};
 
 /// The certificates of a PEM bundle as a root store.
@@ -31,12 +36,17 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A client configuration trusting the public web roots and, when given, the CA certificates of
 /// `ca_pem` (`spec.tls`).
-#[cfg(any(feature = "postgres", feature = "object"))]
+#[cfg(any(feature = "postgres", feature = "object", feature = "bigquery"))]
 pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, SinkError> {
     Ok(verifying_builder(ca_pem)?.with_no_client_auth())
 }
 
-#[cfg(any(feature = "postgres", feature = "object", feature = "nats"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "object",
+    feature = "nats",
+    feature = "bigquery"
+))]
 fn verifying_builder(
     ca_pem: Option<&str>,
 ) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, SinkError> {
@@ -55,12 +65,12 @@ fn verifying_builder(
 
 /// A client configuration that accepts any server certificate (`spec.tls.insecureSkipVerify`);
 /// signatures are still checked, so the peer must hold the key of the certificate it shows.
-#[cfg(feature = "object")]
+#[cfg(any(feature = "object", feature = "bigquery"))]
 pub(crate) fn insecure_client_config() -> Result<rustls::ClientConfig, SinkError> {
     Ok(insecure_builder()?.with_no_client_auth())
 }
 
-#[cfg(any(feature = "object", feature = "nats"))]
+#[cfg(any(feature = "object", feature = "nats", feature = "bigquery"))]
 fn insecure_builder()
 -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, SinkError> {
     let provider = provider();
@@ -103,11 +113,11 @@ pub(crate) fn client_config_with_identity(
         .map_err(|e| SinkError::terminal(format!("client certificate: {e}")))
 }
 
-#[cfg(any(feature = "object", feature = "nats"))]
+#[cfg(any(feature = "object", feature = "nats", feature = "bigquery"))]
 #[derive(Debug)]
 struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
 
-#[cfg(any(feature = "object", feature = "nats"))]
+#[cfg(any(feature = "object", feature = "nats", feature = "bigquery"))]
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
@@ -164,7 +174,7 @@ pub(crate) fn verify_with_ca(pem: &str, der: &[u8], host: &str) -> Result<(), St
         .map_err(|e| e.to_string())
 }
 
-#[cfg(all(test, any(feature = "postgres", feature = "object")))]
+#[cfg(all(test, any(feature = "postgres", feature = "object", feature = "bigquery")))]
 mod tests {
     use super::*;
 

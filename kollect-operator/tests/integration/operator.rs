@@ -3025,6 +3025,130 @@ spec:
     operator.stop().await;
 }
 
+/// The `(name, image, exported_at)` rows of `table` in the emulator, sorted.
+async fn bigquery_rows(
+    emulator: &kollect_testkit::backends::BigqueryEmulator,
+    table: &str,
+) -> Vec<(String, String, String)> {
+    use kollect_testkit::backends::{BIGQUERY_DATASET, BIGQUERY_PROJECT};
+    let sql = format!(
+        "SELECT JSON_VALUE(payload, '$.name'), JSON_VALUE(payload, '$.attributes.image'), \
+         CAST(UNIX_MICROS(exported_at) AS STRING) FROM `{BIGQUERY_PROJECT}.{BIGQUERY_DATASET}.{table}` ORDER BY 1"
+    );
+    let Ok(rows) = emulator.query(&sql).await else {
+        return Vec::new();
+    };
+    rows.iter()
+        .map(|row| {
+            let text = |i: usize| row[i].as_str().unwrap_or_default().to_owned();
+            (text(0), text(1), text(2))
+        })
+        .collect()
+}
+
+/// One inventory bound to a Git sink and a BigQuery sink (the emulator, through `spec.endpoint`):
+/// the table holds one row per Deployment, a changed Deployment rewrites only its own row, a
+/// deleted one leaves, and deleting the inventory removes its rows.
+#[tokio::test]
+async fn an_inventory_exports_to_git_and_a_bigquery_table() {
+    use kollect_testkit::backends::BigqueryEmulator;
+    let _serial = SERIAL.lock().await;
+    let Some((plane, git, ns, _)) = git_pipeline("bigquery").await else {
+        return;
+    };
+    let Some(emulator) = kollect_testkit::backends::start_for_test(BigqueryEmulator::start) else {
+        return;
+    };
+    plane
+        .apply_yaml(&deployment("api", "web", "api:1.0"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(
+            &format!(
+                "apiVersion: kollect.dev/v1alpha1
+kind: KollectDatabaseSink
+metadata: {{name: inventory-bigquery}}
+spec:
+  type: bigquery
+  endpoint: {endpoint}
+  bigquery: {{project: {project}, dataset: {dataset}, table: rows}}
+  cluster: prod
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {{name: first-inventory}}
+spec:
+  exportMinInterval: 1h
+  snapshotSinkRefs: [{{name: inventory-git}}]
+  databaseSinkRefs: [{{name: inventory-bigquery}}]
+",
+                endpoint = emulator.endpoint(),
+                project = kollect_testkit::backends::BIGQUERY_PROJECT,
+                dataset = kollect_testkit::backends::BIGQUERY_DATASET,
+            ),
+            &ns,
+        )
+        .await
+        .unwrap();
+    let client = plane.client().await.unwrap();
+    let operator = Running::start(client.clone(), test_options()).await;
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let names = exported_sinks(
+        &inventories,
+        "first-inventory",
+        2,
+        "the inventory exports to Git and BigQuery",
+    )
+    .await;
+    assert_eq!(names, ["snapshot/inventory-git", "database/inventory-bigquery"]);
+    assert!(git_file(&git, "inventory", &format!("inventory/{ns}/first-inventory.yaml")).is_some());
+    let images = |rows: &[(String, String, String)]| -> Vec<(String, String)> {
+        rows.iter().map(|(n, i, _)| (n.clone(), i.clone())).collect()
+    };
+    let pair = |name: &str, image: &str| (name.to_owned(), image.to_owned());
+    let first = bigquery_rows(&emulator, "rows").await;
+    assert_eq!(
+        images(&first),
+        [pair("api", "api:1.0"), pair("web", "nginx:1.27")]
+    );
+    let cluster = emulator
+        .query("SELECT DISTINCT cluster, inventory_namespace FROM `kollect-test.inventory.rows`")
+        .await
+        .unwrap();
+    assert_eq!(cluster, [vec![serde_json::json!("prod"), serde_json::json!(ns)]]);
+
+    // One changed Deployment rewrites its own row only.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    set_image(&deployments, "web", "nginx:1.28").await;
+    eventually("the table holds the new image", || async {
+        let rows = bigquery_rows(&emulator, "rows").await;
+        (images(&rows) == [pair("api", "api:1.0"), pair("web", "nginx:1.28")]).then_some(())
+    })
+    .await;
+    let changed = bigquery_rows(&emulator, "rows").await;
+    assert_eq!(changed[0].2, first[0].2, "the unchanged row was not rewritten");
+
+    // A deleted Deployment's row leaves.
+    deployments.delete("api", &DeleteParams::default()).await.unwrap();
+    eventually("the api row is deleted", || async {
+        let rows = bigquery_rows(&emulator, "rows").await;
+        (images(&rows) == [pair("web", "nginx:1.28")]).then_some(())
+    })
+    .await;
+
+    // Deleting the inventory removes its rows.
+    inventories
+        .delete("first-inventory", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the table no longer holds the inventory", || async {
+        bigquery_rows(&emulator, "rows").await.is_empty().then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
 /// One inventory bound to a Git sink and a Kafka event sink in row mode: the topic rebuilds the
 /// inventory, one changed Deployment publishes one message, and deleting the inventory
 /// tombstones its rows.

@@ -1,14 +1,10 @@
 //! The `object_store` client of a sink: credentials from the Secret, TLS from `spec.tls`, every
 //! connection's addresses checked by the SSRF guard, and no retries of the crate's own.
 //!
-//! `object_store` builds its HTTP client through a connector; ours builds a `reqwest` client
-//! whose DNS resolver is the guard (so every dial, redirects and credential endpoints included,
-//! goes to checked addresses), with redirects off (a redirect to an IP literal would skip the
-//! resolver), no proxy from the environment, and rustls trusting the web roots plus the sink's
-//! CA bundle. IP-literal hosts never reach a resolver, so the endpoint's own host is checked when
-//! the client is built.
+//! `object_store` builds its HTTP client through a connector; ours is the guarded client of
+//! [`crate::http`], so credential endpoints are dialed through the guard too. IP-literal hosts
+//! never reach a resolver, so the endpoint's own host is checked when the client is built.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -312,14 +308,7 @@ impl<R> GuardedConnector<R> {
 
 impl<R: Resolve + Clone + 'static> GuardedConnector<R> {
     fn reqwest_client(&self) -> Result<reqwest::Client, reqwest::Error> {
-        reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedDns(self.resolver.clone())))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .tls_backend_preconfigured(self.tls.clone())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
+        crate::http::guarded_client(&self.resolver, self.tls.clone(), Duration::from_secs(120))
     }
 }
 
@@ -330,19 +319,5 @@ impl<R: Resolve + Clone + std::fmt::Debug + 'static> HttpConnector for GuardedCo
             source: Box::new(e),
         })?;
         Ok(HttpClient::new(client))
-    }
-}
-
-/// The guard as reqwest's resolver: a denied or unresolvable name fails the connection.
-struct GuardedDns<R>(GuardedResolver<R>);
-
-impl<R: Resolve + Clone + 'static> reqwest::dns::Resolve for GuardedDns<R> {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let resolver = self.0.clone();
-        Box::pin(async move {
-            // reqwest sets the port on the returned addresses itself.
-            let addresses: Vec<SocketAddr> = resolver.resolve(name.as_str(), 0).await?;
-            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
-        })
     }
 }

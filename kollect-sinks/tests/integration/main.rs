@@ -6,6 +6,7 @@
 // Test helpers may panic on broken fixtures: that is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bigquery;
 mod git;
 mod kafka;
 mod local_conformance;
