@@ -47,6 +47,7 @@ fi
 # Independent installs run in parallel, each logging to its own file (shown when it fails):
 # - the local control plane (kube-apiserver + etcd, built from source);
 # - Go-built backends: MinIO, fake-gcs-server, FerretDB; the BigQuery emulator (cgo, the longest);
+#   Gitea (cgo SQLite);
 # - chart and image tools: helm, helm-docs, umoci;
 # - Kafka broker jars from Maven Central, Azurite from npm, DuckDB from PyPI;
 # - the cargo-built tools of the checks (mdbook, cargo-deny, cargo-cyclonedx, cargo-public-api).
@@ -54,7 +55,7 @@ fi
 logs="$KOLLECT_CACHE/setup-logs"
 mkdir -p "$logs"
 declare -A jobs=()
-for script in build-control-plane install-go-backends install-bigquery-emulator install-chart-tools install-kafka install-azurite install-duckdb install-cargo-tools; do
+for script in build-control-plane install-go-backends install-bigquery-emulator install-gitea install-chart-tools install-kafka install-azurite install-duckdb install-cargo-tools; do
     bash "hack/$script.sh" > "$logs/$script.log" 2>&1 &
     jobs[$script]=$!
 done

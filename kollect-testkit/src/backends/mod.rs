@@ -15,6 +15,7 @@ use crate::control_plane::infra_required;
 mod bigquery;
 mod duckdb;
 mod ferretdb;
+mod gitea;
 mod kafka;
 mod nats;
 mod object_stores;
@@ -23,6 +24,7 @@ mod postgres;
 pub use bigquery::{BIGQUERY_DATASET, BIGQUERY_PROJECT, BigqueryEmulator};
 pub use duckdb::{DuckDb, QueryResult, S3Access};
 pub use ferretdb::{FERRETDB_PASSWORD, FERRETDB_USER, FerretDb, FerretDbOptions};
+pub use gitea::{GITEA_PASSWORD, GITEA_USER, Gitea};
 pub use kafka::{KAFKA_PASSWORD, KAFKA_UNAUTHORIZED_USER, KAFKA_USER, Kafka, KafkaRecord};
 pub use nats::{
     NATS_PASSWORD, NATS_RESTRICTED_PASSWORD, NATS_RESTRICTED_USER, NATS_TOKEN, NATS_USER, Nats, NatsAuth,
