@@ -23,6 +23,9 @@ pub struct GitConfig {
     pub(crate) remote: Remote,
     /// Branch written to.
     pub branch: String,
+    /// The branch each commit is built on, when it is not `branch` itself: `branch` is then a
+    /// proposal on top of it (a merge-request feature branch), force-pushed.
+    pub base_branch: Option<String>,
     /// Commit or force-push.
     pub push_policy: PushPolicy,
     /// Commit subject template.
@@ -187,6 +190,7 @@ impl GitConfig {
                 redactor: Redactor::new(context.secret.values()),
             },
             branch,
+            base_branch: None,
             push_policy: git.push_policy.unwrap_or_default(),
             commit_message: git.commit_message.clone(),
             commit_body: git.commit_body.clone(),

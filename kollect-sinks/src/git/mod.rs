@@ -18,7 +18,11 @@ pub(crate) mod repo;
 mod sink;
 
 pub use self::config::GitConfig;
+#[cfg(feature = "gitlab")]
+pub(crate) use self::config::check_branch;
 pub use self::sink::GitSink;
+#[cfg(feature = "gitlab")]
+pub(crate) use self::sink::Outcome;
 
 use kollect_core::api::v1alpha1::SinkFamily;
 use kollect_core::netguard::EndpointKind;
@@ -52,7 +56,7 @@ fn build(config: &SinkConfig, context: BuildContext) -> Result<BoxSink, SinkErro
 }
 
 /// `spec.git.auth.secretRef` wins over `spec.secretRef`; the CA comes from `spec.tls`.
-fn secret_refs(sink: &FamilySink) -> SecretRefs {
+pub(crate) fn secret_refs(sink: &FamilySink) -> SecretRefs {
     let FamilySink::Snapshot(s) = sink else {
         return SecretRefs::default();
     };

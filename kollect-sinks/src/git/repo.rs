@@ -364,6 +364,11 @@ pub(crate) fn build_tree(
 }
 
 /// Reads a file of the tree of `commit`.
+/// The tree of `commit`, when it is a commit.
+pub(crate) fn tree_of(repo: &Repository, commit: Oid) -> Option<Oid> {
+    repo.find_commit(commit).ok().map(|c| c.tree_id())
+}
+
 pub(crate) fn read_file(repo: &Repository, commit: Option<Oid>, path: &str) -> Option<Vec<u8>> {
     let tree = repo.find_commit(commit?).ok()?.tree().ok()?;
     let entry = tree.get_path(Path::new(path)).ok()?;

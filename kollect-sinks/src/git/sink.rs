@@ -67,6 +67,17 @@ fn cluster_segment(inventory: &InventoryRef) -> &str {
     }
 }
 
+/// What an export or removal did to the branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The branch (or the base branch) already held these files: nothing was committed.
+    Unchanged,
+    /// A feature branch on top of the base already held this tree: nothing was pushed.
+    Held,
+    /// A commit was pushed.
+    Pushed,
+}
+
 impl GitSink {
     /// Builds the sink from a `KollectSnapshotSink` spec (type `git`) and resolved secrets.
     pub fn from_spec(spec: &KollectSnapshotSinkSpec, context: BuildContext) -> Result<Self, SinkError> {
@@ -84,6 +95,11 @@ impl GitSink {
         }
     }
 
+    /// The branch this sink writes.
+    pub fn branch(&self) -> &str {
+        &self.inner.config.branch
+    }
+
     /// Pushes rejected because someone else pushed first (each was recovered or retried).
     pub fn rejected_pushes(&self) -> u64 {
         self.inner
@@ -91,138 +107,11 @@ impl GitSink {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The inventory with its cluster identity: the request's, else `spec.cluster`, else none
-    /// (paths then say `default`), so fleets sharing one repository never overwrite each other.
-    fn identify(&self, inventory: &InventoryRef) -> InventoryRef {
-        match (&self.inner.config.cluster, inventory.cluster.is_empty()) {
-            (Some(cluster), true) => inventory.clone().with_cluster(cluster.clone()),
-            _ => inventory.clone(),
-        }
-    }
-
-    /// `request` with its cluster identity resolved by [`GitSink::identify`].
-    fn identified(&self, request: &ExportRequest) -> ExportRequest {
-        let mut request = request.clone();
-        request.inventory = self.identify(&request.inventory);
-        request
-    }
-}
-
-impl Inner {
-    /// The lock of this sink's mirror directory (shared with other sinks on the same
-    /// repository and branch).
-    fn mirror_lock(&self) -> Arc<Mutex<()>> {
-        let config = &self.config;
-        repo::mirror_lock(&repo::mirror_dir(
-            &config.mirror_root,
-            &config.remote.url,
-            &config.branch,
-        ))
-    }
-
-    /// Resolves the remote host through the SSRF guard (see [`repo`] for what libgit2 allows).
-    async fn check_network(&self) -> Result<(), SinkError> {
-        let host = endpoint_host(&self.config.remote.url, EndpointKind::GitRemote)
-            .map_err(|e| SinkError::terminal(format!("spec.endpoint: {e}")))?;
-        let Some(host) = host else { return Ok(()) };
-        let port = url::Url::parse(&self.config.remote.url)
-            .ok()
-            .and_then(|u| u.port_or_known_default())
-            .unwrap_or(443);
-        crate::net::resolve_all(&self.config.resolver, &host, port, "spec.endpoint")
-            .await
-            .map(|_| ())
-    }
-
-    fn layout(&self, request: &ExportRequest) -> Layout {
-        let rows: Vec<_> = request.rows().collect();
-        Layout::resolve(
-            self.config.layout.as_ref(),
-            self.config.path_template.as_deref(),
-            self.config.format,
-            self.config.prune,
-            &rows,
-        )
-    }
-
-    /// Fetch, apply `change`, commit and push, retrying on a fresh tip after a rejected push.
-    /// Returns whether a commit was pushed.
-    fn commit_and_push(
+    /// [`Sink::export`], also saying what happened to the branch.
+    pub(crate) async fn export_outcome(
         &self,
-        change: &TreeChange,
-        message: &str,
-        previous_ledger: Option<&str>,
-    ) -> Result<bool, SinkError> {
-        let lock = self.mirror_lock();
-        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let config = &self.config;
-        let repo = repo::open_mirror(&config.mirror_root, &config.remote.url, &config.branch)?;
-        for _ in 0..MAX_PUSH_ATTEMPTS {
-            let tip = repo::fetch(&repo, &config.remote, &config.branch)?;
-            let mut change_here = TreeChange {
-                write: change.write.clone(),
-                delete: change.delete.clone(),
-                prune_dirs: change.prune_dirs.clone(),
-                keep: change.keep.clone(),
-            };
-            // Files the previous export of this inventory wrote that this one no longer does.
-            if let Some(ledger) = previous_ledger
-                && let Some(bytes) = repo::read_file(&repo, tip, ledger)
-            {
-                for path in String::from_utf8_lossy(&bytes).lines() {
-                    if !path.is_empty() && !change.keep.contains(path) {
-                        change_here.delete.push(path.to_owned());
-                    }
-                }
-            }
-            let (tree, changed) = repo::build_tree(&repo, tip, &change_here)?;
-            if !changed {
-                return Ok(false);
-            }
-            let commit = repo::commit(&repo, tip, tree, message, (&config.author.0, &config.author.1))?;
-            let force = config.push_policy == PushPolicy::ForcePush || tip.is_none();
-            if let Some(hook) = &config.before_push {
-                hook();
-            }
-            match repo::push(&repo, &config.remote, commit, &config.branch, force)? {
-                Pushed::Accepted => return Ok(true),
-                Pushed::Rejected => {
-                    self.rejected_pushes
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!(url = %config.remote.url, branch = %config.branch, "push rejected (someone pushed first); re-applying on the new tip");
-                }
-            }
-        }
-        Err(SinkError::transient(format!(
-            "git push to {} rejected {MAX_PUSH_ATTEMPTS} times: the branch keeps moving",
-            config.branch
-        )))
-    }
-
-    fn run_blocking<T: Send + 'static>(
-        self: &Arc<Self>,
-        work: impl FnOnce(&Inner) -> Result<T, SinkError> + Send + 'static,
-    ) -> impl std::future::Future<Output = Result<T, SinkError>> {
-        let sink = Arc::clone(self);
-        async move {
-            tokio::task::spawn_blocking(move || work(&sink))
-                .await
-                .map_err(|e| SinkError::transient(format!("git task: {e}")))?
-        }
-    }
-}
-
-#[async_trait]
-impl Sink for GitSink {
-    fn sink_type(&self) -> &str {
-        TYPE
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::DOCUMENTS
-    }
-
-    async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+        request: &ExportRequest,
+    ) -> Result<(ExportReceipt, Outcome), SinkError> {
         let request = &self.identified(request);
         let sink = &self.inner;
         sink.check_network().await?;
@@ -314,17 +203,19 @@ impl Sink for GitSink {
             &sink.config.commit_trailers,
         );
         let previous_ledger = (tree_mode && prune).then_some(ledger);
-        let pushed = sink
+        let outcome = sink
             .run_blocking(move |sink| sink.commit_and_push(&change, &message, previous_ledger.as_deref()))
             .await?;
-        Ok(if pushed {
+        let receipt = if outcome == Outcome::Pushed {
             ExportReceipt::written(bytes)
         } else {
             ExportReceipt::unchanged()
-        })
+        };
+        Ok((receipt, outcome))
     }
 
-    async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
+    /// [`Sink::remove`], also saying what happened to the branch.
+    pub(crate) async fn remove_outcome(&self, request: &RemoveRequest) -> Result<Outcome, SinkError> {
         let sink = &self.inner;
         sink.check_network().await?;
         let inventory = self.identify(&request.inventory);
@@ -359,16 +250,10 @@ impl Sink for GitSink {
         };
         let parts_prefix = format!("{}.part-", document_stem(&document));
         sink.run_blocking(move |sink| {
-            let lock = sink.mirror_lock();
-            let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            let config = &sink.config;
-            let repo = repo::open_mirror(&config.mirror_root, &config.remote.url, &config.branch)?;
-            for _ in 0..MAX_PUSH_ATTEMPTS {
-                let Some(tip) = repo::fetch(&repo, &config.remote, &config.branch)? else {
-                    return Ok(());
-                };
+            sink.write_branch(&subject, |repo, tip| {
+                let tip = tip?;
                 let mut delete = change.delete.clone();
-                if let Some(bytes) = repo::read_file(&repo, Some(tip), &ledger) {
+                if let Some(bytes) = repo::read_file(repo, Some(tip), &ledger) {
                     delete.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_owned));
                 }
                 if let Some(dir) = parent_dir(&document)
@@ -383,34 +268,178 @@ impl Sink for GitSink {
                         }
                     }
                 }
-                let (tree, changed) = repo::build_tree(
-                    &repo,
-                    Some(tip),
-                    &TreeChange {
-                        delete,
-                        ..TreeChange::default()
-                    },
-                )?;
-                if !changed {
-                    return Ok(());
-                }
-                let commit = repo::commit(
-                    &repo,
-                    Some(tip),
-                    tree,
-                    &subject,
-                    (&config.author.0, &config.author.1),
-                )?;
-                let force = config.push_policy == PushPolicy::ForcePush;
-                if let Pushed::Accepted = repo::push(&repo, &config.remote, commit, &config.branch, force)? {
-                    return Ok(());
-                }
-            }
-            Err(SinkError::transient(
-                "git push rejected repeatedly while removing the inventory",
-            ))
+                Some(TreeChange {
+                    delete,
+                    ..TreeChange::default()
+                })
+            })
         })
         .await
+    }
+
+    /// The inventory with its cluster identity: the request's, else `spec.cluster`, else none
+    /// (paths then say `default`), so fleets sharing one repository never overwrite each other.
+    fn identify(&self, inventory: &InventoryRef) -> InventoryRef {
+        match (&self.inner.config.cluster, inventory.cluster.is_empty()) {
+            (Some(cluster), true) => inventory.clone().with_cluster(cluster.clone()),
+            _ => inventory.clone(),
+        }
+    }
+
+    /// `request` with its cluster identity resolved by [`GitSink::identify`].
+    fn identified(&self, request: &ExportRequest) -> ExportRequest {
+        let mut request = request.clone();
+        request.inventory = self.identify(&request.inventory);
+        request
+    }
+}
+
+impl Inner {
+    /// The lock of this sink's mirror directory (shared with other sinks on the same
+    /// repository and branch).
+    fn mirror_lock(&self) -> Arc<Mutex<()>> {
+        let config = &self.config;
+        repo::mirror_lock(&repo::mirror_dir(
+            &config.mirror_root,
+            &config.remote.url,
+            &config.branch,
+        ))
+    }
+
+    /// Resolves the remote host through the SSRF guard (see [`repo`] for what libgit2 allows).
+    async fn check_network(&self) -> Result<(), SinkError> {
+        let host = endpoint_host(&self.config.remote.url, EndpointKind::GitRemote)
+            .map_err(|e| SinkError::terminal(format!("spec.endpoint: {e}")))?;
+        let Some(host) = host else { return Ok(()) };
+        let port = url::Url::parse(&self.config.remote.url)
+            .ok()
+            .and_then(|u| u.port_or_known_default())
+            .unwrap_or(443);
+        crate::net::resolve_all(&self.config.resolver, &host, port, "spec.endpoint")
+            .await
+            .map(|_| ())
+    }
+
+    fn layout(&self, request: &ExportRequest) -> Layout {
+        let rows: Vec<_> = request.rows().collect();
+        Layout::resolve(
+            self.config.layout.as_ref(),
+            self.config.path_template.as_deref(),
+            self.config.format,
+            self.config.prune,
+            &rows,
+        )
+    }
+
+    /// Fetch, apply `change`, commit and push, retrying on a fresh tip after a rejected push.
+    fn commit_and_push(
+        &self,
+        change: &TreeChange,
+        message: &str,
+        previous_ledger: Option<&str>,
+    ) -> Result<Outcome, SinkError> {
+        self.write_branch(message, |repo, tip| {
+            let mut change_here = TreeChange {
+                write: change.write.clone(),
+                delete: change.delete.clone(),
+                prune_dirs: change.prune_dirs.clone(),
+                keep: change.keep.clone(),
+            };
+            // Files the previous export of this inventory wrote that this one no longer does.
+            if let Some(ledger) = previous_ledger
+                && let Some(bytes) = repo::read_file(repo, tip, ledger)
+            {
+                for path in String::from_utf8_lossy(&bytes).lines() {
+                    if !path.is_empty() && !change.keep.contains(path) {
+                        change_here.delete.push(path.to_owned());
+                    }
+                }
+            }
+            Some(change_here)
+        })
+    }
+
+    /// The write loop of exports and removals: fetch the base branch (`base_branch`, else the
+    /// branch itself), build the tree `change` says for its tip (`None`: nothing to do), commit
+    /// and push to the branch, again on a fresh tip when the push is rejected.
+    ///
+    /// With a base branch the branch is a proposal on top of the base (a merge-request feature
+    /// branch): it is force-pushed, and left alone when it already holds the new tree.
+    fn write_branch(
+        &self,
+        message: &str,
+        change: impl Fn(&git2::Repository, Option<git2::Oid>) -> Option<TreeChange>,
+    ) -> Result<Outcome, SinkError> {
+        let lock = self.mirror_lock();
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let config = &self.config;
+        let repo = repo::open_mirror(&config.mirror_root, &config.remote.url, &config.branch)?;
+        let base = config.base_branch.as_deref().unwrap_or(&config.branch);
+        for _ in 0..MAX_PUSH_ATTEMPTS {
+            let tip = repo::fetch(&repo, &config.remote, base)?;
+            let Some(change) = change(&repo, tip) else {
+                return Ok(Outcome::Unchanged);
+            };
+            let (tree, changed) = repo::build_tree(&repo, tip, &change)?;
+            if !changed {
+                return Ok(Outcome::Unchanged);
+            }
+            if config.base_branch.is_some()
+                && let Some(proposed) = repo::fetch(&repo, &config.remote, &config.branch)?
+                && repo::tree_of(&repo, proposed) == Some(tree)
+            {
+                return Ok(Outcome::Held);
+            }
+            let commit = repo::commit(&repo, tip, tree, message, (&config.author.0, &config.author.1))?;
+            let force =
+                config.push_policy == PushPolicy::ForcePush || tip.is_none() || config.base_branch.is_some();
+            if let Some(hook) = &config.before_push {
+                hook();
+            }
+            match repo::push(&repo, &config.remote, commit, &config.branch, force)? {
+                Pushed::Accepted => return Ok(Outcome::Pushed),
+                Pushed::Rejected => {
+                    self.rejected_pushes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(url = %config.remote.url, branch = %config.branch, "push rejected (someone pushed first); re-applying on the new tip");
+                }
+            }
+        }
+        Err(SinkError::transient(format!(
+            "git push to {} rejected {MAX_PUSH_ATTEMPTS} times: the branch keeps moving",
+            config.branch
+        )))
+    }
+
+    fn run_blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Inner) -> Result<T, SinkError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, SinkError>> {
+        let sink = Arc::clone(self);
+        async move {
+            tokio::task::spawn_blocking(move || work(&sink))
+                .await
+                .map_err(|e| SinkError::transient(format!("git task: {e}")))?
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for GitSink {
+    fn sink_type(&self) -> &str {
+        TYPE
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::DOCUMENTS
+    }
+
+    async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+        self.export_outcome(request).await.map(|(receipt, _)| receipt)
+    }
+
+    async fn remove(&self, request: &RemoveRequest) -> Result<(), SinkError> {
+        self.remove_outcome(request).await.map(drop)
     }
 
     async fn probe(&self) -> Result<ProbeReport, SinkError> {
