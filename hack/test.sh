@@ -46,7 +46,7 @@ if wants unit; then
     cargo clippy --locked --workspace --all-targets -- -D warnings
 
     step "kollect-sinks builds with each backend feature alone, and with none"
-    for feature in "" local stdout git postgres mongodb bigquery object kafka nats; do
+    for feature in "" local stdout git gitlab postgres mongodb bigquery object kafka nats; do
         cargo clippy --locked --quiet -p kollect-sinks --lib --no-default-features \
             ${feature:+--features "$feature"} -- -D warnings
         echo "kollect-sinks features [${feature:-none}]: ok"

@@ -1,14 +1,15 @@
 //! Perf harness (not a test) for the sinks against real backends:
 //!
-//! - PostgreSQL and MongoDB (FerretDB): full export of 100,000 rows into an empty table or
-//!   collection, the same export again (nothing changed), and a 1-row delta on the 100,000-row
-//!   inventory;
+//! - PostgreSQL, MongoDB (FerretDB) and BigQuery (goccy's emulator, in its dialect: a staged
+//!   load and one transaction, not the MERGE BigQuery runs): full export of 100,000 rows into an
+//!   empty table or collection, the same export again (nothing changed), and a 1-row delta on
+//!   the 100,000-row inventory;
 //! - Git: export of 10,000 rows in `perResource` layout (full), then a 1-row change;
 //! - Kafka and NATS JetStream: 100,000 rows published in snapshot mode (parts within the sink's
 //!   ceiling) and in row mode, a 1-row change in each, and a restarted row-mode sink finding
 //!   nothing to publish.
 //!
-//! `cargo bench -p kollect-sinks --bench sinks --profile perf [-- postgres mongodb git kafka nats]`
+//! `cargo bench -p kollect-sinks --bench sinks --profile perf [-- postgres mongodb bigquery git kafka nats]`
 //! (needs `hack/setup.sh`; the perf profile keeps debug assertions, which the test-only loopback
 //! network policy requires).
 
@@ -21,12 +22,13 @@ use kollect_core::api::v1alpha1::KollectSnapshotSinkSpec;
 use kollect_core::model::{Delta, Snapshot};
 use kollect_core::netguard::{GuardedResolver, NetPolicy};
 use kollect_core::sink::{ExportRequest, InventoryRef, Sink};
+use kollect_sinks::bigquery::{BigqueryConfig, BigquerySink, Credentials, Dialect};
 use kollect_sinks::git::{GitConfig, GitSink};
 use kollect_sinks::mongodb::{MongodbConfig, MongodbSink};
 use kollect_sinks::postgres::{PostgresConfig, PostgresSink};
 use kollect_sinks::{BuildContext, SecretData};
 use kollect_testkit::GitServer;
-use kollect_testkit::backends::{FerretDb, Postgres};
+use kollect_testkit::backends::{BIGQUERY_DATASET, BIGQUERY_PROJECT, BigqueryEmulator, FerretDb, Postgres};
 use kollect_testkit::conformance::sample_row;
 
 fn at(second: i64) -> k8s_openapi::jiff::Timestamp {
@@ -66,6 +68,9 @@ fn main() {
             if wanted("mongodb") {
                 mongodb().await;
             }
+            if wanted("bigquery") {
+                bigquery().await;
+            }
             if wanted("git") {
                 git().await;
             }
@@ -99,6 +104,21 @@ async fn mongodb() {
     ))
     .unwrap();
     database("mongodb (FerretDB)", "collection", &sink).await;
+}
+
+async fn bigquery() {
+    let emulator = BigqueryEmulator::start().expect("bigquery-emulator");
+    let config = BigqueryConfig::new(
+        BIGQUERY_PROJECT,
+        BIGQUERY_DATASET,
+        "bench",
+        Credentials::Anonymous,
+        NetPolicy::permissive_for_tests(),
+    )
+    .with_endpoint(emulator.endpoint().parse().unwrap())
+    .with_dialect(Dialect::Emulator);
+    let sink = BigquerySink::new(config).unwrap();
+    database("bigquery (emulator)", "table", &sink).await;
 }
 
 /// A database sink: full export of 100,000 rows into an empty `place`, the same rows again,

@@ -269,6 +269,7 @@ fn field_values(spec: &Value, path: &str) -> Vec<String> {
     feature = "postgres",
     feature = "mongodb",
     feature = "bigquery",
+    feature = "gitlab",
     feature = "object",
     feature = "kafka",
     feature = "nats"

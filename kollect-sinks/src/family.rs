@@ -165,6 +165,7 @@ pub(crate) fn api_spelling<T: serde::Serialize>(value: &T) -> String {
         feature = "mongodb",
         feature = "bigquery",
         feature = "git",
+        feature = "gitlab",
         feature = "object"
     )),
     allow(dead_code)
@@ -184,6 +185,7 @@ pub(crate) struct Unused<'a> {
         feature = "mongodb",
         feature = "bigquery",
         feature = "git",
+        feature = "gitlab",
         feature = "object"
     )),
     allow(dead_code)
@@ -231,6 +233,7 @@ impl<'a> Unused<'a> {
         feature = "mongodb",
         feature = "bigquery",
         feature = "git",
+        feature = "gitlab",
         feature = "object"
     )),
     allow(dead_code)

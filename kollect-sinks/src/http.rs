@@ -44,7 +44,7 @@ impl<R: Resolve + Clone + 'static> reqwest::dns::Resolve for GuardedDns<R> {
     }
 }
 
-#[cfg(feature = "bigquery")]
+#[cfg(any(feature = "bigquery", feature = "gitlab"))]
 /// What went wrong with a request, without its URL: the error and its causes, innermost last
 /// (reqwest's own message says only "error sending request").
 pub(crate) fn cause(error: &reqwest::Error) -> String {

@@ -8,6 +8,7 @@
 //! | `local` | [`local::LocalSink`]: files under a directory (CLI) | CLI only |
 //! | `stdout` | [`stdout::StdoutSink`]: records on standard output (CLI) | CLI only |
 //! | `git` | [`git::GitSink`]: files committed and pushed to a Git branch | snapshot |
+//! | `gitlab` | [`gitlab::GitlabSink`]: the same on GitLab or Gitea/Forgejo, directly or through merge requests | snapshot |
 //! | `postgres` | [`postgres::PostgresSink`]: rows in a PostgreSQL table | database |
 //! | `mongodb` | [`mongodb::MongodbSink`]: documents in a MongoDB collection | database |
 //! | `bigquery` | [`bigquery::BigquerySink`]: rows in a BigQuery table, one `MERGE` per export | database |
@@ -34,7 +35,9 @@ pub mod family;
 pub mod format;
 #[cfg(feature = "git")]
 pub mod git;
-#[cfg(any(feature = "object", feature = "bigquery"))]
+#[cfg(feature = "gitlab")]
+pub mod gitlab;
+#[cfg(any(feature = "object", feature = "bigquery", feature = "gitlab"))]
 mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;

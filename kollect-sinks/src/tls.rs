@@ -8,15 +8,28 @@ use std::sync::Arc;
     feature = "postgres",
     feature = "object",
     feature = "nats",
-    feature = "bigquery"
+    feature = "bigquery",
+    feature = "gitlab"
 ))]
 use kollect_core::sink::SinkError;
 use rustls::RootCertStore;
-#[cfg(any(feature = "git", feature = "object", feature = "nats", feature = "bigquery"))]
+#[cfg(any(
+    feature = "git",
+    feature = "object",
+    feature = "nats",
+    feature = "bigquery",
+    feature = "gitlab"
+))]
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-#[cfg(any(feature = "git", feature = "object", feature = "nats", feature = "bigquery"))]
+#[cfg(any(
+    feature = "git",
+    feature = "object",
+    feature = "nats",
+    feature = "bigquery",
+    feature = "gitlab"
+))]
 use rustls_pki_types::{ServerName, UnixTime};
 
 /// The certificates of a PEM bundle as a root store.
@@ -36,7 +49,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A client configuration trusting the public web roots and, when given, the CA certificates of
 /// `ca_pem` (`spec.tls`).
-#[cfg(any(feature = "postgres", feature = "object", feature = "bigquery"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "object",
+    feature = "bigquery",
+    feature = "gitlab"
+))]
 pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, SinkError> {
     Ok(verifying_builder(ca_pem)?.with_no_client_auth())
 }
@@ -45,7 +63,8 @@ pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig
     feature = "postgres",
     feature = "object",
     feature = "nats",
-    feature = "bigquery"
+    feature = "bigquery",
+    feature = "gitlab"
 ))]
 fn verifying_builder(
     ca_pem: Option<&str>,
@@ -65,12 +84,17 @@ fn verifying_builder(
 
 /// A client configuration that accepts any server certificate (`spec.tls.insecureSkipVerify`);
 /// signatures are still checked, so the peer must hold the key of the certificate it shows.
-#[cfg(any(feature = "object", feature = "bigquery"))]
+#[cfg(any(feature = "object", feature = "bigquery", feature = "gitlab"))]
 pub(crate) fn insecure_client_config() -> Result<rustls::ClientConfig, SinkError> {
     Ok(insecure_builder()?.with_no_client_auth())
 }
 
-#[cfg(any(feature = "object", feature = "nats", feature = "bigquery"))]
+#[cfg(any(
+    feature = "object",
+    feature = "nats",
+    feature = "bigquery",
+    feature = "gitlab"
+))]
 fn insecure_builder()
 -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, SinkError> {
     let provider = provider();
@@ -113,11 +137,21 @@ pub(crate) fn client_config_with_identity(
         .map_err(|e| SinkError::terminal(format!("client certificate: {e}")))
 }
 
-#[cfg(any(feature = "object", feature = "nats", feature = "bigquery"))]
+#[cfg(any(
+    feature = "object",
+    feature = "nats",
+    feature = "bigquery",
+    feature = "gitlab"
+))]
 #[derive(Debug)]
 struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
 
-#[cfg(any(feature = "object", feature = "nats", feature = "bigquery"))]
+#[cfg(any(
+    feature = "object",
+    feature = "nats",
+    feature = "bigquery",
+    feature = "gitlab"
+))]
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,

@@ -416,6 +416,7 @@ async fn lead(
         client.clone(),
         options.allow_cross_namespace_secret_refs,
         options.net_policy,
+        options.sink_registry,
         StackConfig::default(),
         metrics.export.clone(),
     );

@@ -94,11 +94,15 @@ pub struct OperatorOptions {
     pub webhook: Option<WebhookOptions>,
     /// `--tenant-mode`: namespaced kinds only.
     pub tenant_mode: bool,
+    /// The sink backends the operator builds sinks with (default: every backend of this
+    /// build). Embedders and tests may narrow or extend it.
+    pub sink_registry: &'static kollect_sinks::registry::Registry,
 }
 
 impl Default for OperatorOptions {
     fn default() -> Self {
         Self {
+            sink_registry: kollect_sinks::registry::Registry::builtin(),
             metrics_bind_address: None,
             health_probe_bind_address: None,
             leader_elect: false,

@@ -107,13 +107,14 @@ struct SecretReader {
     client: kube::Client,
     allow_cross_namespace_secrets: bool,
     net_policy: NetPolicy,
+    registry: &'static Registry,
 }
 
 impl SecretReader {
     async fn material(&self, cr: &FamilySink) -> Result<Material, ResolveError> {
         // An unsupported type is reported as such before any Secret is read: a missing Secret
         // would otherwise hide that no backend could use it.
-        let refs = Registry::builtin().secret_refs(cr).map_err(|e| {
+        let refs = self.registry.secret_refs(cr).map_err(|e| {
             ResolveError::Unsupported(format!("{} sink {}: {e}", cr.family().as_str(), cr.key()))
         })?;
         Ok(Material {
@@ -176,7 +177,7 @@ impl SecretReader {
             .with_secret(data(&material.credentials))
             .with_database_secret(data(&material.database))
             .with_ca_pem(ca_pem);
-        let backend = Registry::builtin().build(&cr.config(), context).map_err(|e| {
+        let backend = self.registry.build(&cr.config(), context).map_err(|e| {
             ResolveError::Build(format!(
                 "{} sink {}: {}",
                 cr.family().as_str(),
@@ -293,11 +294,12 @@ pub struct Resolved {
 }
 
 impl SinkResolver {
-    /// A resolver reading Secrets through `client`.
+    /// A resolver reading Secrets through `client`, building backends from `registry`.
     pub fn new(
         client: kube::Client,
         allow_cross_namespace_secrets: bool,
         net_policy: NetPolicy,
+        registry: &'static Registry,
         stack: StackConfig,
         metrics: ExportMetrics,
     ) -> Self {
@@ -306,6 +308,7 @@ impl SinkResolver {
                 client,
                 allow_cross_namespace_secrets,
                 net_policy,
+                registry,
             }),
             stack,
             metrics,

@@ -221,13 +221,6 @@ async fn first_answer(client: &Client, namespace: &str, yaml: &str) -> Result<()
 }
 
 /// What the registry says of a sink type this build has no backend for.
-fn unsupported(type_name: &str) -> String {
-    format!(
-        "unknown sink type \"{type_name}\" (supported: {})",
-        kollect_sinks::registry::supported_types().join(", ")
-    )
-}
-
 fn denied(kind: &str, message: &str) -> String {
     format!(
         "admission webhook \"{}\" denied the request: {message}",
@@ -288,25 +281,28 @@ spec:
     assert_eq!(apply(&client, &ns, &filtered).await, Ok(()));
     warnings.assert_seen("spec.attributes[0].path: JSONPath filter expressions");
 
-    // Sinks: a type this build has no backend for, and an endpoint the SSRF policy denies.
-    assert_eq!(
-        apply(
-            &client,
-            &ns,
-            "apiVersion: kollect.dev/v1alpha1
+    // Sinks: a configuration the backend refuses, and an endpoint the SSRF policy denies.
+    let refused = apply(
+        &client,
+        &ns,
+        "apiVersion: kollect.dev/v1alpha1
 kind: KollectSnapshotSink
 metadata: {name: bucket}
-spec: {type: gitlab, endpoint: 'https://gitlab.example.com/platform/inventory.git'}
-"
-        )
-        .await,
-        Err(denied(
+spec:
+  type: gitlab
+  endpoint: 'https://gitlab.example.com/platform/inventory.git'
+  git: {branch: exports}
+  gitlab: {mergeRequest: {mode: merge_request, targetBranch: main}}
+",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.starts_with(&denied(
             "KollectSnapshotSink",
-            &format!(
-                "KollectSnapshotSink \"bucket\" is invalid: spec.type: Unsupported value: {}",
-                unsupported("gitlab")
-            )
-        ))
+            "KollectSnapshotSink \"bucket\" is invalid: spec: Invalid value: spec.git.branch is not used in merge_request mode"
+        )),
+        "{refused}"
     );
     let metadata = apply(
         &client,

@@ -549,6 +549,8 @@ metadata: {name: archive, namespace: kollect-system}
 spec:
   type: gitlab
   endpoint: https://gitlab.example.com/platform/inventory.git
+  serialization: {format: yaml}
+  gitlab: {mergeRequest: {mode: merge_request, targetBranch: main, autoMerge: true}}
 "#;
     let dir = config(&[
         ("profile.yaml", PROFILE),
@@ -566,9 +568,9 @@ spec:
         "{stderr}"
     );
     assert!(
-        stderr.contains(
-            "invalid: KollectSnapshotSink \"archive\" is invalid: spec.type: Unsupported value: unknown sink type \"gitlab\" (supported: "
-        ),
+        stderr.contains("invalid: KollectSnapshotSink \"archive\" is invalid: ")
+            && stderr
+                .contains("autoMerge is not supported: the sink opens merge requests and never merges them"),
         "{stderr}"
     );
     assert!(!stderr.contains("warning: KollectSnapshotSink"), "{stderr}");

@@ -283,6 +283,27 @@ fn invalid_objects_are_rejected_with_clear_messages() {
             "targetBranch is required",
         ),
         (
+            obj(
+                "KollectSnapshotSink",
+                json!({"type": "gitlab", "endpoint": "https://gitlab.example.com/g/r.git", "gitlab": {"mergeRequest": {"mode": "merge_request", "targetBranch": "main", "autoMerge": true}}}),
+            ),
+            "autoMerge is not supported",
+        ),
+        (
+            obj(
+                "KollectSnapshotSink",
+                json!({"type": "gitlab", "endpoint": "https://gitlab.example.com/g/r.git", "git": {"auth": {"type": "ssh"}}}),
+            ),
+            "spec.git.auth.type must be token",
+        ),
+        (
+            obj(
+                "KollectSnapshotSink",
+                json!({"type": "s3", "endpoint": "s3://bucket", "git": {"branch": "main"}}),
+            ),
+            "spec.git is only allowed for types git and gitlab",
+        ),
+        (
             obj("KollectDatabaseSink", json!({"type": "postgres"})),
             "spec.postgres is required",
         ),

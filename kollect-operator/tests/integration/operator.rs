@@ -1493,7 +1493,20 @@ spec:
         .await
         .unwrap();
     let client = plane.client().await.unwrap();
-    let operator = Running::start(client.clone(), test_options()).await;
+    // A build without the gitlab backend (the default build has a backend for every type).
+    let without_gitlab = Box::leak(Box::new(
+        kollect_sinks::registry::Registry::builtin()
+            .clone()
+            .without("gitlab"),
+    ));
+    let operator = Running::start(
+        client.clone(),
+        OperatorOptions {
+            sink_registry: without_gitlab,
+            ..test_options()
+        },
+    )
+    .await;
     let expected = "snapshot sink {ns}/archive: unknown sink type \"gitlab\" (supported: ";
     let expected = expected.replace("{ns}", &ns);
 
@@ -3020,6 +3033,130 @@ spec:
     eventually("the collection no longer holds the inventory", || async {
         let left = collection.count_documents(doc! {}).await.ok()?;
         (left == 0).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+/// The content of `path` on `branch` of a bare repository, if it is there.
+fn bare_file(repo: &std::path::Path, branch: &str, path: &str) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["show", &format!("{branch}:{path}")])
+        .output()
+        .unwrap();
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// One inventory bound to a Git sink and a gitlab sink in merge-request mode on a Gitea
+/// server (the Gitea API fallback and real pushes): the inventory is proposed on its feature
+/// branch with one pull request, a change updates the same branch and pull request, and
+/// deleting the inventory withdraws the proposal.
+#[tokio::test]
+async fn an_inventory_exports_to_git_and_a_gitlab_merge_request() {
+    use kollect_testkit::backends::{GITEA_USER, Gitea};
+    let _serial = SERIAL.lock().await;
+    let Some((plane, git, ns, _)) = git_pipeline("gitlab").await else {
+        return;
+    };
+    let Some(gitea) = kollect_testkit::backends::start_for_test(Gitea::start) else {
+        return;
+    };
+    gitea.create_repo("inventory").await.unwrap();
+    plane
+        .apply_yaml(&deployment("api", "web", "api:1.0"), &ns)
+        .await
+        .unwrap();
+    plane
+        .apply_yaml(
+            &format!(
+                "apiVersion: v1
+kind: Secret
+metadata: {{name: gitea-token}}
+stringData: {{username: {GITEA_USER}, token: '{token}'}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectSnapshotSink
+metadata: {{name: inventory-review}}
+spec:
+  type: gitlab
+  endpoint: {endpoint}
+  secretRef: {{name: gitea-token}}
+  gitlab: {{mergeRequest: {{mode: merge_request, targetBranch: main}}}}
+---
+apiVersion: kollect.dev/v1alpha1
+kind: KollectInventory
+metadata: {{name: first-inventory}}
+spec:
+  exportMinInterval: 1h
+  snapshotSinkRefs: [{{name: inventory-git}}, {{name: inventory-review}}]
+",
+                token = gitea.token(),
+                endpoint = gitea.repo_url("inventory"),
+            ),
+            &ns,
+        )
+        .await
+        .unwrap();
+    let client = plane.client().await.unwrap();
+    let operator = Running::start(client.clone(), test_options()).await;
+    let inventories: Api<KollectInventory> = Api::namespaced(client.clone(), &ns);
+    let names = exported_sinks(
+        &inventories,
+        "first-inventory",
+        2,
+        "the inventory exports to Git and proposes a merge request",
+    )
+    .await;
+    assert_eq!(names, ["snapshot/inventory-git", "snapshot/inventory-review"]);
+    assert!(git_file(&git, "inventory", &format!("inventory/{ns}/first-inventory.yaml")).is_some());
+    let branch = format!("kollect/{ns}/first-inventory");
+    let document = format!("inventory/{ns}/first-inventory.yaml");
+    let repo = gitea.repo_path("inventory");
+    let proposed = |needle: &'static str| {
+        let (repo, branch, document) = (repo.clone(), branch.clone(), document.clone());
+        move || {
+            let (repo, branch, document) = (repo.clone(), branch.clone(), document.clone());
+            async move {
+                bare_file(&repo, &branch, &document)
+                    .is_some_and(|content| content.contains(needle))
+                    .then_some(())
+            }
+        }
+    };
+    eventually("the feature branch holds the inventory", proposed("nginx:1.27")).await;
+    let pulls = gitea.open_pulls("inventory").await.unwrap();
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(
+        (pulls[0].1.as_str(), pulls[0].2.as_str()),
+        (branch.as_str(), "main")
+    );
+    assert_eq!(
+        pulls[0].3,
+        format!("kollect inventory export: {ns}/first-inventory")
+    );
+    assert!(
+        bare_file(&repo, "main", &document).is_none(),
+        "main is only proposed to"
+    );
+
+    // A change updates the same branch and pull request.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    set_image(&deployments, "web", "nginx:1.28").await;
+    eventually("the feature branch holds the new image", proposed("nginx:1.28")).await;
+    assert_eq!(gitea.open_pulls("inventory").await.unwrap().len(), 1);
+
+    // Deleting the inventory withdraws its proposal: its files never reached main.
+    inventories
+        .delete("first-inventory", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the pull request is closed", || async {
+        gitea.open_pulls("inventory").await.ok()?.is_empty().then_some(())
     })
     .await;
     operator.stop().await;

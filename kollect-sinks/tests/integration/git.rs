@@ -59,19 +59,31 @@ fn git_config(server: &GitServer, repo: &str, spec: serde_json::Value, password:
         .with_mirror_root(mirrors)
 }
 
-/// Reads the branch tip of a bare repository.
-struct Bare {
-    path: std::path::PathBuf,
+/// Reads a branch tip of a bare repository (`main` unless said otherwise).
+pub(crate) struct Bare {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) branch: String,
 }
 
 impl Bare {
+    pub(crate) fn main(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            branch: "main".to_owned(),
+        }
+    }
+
+    fn tip(&self, repo: &git2::Repository) -> Option<git2::Oid> {
+        repo.refname_to_id(&format!("refs/heads/{}", self.branch)).ok()
+    }
+
     fn repo(&self) -> git2::Repository {
         git2::Repository::open_bare(&self.path).unwrap()
     }
 
-    fn files(&self) -> Vec<(String, String)> {
+    pub(crate) fn files(&self) -> Vec<(String, String)> {
         let repo = self.repo();
-        let Ok(tip) = repo.refname_to_id("refs/heads/main") else {
+        let Some(tip) = self.tip(&repo) else {
             return Vec::new();
         };
         let tree = repo.find_commit(tip).unwrap().tree().unwrap();
@@ -90,9 +102,9 @@ impl Bare {
         files
     }
 
-    fn commits(&self) -> usize {
+    pub(crate) fn commits(&self) -> usize {
         let repo = self.repo();
-        let Ok(tip) = repo.refname_to_id("refs/heads/main") else {
+        let Some(tip) = self.tip(&repo) else {
             return 0;
         };
         let mut walk = repo.revwalk().unwrap();
@@ -100,9 +112,9 @@ impl Bare {
         walk.count()
     }
 
-    fn head_message(&self) -> String {
+    pub(crate) fn head_message(&self) -> String {
         let repo = self.repo();
-        let tip = repo.refname_to_id("refs/heads/main").unwrap();
+        let tip = self.tip(&repo).unwrap();
         repo.find_commit(tip).unwrap().message().unwrap().to_owned()
     }
 }
@@ -144,12 +156,7 @@ async fn conformance_setup() -> (GitSink, Bare) {
         json!({"pathTemplate": "{cluster}/inventory/{namespace}/{name}{extension}", "serialization": {"format": "json"}}),
         PASSWORD,
     );
-    (
-        sink,
-        Bare {
-            path: server.repo_path(&repo),
-        },
-    )
+    (sink, Bare::main(server.repo_path(&repo)))
 }
 
 kollect_testkit::sink_conformance_tests!(conformance_setup());
@@ -182,9 +189,7 @@ async fn document_yaml_with_commit_templates_and_no_commit_when_unchanged() {
         }}),
         PASSWORD,
     );
-    let bare = Bare {
-        path: server.repo_path(&repo),
-    };
+    let bare = Bare::main(server.repo_path(&repo));
     let inventory = InventoryRef::namespaced("team-a", "apps");
     let first = sink
         .export(&request(&inventory, &["web", "api"], 1))
@@ -231,9 +236,7 @@ async fn per_resource_writes_only_changed_files_and_prunes_gone_resources() {
         json!({"layout": {"mode": "perResource", "content": "attributes"}, "serialization": {"format": "json"}}),
         PASSWORD,
     );
-    let bare = Bare {
-        path: server.repo_path(&repo),
-    };
+    let bare = Bare::main(server.repo_path(&repo));
     let inventory = InventoryRef::namespaced("team-a", "apps");
     sink.export(&request(&inventory, &["web", "api", "db"], 1))
         .await
@@ -303,9 +306,7 @@ async fn split_layout_writes_an_index_and_resources() {
     let Some(server) = server() else { return };
     let repo = next_repo(server, "split");
     let sink = sink(server, &repo, json!({"layout": {"mode": "split"}}), PASSWORD);
-    let bare = Bare {
-        path: server.repo_path(&repo),
-    };
+    let bare = Bare::main(server.repo_path(&repo));
     let inventory = InventoryRef::namespaced("team-a", "apps").with_cluster("prod");
     sink.export(&request(&inventory, &["web"], 1)).await.unwrap();
     let files = bare.files();
@@ -348,9 +349,7 @@ fn push_by_someone_else(path: &Path) {
 async fn a_concurrent_push_by_someone_else_is_recovered() {
     let Some(server) = server() else { return };
     let repo = next_repo(server, "concurrent");
-    let bare = Bare {
-        path: server.repo_path(&repo),
-    };
+    let bare = Bare::main(server.repo_path(&repo));
     let inventory = InventoryRef::namespaced("team-a", "apps");
     let config = git_config(server, &repo, json!({}), PASSWORD);
     // Between the sink's fetch and its push, someone else pushes (once).
@@ -399,9 +398,7 @@ async fn a_wrong_password_is_terminal_and_never_echoed() {
 async fn force_push_overwrites_a_diverged_branch() {
     let Some(server) = server() else { return };
     let repo = next_repo(server, "force");
-    let bare = Bare {
-        path: server.repo_path(&repo),
-    };
+    let bare = Bare::main(server.repo_path(&repo));
     let config = git_config(
         server,
         &repo,
@@ -485,9 +482,7 @@ async fn https_with_a_private_ca_bundle_or_insecure_skip_verify() {
         .export(&request(&inventory, &["web", "api"], 1))
         .await
         .unwrap();
-    let bare = Bare {
-        path: server.repo_path("tls"),
-    };
+    let bare = Bare::main(server.repo_path("tls"));
     assert_eq!(bare.commits(), 2);
 }
 
@@ -526,9 +521,7 @@ async fn ssh_with_a_private_key_and_known_hosts() {
         sink.probe().await.unwrap().message,
         "TLS and git remote reachability verified"
     );
-    let bare = Bare {
-        path: server.repo_path("ssh"),
-    };
+    let bare = Bare::main(server.repo_path("ssh"));
     assert_eq!(paths(&bare), ["inventory/team-a/apps.yaml"]);
 
     // A host key that is not the server's is refused.
@@ -555,9 +548,7 @@ async fn ssh_with_a_private_key_and_known_hosts() {
 async fn clusters_sharing_a_repository_keep_their_own_files() {
     let Some(server) = server() else { return };
     let repo = next_repo(server, "fleet");
-    let bare = Bare {
-        path: server.repo_path(&repo),
-    };
+    let bare = Bare::main(server.repo_path(&repo));
     let per_resource = |cluster: &str| {
         json!({"cluster": cluster, "layout": {"mode": "perResource", "content": "attributes"},
                "serialization": {"format": "json"}, "git": {"prune": true}})

@@ -8,6 +8,7 @@
 
 mod bigquery;
 mod git;
+mod gitlab;
 mod kafka;
 mod local_conformance;
 mod mongodb_sink;

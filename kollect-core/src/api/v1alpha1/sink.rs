@@ -455,7 +455,8 @@ pub enum SnapshotSinkType {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.endpoint) && self.endpoint != ''", "message": "spec.endpoint is required: a repository URL or a bucket"},
     {"rule": "!has(self.endpoint) || !self.endpoint.lowerAscii().startsWith('file:')", "message": "file:// endpoints are not allowed"},
-    {"rule": "!has(self.git) || self.type == 'git'", "message": "spec.git is only allowed for type git"},
+    {"rule": "!has(self.git) || self.type in ['git', 'gitlab']", "message": "spec.git is only allowed for types git and gitlab"},
+    {"rule": "self.type != 'gitlab' || !has(self.git) || !has(self.git.auth) || !has(self.git.auth.type) || self.git.auth.type == 'token'", "message": "gitlab sinks push over HTTPS with a token: spec.git.auth.type must be token"},
     {"rule": "!has(self.gitlab) || self.type == 'gitlab'", "message": "spec.gitlab is only allowed for type gitlab"},
     {"rule": "!has(self.objectStore) || self.type in ['s3', 'gcs', 'azureblob']", "message": "spec.objectStore is only allowed for types s3, gcs and azureblob"},
     {"rule": "!has(self.http)", "message": "spec.http is reserved: snapshot type http is not supported"},
@@ -471,7 +472,8 @@ pub struct KollectSnapshotSinkSpec {
     /// Settings shared by all sinks.
     #[serde(flatten)]
     pub common: SinkCommonSpec,
-    /// Git settings (type git; optional, absent means defaults).
+    /// Git settings (types git and gitlab; optional, absent means defaults: a gitlab sink then
+    /// force-pushes commits titled `kollect: export inventory`, as the Go operator's did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitSpec>,
     /// GitLab settings (type gitlab).
@@ -612,8 +614,13 @@ pub struct MergeRequestSpec {
     /// Title template (`{namespace}`, `{name}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title_template: Option<String>,
-    /// Reserved.
+    /// Not supported: the sink opens merge requests and never merges them, so `true` is
+    /// refused (`false` is accepted for compatibility).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "!self",
+        "message": "autoMerge is not supported: the sink opens merge requests and never merges them",
+    }]))]
     pub auto_merge: Option<bool>,
 }
 
