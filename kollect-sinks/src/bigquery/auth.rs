@@ -25,10 +25,11 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 const JWT_LIFETIME: Duration = Duration::from_secs(3600);
 /// A token is replaced this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-/// The metadata server's token endpoint, by address: a fixed link-local service, never a
-/// user-supplied host (the SSRF guard refuses link-local addresses for user endpoints).
-const METADATA_TOKEN_URL: &str =
-    "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token";
+/// The metadata server, by address: a fixed link-local service, not a user-supplied host (the
+/// SSRF guard refuses link-local addresses for user endpoints), so its client is not guarded.
+pub const METADATA_HOST: &str = "169.254.169.254";
+/// The path of the default service account's token on the metadata server.
+const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// How long the metadata server may take to answer.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -150,21 +151,26 @@ struct Token {
 /// Hands out bearer tokens, reusing one until shortly before it expires.
 pub(super) struct TokenSource {
     credentials: Credentials,
-    metadata: Option<reqwest::Client>,
+    /// The metadata server's client and `host[:port]`.
+    metadata: Option<(reqwest::Client, String)>,
     current: Mutex<Option<Token>>,
 }
 
 impl TokenSource {
-    pub(super) fn new(credentials: Credentials) -> Result<Self, SinkError> {
+    /// A source of `credentials`' tokens; `metadata_host` is where the metadata server
+    /// answers ([`METADATA_HOST`] in Google Cloud).
+    pub(super) fn new(credentials: Credentials, metadata_host: &str) -> Result<Self, SinkError> {
         let metadata = match credentials {
-            Credentials::MetadataServer => Some(
+            Credentials::MetadataServer => Some((
                 reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
                     .no_proxy()
                     .timeout(METADATA_TIMEOUT)
+                    .tls_backend_preconfigured(crate::tls::client_config(None)?)
                     .build()
                     .map_err(|e| SinkError::terminal(format!("bigquery metadata client: {e}")))?,
-            ),
+                metadata_host.to_owned(),
+            )),
             _ => None,
         };
         Ok(Self {
@@ -199,7 +205,7 @@ impl TokenSource {
                     refresh_at: now + JWT_LIFETIME - REFRESH_MARGIN,
                 })
             }
-            (Credentials::MetadataServer, Some(client)) => metadata_token(client, now).await,
+            (Credentials::MetadataServer, Some((client, host))) => metadata_token(client, host, now).await,
             _ => Err(SinkError::terminal("bigquery credentials: no token source")),
         }
     }
@@ -212,14 +218,14 @@ struct MetadataToken {
     expires_in: u64,
 }
 
-async fn metadata_token(client: &reqwest::Client, now: SystemTime) -> Result<Token, SinkError> {
+async fn metadata_token(client: &reqwest::Client, host: &str, now: SystemTime) -> Result<Token, SinkError> {
     let unavailable = |detail: String| {
         SinkError::transient(format!(
             "bigquery credentials: spec.bigquery.secretRef is not set and the metadata server (Workload Identity) {detail}"
         ))
     };
-    let mut url = url::Url::parse(METADATA_TOKEN_URL)
-        .map_err(|e| SinkError::terminal(format!("bigquery metadata URL: {e}")))?;
+    let mut url = url::Url::parse(&format!("http://{host}{METADATA_TOKEN_PATH}"))
+        .map_err(|e| SinkError::terminal(format!("bigquery metadata server {host:?}: {e}")))?;
     url.query_pairs_mut().append_pair("scopes", SCOPE);
     let response = client
         .get(url)
@@ -315,12 +321,12 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn tokens_are_reused_until_shortly_before_they_expire() {
         let key = ServiceAccountKey::from_json(&key_json()).expect("key");
-        let source = TokenSource::new(Credentials::ServiceAccount(key)).expect("source");
+        let source = TokenSource::new(Credentials::ServiceAccount(key), METADATA_HOST).expect("source");
         let first = source.authorization().await.expect("token");
         let second = source.authorization().await.expect("token");
         assert!(first.as_deref().is_some_and(|h| h.starts_with("Bearer ey")));
         assert_eq!(first, second);
-        let anonymous = TokenSource::new(Credentials::Anonymous).expect("source");
+        let anonymous = TokenSource::new(Credentials::Anonymous, METADATA_HOST).expect("source");
         assert_eq!(anonymous.authorization().await.expect("none"), None);
     }
 }

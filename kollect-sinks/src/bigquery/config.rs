@@ -15,6 +15,9 @@ use crate::family::Unused;
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
 /// The Secret key holding the service-account key.
 pub const CREDENTIALS_KEY: &str = "credentials.json";
+/// Read when building from a spec: the metadata server's `host[:port]` when it is not the
+/// standard address (the variable Google's client libraries honour).
+pub const METADATA_HOST_ENV: &str = "GCE_METADATA_HOST";
 /// Read when building from a spec without `spec.endpoint`: `host:port` of an emulator, reached
 /// over plain HTTP without credentials (the variable Google's client libraries honour).
 pub const EMULATOR_HOST_ENV: &str = "BIGQUERY_EMULATOR_HOST";
@@ -35,6 +38,8 @@ pub struct BigqueryConfig {
     pub endpoint: Url,
     /// How requests are authorised.
     pub credentials: Credentials,
+    /// Where the metadata server answers ([`super::METADATA_HOST`], or `GCE_METADATA_HOST`).
+    pub metadata_host: String,
     /// Which SQL to speak: `MERGE` for BigQuery, or what the emulator implements.
     pub dialect: Dialect,
     /// Cluster identity written into every row (`spec.cluster`, default empty).
@@ -83,6 +88,7 @@ impl BigqueryConfig {
             // A constant that parses.
             endpoint: Url::parse(DEFAULT_ENDPOINT).unwrap_or_else(|_| unreachable!()),
             credentials,
+            metadata_host: super::METADATA_HOST.to_owned(),
             dialect: Dialect::Merge,
             cluster: String::new(),
             provisioning: ProvisioningMode::Ensure,
@@ -159,6 +165,11 @@ impl BigqueryConfig {
                 .filter(|l| !l.is_empty()),
             endpoint,
             credentials,
+            metadata_host: std::env::var(METADATA_HOST_ENV)
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| super::METADATA_HOST.to_owned()),
             dialect,
             cluster: common.cluster.clone().unwrap_or_default(),
             provisioning: common.provisioning_mode(),
@@ -181,6 +192,12 @@ impl BigqueryConfig {
     /// emulator).
     pub fn with_dialect(mut self, dialect: Dialect) -> Self {
         self.dialect = dialect;
+        self
+    }
+
+    /// The same configuration asking the metadata server at `host` (`host[:port]`) for tokens.
+    pub fn with_metadata_host(mut self, host: impl Into<String>) -> Self {
+        self.metadata_host = host.into();
         self
     }
 

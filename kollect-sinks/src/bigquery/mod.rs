@@ -24,8 +24,10 @@ mod rest;
 mod sink;
 mod statement;
 
-pub use self::auth::{Credentials, SCOPE, ServiceAccountKey};
-pub use self::config::{BigqueryConfig, CREDENTIALS_KEY, DEFAULT_ENDPOINT, EMULATOR_HOST_ENV};
+pub use self::auth::{Credentials, METADATA_HOST, SCOPE, ServiceAccountKey};
+pub use self::config::{
+    BigqueryConfig, CREDENTIALS_KEY, DEFAULT_ENDPOINT, EMULATOR_HOST_ENV, METADATA_HOST_ENV,
+};
 pub use self::sink::BigquerySink;
 pub use self::statement::Dialect;
 

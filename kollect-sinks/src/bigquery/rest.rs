@@ -202,7 +202,7 @@ impl Api {
             endpoint: config.endpoint.clone(),
             project: config.project.clone(),
             location: config.location.clone(),
-            tokens: TokenSource::new(config.credentials.clone())?,
+            tokens: TokenSource::new(config.credentials.clone(), &config.metadata_host)?,
         })
     }
 

@@ -1,9 +1,9 @@
 //! The `object_store` client of a sink: credentials from the Secret, TLS from `spec.tls`, every
 //! connection's addresses checked by the SSRF guard, and no retries of the crate's own.
 //!
-//! `object_store` builds its HTTP client through a connector; ours is the guarded client of
-//! [`crate::http`], so credential endpoints are dialed through the guard too. IP-literal hosts
-//! never reach a resolver, so the endpoint's own host is checked when the client is built.
+//! `object_store` builds its HTTP client through a connector; ours is the guarded client of the
+//! crate's `http` module, so credential endpoints are dialed through the guard too. IP-literal
+//! hosts never reach a resolver, so the endpoint's own host is checked when the client is built.
 
 use std::sync::Arc;
 use std::time::Duration;

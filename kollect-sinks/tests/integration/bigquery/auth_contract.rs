@@ -154,3 +154,65 @@ async fn access_denied_is_forbidden_and_quota_is_transient() {
     assert_eq!(sink.probe().await.unwrap_err().class(), ErrorClass::Transient);
     server.verify().unwrap();
 }
+
+/// The metadata server's token endpoint, as GKE's Workload Identity and Compute Engine serve it
+/// (https://cloud.google.com/compute/docs/access/authenticate-workloads#applications).
+fn metadata_exchange() -> Exchange {
+    Exchange::new(
+        "GET",
+        "/computeMetadata/v1/instance/service-accounts/default/token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery",
+    )
+    .header("metadata-flavor", "Google")
+    .respond(200, json!({"access_token": "ya29.metadata-token", "expires_in": 3599, "token_type": "Bearer"}))
+}
+
+fn metadata_sink(api: &ContractServer, metadata: &str) -> BigquerySink {
+    let mut config = BigqueryConfig::new(
+        "kollect-test",
+        "inventory",
+        "rows",
+        Credentials::MetadataServer,
+        NetPolicy::permissive_for_tests(),
+    )
+    .with_endpoint(Url::parse(api.base_url()).unwrap())
+    .with_metadata_host(metadata);
+    config.ca_pem = api.ca_pem().map(str::to_owned);
+    BigquerySink::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn without_a_key_the_metadata_servers_token_is_used_and_reused() {
+    let metadata = ContractServer::start(vec![metadata_exchange()]).unwrap();
+    let dataset = || {
+        Exchange::new("GET", "/bigquery/v2/projects/kollect-test/datasets/inventory")
+            .header("authorization", "Bearer ya29.metadata-token")
+            .respond(200, json!({"kind": "bigquery#dataset"}))
+    };
+    let dry_run = || {
+        Exchange::new("POST", "/bigquery/v2/projects/kollect-test/queries")
+            .header("authorization", "Bearer ya29.metadata-token")
+            .respond(200, json!({"jobComplete": true}))
+    };
+    let api = ContractServer::start_tls(vec![dataset(), dry_run(), dataset(), dry_run()]).unwrap();
+    let sink = metadata_sink(&api, metadata.base_url().trim_start_matches("http://"));
+    sink.probe().await.unwrap();
+    sink.probe().await.unwrap();
+    // One token for both probes: a second token request would break the metadata contract.
+    metadata.verify().unwrap();
+    api.verify().unwrap();
+}
+
+#[tokio::test]
+async fn an_absent_metadata_server_is_a_transient_error_that_says_so() {
+    let api = ContractServer::start_tls(Vec::new()).unwrap();
+    // Nothing listens on port 9 of loopback.
+    let error = metadata_sink(&api, "127.0.0.1:9").probe().await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Transient, "{error}");
+    assert!(
+        error.to_string().contains(
+            "spec.bigquery.secretRef is not set and the metadata server (Workload Identity) did not answer"
+        ),
+        "{error}"
+    );
+    assert!(api.requests().is_empty(), "no API call goes out without a token");
+}
