@@ -112,7 +112,10 @@ async fn mongodb() {
         GuardedResolver::new(NetPolicy::permissive_for_tests()),
     ))
     .unwrap();
-    database(label, "collection", &sink).await;
+    // FerretDB's cost per write grows with the collection (about 26 ms per upsert at 100,000
+    // documents on its PostgreSQL backend), so rewriting all 100,000 again would take most of
+    // an hour and measure FerretDB, not the sink.
+    database_with(label, "collection", &sink, false).await;
 }
 
 async fn bigquery() {
@@ -130,9 +133,13 @@ async fn bigquery() {
     database("bigquery (emulator)", "table", &sink).await;
 }
 
-/// A database sink: full export of 100,000 rows into an empty `place`, the same rows again,
-/// and a 1-row delta.
+/// A database sink: full export of 100,000 rows into an empty `place`, the same rows again
+/// (unless `repeat` is false), and a 1-row delta.
 async fn database(label: &str, place: &str, sink: &dyn Sink) {
+    database_with(label, place, sink, true).await;
+}
+
+async fn database_with(label: &str, place: &str, sink: &dyn Sink, repeat: bool) {
     let inventory = InventoryRef::namespaced("team-a", "apps");
     let rows = 100_000;
     let full = ExportRequest::full(
@@ -147,12 +154,14 @@ async fn database(label: &str, place: &str, sink: &dyn Sink) {
         "{label}: full export of {rows} rows into an empty {place}: {:.2?}",
         started.elapsed()
     );
-    let started = Instant::now();
-    sink.export(&full).await.unwrap();
-    println!(
-        "{label}: the same {rows} rows again (full reconcile): {:.2?}",
-        started.elapsed()
-    );
+    if repeat {
+        let started = Instant::now();
+        sink.export(&full).await.unwrap();
+        println!(
+            "{label}: the same {rows} rows again (full reconcile): {:.2?}",
+            started.elapsed()
+        );
+    }
     let changed = snapshot(&inventory, rows, Some(rows / 2));
     let delta = Delta::between(&full.snapshot, &changed);
     assert_eq!(delta.upserts.len(), 1);

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use kollect_core::api::v1alpha1::{GitAuthType, KollectSnapshotSinkSpec, LayoutSpec, PushPolicy};
+use kollect_core::api::v1alpha1::{
+    GitAuthType, KollectSnapshotSinkSpec, LayoutSpec, ProvisioningMode, PushPolicy,
+};
 use kollect_core::error::Redactor;
 use kollect_core::netguard::GuardedResolver;
 use kollect_core::sink::SinkError;
@@ -28,6 +30,8 @@ pub struct GitConfig {
     pub base_branch: Option<String>,
     /// Commit or force-push.
     pub push_policy: PushPolicy,
+    /// `ensure` (default) creates the branch when it does not exist; `existing` never does.
+    pub provisioning: ProvisioningMode,
     /// Commit subject template.
     pub commit_message: Option<String>,
     /// Commit body template.
@@ -192,6 +196,7 @@ impl GitConfig {
             branch,
             base_branch: None,
             push_policy: git.push_policy.unwrap_or_default(),
+            provisioning: spec.common.provisioning_mode(),
             commit_message: git.commit_message.clone(),
             commit_body: git.commit_body.clone(),
             commit_trailers: git.commit_trailers.clone(),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use kollect_core::api::v1alpha1::{
-    GitPreview, KollectSnapshotSinkSpec, LayoutMode, LayoutPreview, PushPolicy, SinkPreview,
+    GitPreview, KollectSnapshotSinkSpec, LayoutMode, LayoutPreview, ProvisioningMode, PushPolicy, SinkPreview,
 };
 use kollect_core::netguard::{EndpointKind, endpoint_host};
 use kollect_core::sink::{
@@ -380,6 +380,18 @@ impl Inner {
             let Some(change) = change(&repo, tip) else {
                 return Ok(Outcome::Unchanged);
             };
+            if tip.is_none() {
+                if config.base_branch.is_some() {
+                    return Err(SinkError::terminal(format!(
+                        "git branch {base} does not exist: a proposal needs the branch it targets"
+                    )));
+                }
+                if config.provisioning == ProvisioningMode::Existing {
+                    return Err(SinkError::terminal(format!(
+                        "git branch {base} does not exist and provisioning.mode is existing (create it, or use mode ensure)"
+                    )));
+                }
+            }
             let (tree, changed) = repo::build_tree(&repo, tip, &change)?;
             if !changed {
                 return Ok(Outcome::Unchanged);

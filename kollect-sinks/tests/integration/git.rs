@@ -608,3 +608,38 @@ async fn the_preview_uses_api_spellings() {
     assert_eq!(layout.mode.as_deref(), Some("perResource"));
     assert_eq!(layout.content.as_deref(), Some("attributes"));
 }
+
+#[tokio::test]
+async fn existing_mode_never_creates_the_branch() {
+    let Some(server) = server() else { return };
+    let repo = next_repo(server, "existing");
+    let sink = sink(
+        server,
+        &repo,
+        json!({"provisioning": {"mode": "existing"}}),
+        PASSWORD,
+    );
+    let error = sink
+        .export(&request(&InventoryRef::namespaced("team-a", "apps"), &["web"], 1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert!(
+        error
+            .to_string()
+            .contains("git branch main does not exist and provisioning.mode is existing"),
+        "{error}"
+    );
+    assert_eq!(
+        Bare::main(server.repo_path(&repo)).commits(),
+        0,
+        "no branch was created"
+    );
+    // ensure (the default) creates it.
+    let ensure = self::sink(server, &repo, json!({}), PASSWORD);
+    ensure
+        .export(&request(&InventoryRef::namespaced("team-a", "apps"), &["web"], 1))
+        .await
+        .unwrap();
+    assert_eq!(Bare::main(server.repo_path(&repo)).commits(), 1);
+}

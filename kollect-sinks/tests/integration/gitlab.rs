@@ -264,6 +264,27 @@ async fn the_server_down_then_back_converges() {
 }
 
 #[tokio::test]
+async fn a_missing_target_branch_is_a_clear_error() {
+    let Some(gitea) = server() else { return };
+    let repo = next_repo(gitea, "no-target").await;
+    let sink = sink_with(
+        &gitea.repo_url(&repo),
+        json!({"gitlab": {"mergeRequest": {"mode": "merge_request", "targetBranch": "release"}}}),
+        gitea.token(),
+    );
+    let error = sink
+        .export(&request(&InventoryRef::namespaced("team-a", "apps"), &["web"], 1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert!(
+        error.to_string().contains("git branch release does not exist"),
+        "{error}"
+    );
+    assert!(gitea.open_pulls(&repo).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn the_probe_reaches_the_target_branch() {
     let Some(gitea) = server() else { return };
     let repo = next_repo(gitea, "probe").await;
