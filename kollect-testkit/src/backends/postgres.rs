@@ -1,5 +1,6 @@
 //! PostgreSQL from the Debian packages.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     child: Child,
     port: u16,
+    host: IpAddr,
     password: String,
     ca_pem: Option<String>,
 }
@@ -50,13 +52,20 @@ impl Postgres {
 
     /// Initialises a cluster in a temporary directory and starts it on a free port.
     pub fn start() -> Result<Self, BackendError> {
-        Self::start_with(false)
+        Self::start_with(false, None)
+    }
+
+    /// The same, also listening on `address` (a non-loopback address of this machine), with
+    /// [`Postgres::dsn`] naming it. For a client that refuses loopback endpoints, such as the
+    /// `kollect` binary's network policy.
+    pub fn start_listening_on(address: IpAddr) -> Result<Self, BackendError> {
+        Self::start_with(false, Some(address))
     }
 
     /// The same, also accepting TLS with a certificate for `127.0.0.1` and `localhost` from a
     /// fresh CA ([`Postgres::ca_pem`]).
     pub fn start_tls() -> Result<Self, BackendError> {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
     /// The CA that signed the server certificate (TLS servers only).
@@ -64,7 +73,7 @@ impl Postgres {
         self.ca_pem.as_deref()
     }
 
-    fn start_with(tls: bool) -> Result<Self, BackendError> {
+    fn start_with(tls: bool, extra_address: Option<IpAddr>) -> Result<Self, BackendError> {
         let mut bin_dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .map(|entries| {
                 entries
@@ -133,6 +142,16 @@ impl Postgres {
                 Some(&init_log),
             ));
         }
+        let mut listen = "127.0.0.1".to_owned();
+        if let Some(address) = extra_address {
+            listen = format!("127.0.0.1,{address}");
+            let prefix = if address.is_ipv4() { 32 } else { 128 };
+            let hba = data.join("pg_hba.conf");
+            let mut rules =
+                std::fs::read_to_string(&hba).map_err(|e| start_error("postgres", e.to_string(), None))?;
+            rules.push_str(&format!("host all all {address}/{prefix} scram-sha-256\n"));
+            std::fs::write(&hba, rules).map_err(|e| start_error("postgres", e.to_string(), None))?;
+        }
         let mut tls_args: Vec<String> = Vec::new();
         let mut ca_pem = None;
         if tls {
@@ -174,7 +193,7 @@ impl Postgres {
             .arg(dir.path())
             .args([
                 "-c",
-                "listen_addresses=127.0.0.1",
+                &format!("listen_addresses={listen}"),
                 "-c",
                 "fsync=off",
                 "-c",
@@ -209,12 +228,13 @@ impl Postgres {
             dir,
             child,
             port,
+            host: extra_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             password,
             ca_pem,
         })
     }
 
-    /// The TCP port on 127.0.0.1.
+    /// The TCP port (on 127.0.0.1, and on the address of [`Postgres::start_listening_on`]).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -224,10 +244,15 @@ impl Postgres {
         &self.password
     }
 
-    /// A connection string for `database` as the superuser (TLS off).
+    /// A connection string for `database` as the superuser (TLS off), on 127.0.0.1 or the
+    /// address given to [`Postgres::start_listening_on`].
     pub fn dsn(&self, database: &str) -> String {
+        let host = match self.host {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
         format!(
-            "postgres://{}:{}@127.0.0.1:{}/{database}?sslmode=disable",
+            "postgres://{}:{}@{host}:{}/{database}?sslmode=disable",
             Self::USER,
             self.password,
             self.port
