@@ -112,8 +112,8 @@ async fn main() {
 
     if format == "per-resource" {
         let mut changed = snapshot.rows().to_vec();
-        changed[rows / 2] = kollect_testkit::conformance::sample_row(&inventory, &names[rows / 2], 2);
-        let changed = Snapshot::new(changed);
+        changed[rows / 2] = kollect_testkit::conformance::sample_row(&inventory, &names[rows / 2], 2).into();
+        let changed = Snapshot::from_shared(changed);
         let delta = Delta::between(&snapshot, &changed);
         let request = ExportRequest::full(inventory, 1, at, changed).with_delta(delta);
         let started = Instant::now();

@@ -67,14 +67,17 @@ async fn held(inspect: &dyn Inspect, inventory: &InventoryRef) -> Result<Vec<Row
     Ok(found)
 }
 
+/// What a sink holds after everything of an inventory is gone.
+const NO_ROWS: &[Row] = &[];
+
 async fn expect_rows(
     inspect: &dyn Inspect,
     inventory: &InventoryRef,
-    expected: &[Row],
+    expected: &[impl AsRef<Row>],
     step: &str,
 ) -> CaseResult {
     let found = held(inspect, inventory).await?;
-    let mut expected = expected.to_vec();
+    let mut expected: Vec<Row> = expected.iter().map(|row| row.as_ref().clone()).collect();
     kollect_core::model::sort_canonical(&mut expected);
     if found == expected {
         return Ok(());
@@ -129,7 +132,13 @@ pub async fn full_snapshot(sink: &dyn Sink, inspect: &dyn Inspect) -> CaseResult
 pub async fn delta_upserts_and_deletes(sink: &dyn Sink, inspect: &dyn Inspect) -> CaseResult {
     let inv = inventory("delta");
     let before = Snapshot::new(rows(&inv, &["web", "cart", "search"], 1));
-    export_full(sink, &inv, 1, before.rows().to_vec()).await?;
+    export_full(
+        sink,
+        &inv,
+        1,
+        before.rows().iter().map(|row| row.row().clone()).collect(),
+    )
+    .await?;
     let mut after_rows = rows(&inv, &["web", "checkout"], 1);
     after_rows.push(sample_row(&inv, "cart", 2));
     let after = Snapshot::new(after_rows);
@@ -159,7 +168,7 @@ pub async fn empty_snapshot(sink: &dyn Sink, inspect: &dyn Inspect) -> CaseResul
     let inv = inventory("empty");
     export_full(sink, &inv, 1, rows(&inv, &["web"], 1)).await?;
     export_full(sink, &inv, 1, Vec::new()).await?;
-    expect_rows(inspect, &inv, &[], "after exporting an empty snapshot").await
+    expect_rows(inspect, &inv, NO_ROWS, "after exporting an empty snapshot").await
 }
 
 /// Removing an inventory removes everything it exported; removing again is harmless.
@@ -174,7 +183,7 @@ pub async fn inventory_removal(sink: &dyn Sink, inspect: &dyn Inspect) -> CaseRe
         .await
         .map_err(|e| format!("remove attempt {attempt}: {e}"))?;
     }
-    expect_rows(inspect, &inv, &[], "after removing the inventory").await
+    expect_rows(inspect, &inv, NO_ROWS, "after removing the inventory").await
 }
 
 /// A snapshot larger than the ceiling is split into parts, sent in order, and the destination
@@ -237,7 +246,7 @@ pub async fn inventories_and_clusters_apart(sink: &dyn Sink, inspect: &dyn Inspe
     })
     .await
     .map_err(|e| format!("remove: {e}"))?;
-    expect_rows(inspect, &a, &[], "removed inventory").await?;
+    expect_rows(inspect, &a, NO_ROWS, "removed inventory").await?;
     expect_rows(inspect, &b, &rows_b, "other namespace after a removal").await?;
     expect_rows(inspect, &west, &rows_west, "other cluster after a removal").await
 }

@@ -219,7 +219,7 @@ impl Sink for MemorySink {
                         current.remove(key);
                     }
                     for row in &delta.upserts {
-                        current.insert(row.key(), row.clone());
+                        current.insert(row.key(), row.row().clone());
                     }
                 }
                 None => {

@@ -63,14 +63,14 @@ fn label_value(value: Option<&Value>) -> String {
     }
 }
 
-/// Computes the series of a profile over `rows`.
-pub fn compute(metrics: &[MetricSpec], rows: &[Row]) -> DomainMetrics {
+/// Computes the series of a profile over `rows` (plain or shared rows).
+pub fn compute<R: AsRef<Row>>(metrics: &[MetricSpec], rows: &[R]) -> DomainMetrics {
     let mut out = DomainMetrics::default();
     out.series.push(Series {
         name: "object_count".to_owned(),
         value: rows.len() as f64,
     });
-    let attributes = || rows.iter().filter_map(|r| r.attributes.as_ref());
+    let attributes = || rows.iter().filter_map(|r| r.as_ref().attributes.as_ref());
 
     if metrics.is_empty() {
         let mut sums: BTreeMap<&str, f64> = BTreeMap::new();

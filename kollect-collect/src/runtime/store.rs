@@ -6,12 +6,17 @@
 //! (decision A7). Every mutation that changes content bumps a store-wide monotonic version,
 //! records it as the partition's version, appends to the partition's bounded change log (so an
 //! exporter can ask for the delta since the version it last exported) and notifies subscribers.
+//!
+//! Rows are kept as [`SharedRow`]s (encoded once, when stored) and each partition also keeps
+//! them in canonical order, so a snapshot is a copy of pointers in an order that needs no sort,
+//! and the snapshot of a version is built once and handed out again until the next change.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use kollect_core::collect::RowOwner;
-use kollect_core::model::{Delta, Row, Snapshot};
+use kollect_core::model::{Delta, Row, SharedRow, Snapshot};
 use tokio::sync::broadcast;
 
 pub use crate::target::owner_key;
@@ -66,15 +71,52 @@ struct PartitionState {
     complete_after: u64,
 }
 
+/// A stored row ordered canonically within its partition (the sort key includes the target and
+/// the uid, so no two rows of a partition are equal).
+#[derive(Debug, Clone)]
+struct Ordered(SharedRow);
+
+impl PartialEq for Ordered {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ordered {}
+
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ordered {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.canonical_cmp(&other.0)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    rows: HashMap<RowOwner, HashMap<String, Row>>,
+    rows: HashMap<RowOwner, HashMap<String, SharedRow>>,
+    /// The same rows per partition, in canonical order.
+    ordered: HashMap<Partition, BTreeSet<Ordered>>,
     version: u64,
     partitions: HashMap<Partition, PartitionState>,
     total: usize,
 }
 
 impl Inner {
+    fn unorder(&mut self, owner: &RowOwner, row: &SharedRow) {
+        let partition = Partition::of(owner);
+        if let Some(ordered) = self.ordered.get_mut(&partition) {
+            ordered.remove(&Ordered(row.clone()));
+            if ordered.is_empty() {
+                self.ordered.remove(&partition);
+            }
+        }
+    }
+
     fn record(&mut self, owner: &RowOwner, uid: &str) -> StoreChange {
         self.version += 1;
         let version = self.version;
@@ -126,6 +168,8 @@ impl Inner {
 #[derive(Debug)]
 pub struct RowStore {
     inner: RwLock<Inner>,
+    /// The last snapshot built per partition, valid while the partition keeps its version.
+    views: Mutex<HashMap<Partition, View>>,
     changes: broadcast::Sender<StoreChange>,
 }
 
@@ -143,6 +187,7 @@ impl RowStore {
         let (changes, _) = broadcast::channel(1024);
         Self {
             inner: RwLock::default(),
+            views: Mutex::default(),
             changes,
         }
     }
@@ -166,21 +211,37 @@ impl RowStore {
     /// Inserts or replaces the row of `row.uid` for `owner`. Returns whether the content changed
     /// (an identical row is not a change: no version bump, no notification).
     pub fn upsert(&self, owner: &RowOwner, row: Row) -> bool {
+        // Relists and resyncs repeat rows unchanged: those are recognised before anything is
+        // encoded or the write lock is taken.
+        let unchanged = |inner: &Inner| {
+            inner
+                .rows
+                .get(owner)
+                .and_then(|rows| rows.get(&row.uid))
+                .is_some_and(|existing| *existing == row)
+        };
+        if unchanged(&self.read()) {
+            return false;
+        }
+        let row = SharedRow::new(row);
         let change = {
             let mut inner = self.write();
-            let rows = inner.rows.entry(owner.clone()).or_default();
-            match rows.get(&row.uid) {
-                Some(existing) if *existing == row => return false,
-                Some(_) => {}
-                None => inner.total += 1,
-            }
-            let uid = row.uid.clone();
-            inner
+            let previous = inner
                 .rows
                 .entry(owner.clone())
                 .or_default()
-                .insert(uid.clone(), row);
-            inner.record(owner, &uid)
+                .insert(row.uid.clone(), row.clone());
+            match previous {
+                Some(existing) if existing == row => return false,
+                Some(existing) => inner.unorder(owner, &existing),
+                None => inner.total += 1,
+            }
+            inner
+                .ordered
+                .entry(Partition::of(owner))
+                .or_default()
+                .insert(Ordered(row.clone()));
+            inner.record(owner, &row.uid)
         };
         self.notify(vec![change]);
         true
@@ -193,12 +254,13 @@ impl RowStore {
             let Some(rows) = inner.rows.get_mut(owner) else {
                 return false;
             };
-            if rows.remove(uid).is_none() {
+            let Some(removed) = rows.remove(uid) else {
                 return false;
-            }
+            };
             if rows.is_empty() {
                 inner.rows.remove(owner);
             }
+            inner.unorder(owner, &removed);
             inner.total -= 1;
             inner.record(owner, uid)
         };
@@ -218,11 +280,12 @@ impl RowStore {
                 .filter(|row| stale(row))
                 .map(|row| row.uid.clone())
                 .collect();
-            for uid in &uids {
-                rows.remove(uid);
-            }
+            let removed: Vec<SharedRow> = uids.iter().filter_map(|uid| rows.remove(uid)).collect();
             if rows.is_empty() {
                 inner.rows.remove(owner);
+            }
+            for row in &removed {
+                inner.unorder(owner, row);
             }
             inner.total -= uids.len();
             uids.iter()
@@ -273,39 +336,43 @@ impl RowStore {
 
     /// Number of rows in `partition` (without copying them, unlike [`RowStore::snapshot`]).
     pub fn partition_len(&self, partition: &Partition) -> usize {
-        self.read()
-            .rows
-            .iter()
-            .filter(|(owner, _)| Partition::of(owner) == *partition)
-            .map(|(_, rows)| rows.len())
-            .sum()
+        self.read().ordered.get(partition).map_or(0, BTreeSet::len)
     }
 
     /// All rows of `partition`, canonically ordered, with the version they correspond to.
+    ///
+    /// The rows are shared with the store, and the snapshot of one version is built once: asking
+    /// again before the partition changes returns a clone of it (with its fingerprint, once
+    /// computed).
     pub fn snapshot(&self, partition: &Partition) -> View {
         let inner = self.read();
-        let rows: Vec<Row> = inner
-            .rows
-            .iter()
-            .filter(|(owner, _)| Partition::of(owner) == *partition)
-            .flat_map(|(_, rows)| rows.values().cloned())
-            .collect();
         let version = inner.partitions.get(partition).map_or(0, |s| s.version);
-        View {
-            snapshot: Snapshot::new(rows),
-            version,
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(view) = views.get(partition).filter(|view| view.version == version) {
+            return view.clone();
         }
+        let rows: Vec<SharedRow> = inner
+            .ordered
+            .get(partition)
+            .map(|ordered| ordered.iter().map(|row| row.0.clone()).collect())
+            .unwrap_or_default();
+        let view = View {
+            snapshot: Snapshot::from_canonical_order(rows),
+            version,
+        };
+        views.insert(partition.clone(), view.clone());
+        view
     }
 
     /// The rows of the given owners only (a cluster inventory's selection of cluster targets).
     pub fn snapshot_of(&self, owners: &[RowOwner]) -> Snapshot {
         let inner = self.read();
-        let rows: Vec<Row> = owners
+        let rows: Vec<SharedRow> = owners
             .iter()
             .filter_map(|owner| inner.rows.get(owner))
             .flat_map(|rows| rows.values().cloned())
             .collect();
-        Snapshot::new(rows)
+        Snapshot::from_shared(rows)
     }
 
     /// What changed in `partition` after version `since`, and the version it brings the caller
@@ -332,7 +399,7 @@ impl RowStore {
                 None => delta.deletes.push(owner_key(owner, uid)),
             }
         }
-        kollect_core::model::sort_canonical(&mut delta.upserts);
+        delta.upserts.sort_by(SharedRow::canonical_cmp);
         delta.deletes.sort();
         Some((delta, state.version))
     }
@@ -383,6 +450,70 @@ mod tests {
         assert!(store.version(&partition) > v1);
         assert_eq!(store.count(&a), 1);
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn snapshots_share_ordered_rows_and_are_rebuilt_only_after_a_change() {
+        let store = RowStore::new();
+        let a = owner("team-a", "deploys");
+        let b = owner("team-a", "another");
+        let partition = Partition::of(&a);
+        for uid in ["3", "1", "2"] {
+            store.upsert(&a, row(&a, uid, "x"));
+        }
+        store.upsert(&b, row(&b, "9", "x"));
+        let first = store.snapshot(&partition);
+        let order: Vec<_> = first
+            .snapshot
+            .rows()
+            .iter()
+            .map(|r| (r.target_name.as_str(), r.uid.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("another", "9"),
+                ("deploys", "1"),
+                ("deploys", "2"),
+                ("deploys", "3")
+            ]
+        );
+        assert_eq!(store.partition_len(&partition), 4);
+        // Nothing changed: the same snapshot (and its fingerprint, once computed).
+        let fingerprint = first.snapshot.fingerprint().clone();
+        let again = store.snapshot(&partition);
+        assert!(Snapshot::ptr_eq(&first.snapshot, &again.snapshot));
+        assert!(!store.upsert(&a, row(&a, "2", "x")));
+        assert!(Snapshot::ptr_eq(
+            &first.snapshot,
+            &store.snapshot(&partition).snapshot
+        ));
+
+        // One change: a new snapshot that shares every other row with the first.
+        store.upsert(&a, row(&a, "2", "y"));
+        let second = store.snapshot(&partition);
+        assert!(!Snapshot::ptr_eq(&first.snapshot, &second.snapshot));
+        assert_ne!(second.snapshot.fingerprint(), &fingerprint);
+        for i in [0, 1, 3] {
+            assert!(SharedRow::ptr_eq(
+                &first.snapshot.rows()[i],
+                &second.snapshot.rows()[i]
+            ));
+        }
+        assert_eq!(
+            second.snapshot.rows()[2].attributes.as_ref().unwrap()["image"],
+            "y"
+        );
+        let delta = Delta::between(&first.snapshot, &second.snapshot);
+        assert_eq!((delta.upserts.len(), delta.deletes.len()), (1, 0));
+
+        store.remove(&a, "1");
+        let third = store.snapshot(&partition);
+        assert_eq!(third.snapshot.len(), 3);
+        assert_eq!(store.partition_len(&partition), 3);
+        assert_eq!(store.remove_owner(&a), 2);
+        assert_eq!(store.partition_len(&partition), 1);
+        assert_eq!(store.snapshot(&partition).snapshot.rows()[0].uid, "9");
     }
 
     #[test]

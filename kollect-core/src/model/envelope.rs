@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::canonical;
 use super::checksum::Checksum;
 use super::row::Row;
+use super::shared::Canonical;
 
 /// The only schema version this crate reads and writes.
 pub const SCHEMA_VERSION: &str = "kollect.dev/v1alpha1";
@@ -53,13 +54,13 @@ pub fn format_exported_at(at: Timestamp) -> String {
 impl EnvelopeHeader {
     /// Appends the canonical envelope with `items` (which must match `item_count` and
     /// `checksum`) to `out`.
-    pub fn write(&self, out: &mut Vec<u8>, items: &[Row]) {
+    pub fn write<R: Canonical>(&self, out: &mut Vec<u8>, items: &[R]) {
         self.write_with(out, |out| {
             for (i, row) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                row.write_canonical(out);
+                row.append_canonical(out);
             }
         });
     }
@@ -103,8 +104,8 @@ impl EnvelopeHeader {
 }
 
 /// Encodes a full envelope for `items` (already in canonical order), computing the checksum.
-pub fn encode(
-    items: &[Row],
+pub fn encode<R: Canonical>(
+    items: &[R],
     generation: Option<i64>,
     cluster: Option<&str>,
     exported_at: Timestamp,
@@ -275,7 +276,7 @@ mod tests {
             cluster: Some("prod".into()),
         };
         let mut out = Vec::new();
-        header.write(&mut out, &[]);
+        header.write::<Row>(&mut out, &[]);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

@@ -8,6 +8,7 @@ mod checksum;
 mod envelope;
 mod partition;
 mod row;
+mod shared;
 mod snapshot;
 
 pub use checksum::{Checksum, canonical_array, items_fingerprint, partitions_checksum, rollup_checksum};
@@ -17,4 +18,5 @@ pub use envelope::{
 };
 pub use partition::{ExportMeta, ItemTooLarge, Part, Partitioning, part_path, partition};
 pub use row::{Attributes, Item, Row, RowKey, sort_canonical, write_canonical_array};
+pub use shared::{Canonical, SharedRow};
 pub use snapshot::{Delta, Snapshot};

@@ -5,6 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::checksum::{Checksum, items_fingerprint, partitions_checksum};
 use super::envelope::{EnvelopeHeader, PartMarker};
 use super::row::Row;
+use super::shared::SharedRow;
 use super::snapshot::Snapshot;
 
 /// The envelope fields shared by every part of one export.
@@ -42,6 +43,11 @@ impl Part {
 
     /// Iterates over this part's rows in canonical order.
     pub fn rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a Row> + 'a {
+        self.shared_rows(snapshot).map(SharedRow::row)
+    }
+
+    /// Iterates over this part's rows as the snapshot shares them.
+    pub fn shared_rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a SharedRow> + 'a {
         self.rows.iter().filter_map(|&i| snapshot.rows().get(i))
     }
 
@@ -61,7 +67,7 @@ impl Part {
     pub fn encode(&self, snapshot: &Snapshot, meta: &ExportMeta) -> Vec<u8> {
         let mut out = Vec::new();
         self.header(meta).write_with(&mut out, |out| {
-            for (i, row) in self.rows(snapshot).enumerate() {
+            for (i, row) in self.shared_rows(snapshot).enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -130,8 +136,7 @@ pub fn partition(
     let Some(ceiling) = ceiling.filter(|c| *c > 0 && !rows.is_empty()) else {
         return Ok(whole());
     };
-    let mut encoded: Vec<(usize, Vec<u8>)> =
-        rows.iter().map(|row| row.canonical_bytes()).enumerate().collect();
+    let mut encoded: Vec<(usize, &[u8])> = rows.iter().map(SharedRow::canonical).enumerate().collect();
     let items_len: u64 = encoded.iter().map(|(_, bytes)| bytes.len() as u64).sum();
     let single = EnvelopeHeader {
         checksum: snapshot.fingerprint().clone(),
@@ -145,7 +150,7 @@ pub fn partition(
         return Ok(whole());
     }
 
-    encoded.sort_by(|a, b| a.1.cmp(&b.1));
+    encoded.sort_by(|a, b| a.1.cmp(b.1));
     let bound = u32::try_from(rows.len()).unwrap_or(u32::MAX);
     let placeholder = Checksum::of_bytes(b"");
     let measure = |count: usize, bytes: u64| {
@@ -204,7 +209,7 @@ pub fn partition(
         .enumerate()
         .map(|(i, mut indices)| {
             indices.sort_unstable();
-            let part_rows: Vec<Row> = indices.iter().map(|&j| rows[j].clone()).collect();
+            let part_rows: Vec<&SharedRow> = indices.iter().map(|&j| &rows[j]).collect();
             Part {
                 marker: Some(PartMarker {
                     index: u32::try_from(i + 1).unwrap_or(u32::MAX),

@@ -119,6 +119,12 @@ impl Row {
     }
 }
 
+impl AsRef<Row> for Row {
+    fn as_ref(&self) -> &Row {
+        self
+    }
+}
+
 /// The Go operator's name for a row.
 pub type Item = Row;
 
@@ -142,13 +148,13 @@ pub fn sort_canonical(rows: &mut [Row]) {
 }
 
 /// Appends the canonical JSON array of `rows` (in the given order) to `out`.
-pub fn write_canonical_array(out: &mut Vec<u8>, rows: &[Row]) {
+pub fn write_canonical_array<R: super::shared::Canonical>(out: &mut Vec<u8>, rows: &[R]) {
     out.push(b'[');
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        row.write_canonical(out);
+        row.append_canonical(out);
     }
     out.push(b']');
 }

@@ -1,24 +1,48 @@
 //! Immutable, canonically sorted row sets and the delta between two of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use super::checksum::{Checksum, items_fingerprint};
-use super::row::{Row, RowKey, sort_canonical};
+use super::row::{Row, RowKey};
+use super::shared::SharedRow;
 
 /// The rows of one inventory at one point in time, in canonical order.
 ///
-/// Cloning is cheap (the rows are shared); the items fingerprint is computed at most once.
+/// Cloning is cheap (the rows are shared), and so is building one from rows that are already
+/// [`SharedRow`]s: only pointers are copied. The items fingerprint is computed at most once, from
+/// the rows' cached encodings.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    rows: Arc<[Row]>,
+    rows: Arc<[SharedRow]>,
     fingerprint: Arc<OnceLock<Checksum>>,
 }
 
 impl Snapshot {
-    /// Sorts `rows` canonically and wraps them.
-    pub fn new(mut rows: Vec<Row>) -> Self {
-        sort_canonical(&mut rows);
+    /// Sorts `rows` canonically and wraps them (each row is encoded once here).
+    pub fn new(rows: Vec<Row>) -> Self {
+        Self::from_shared(rows.into_iter().map(SharedRow::new).collect())
+    }
+
+    /// Sorts shared rows canonically and wraps them. The sort is adaptive: rows that are already
+    /// in canonical order (as the row store hands them out) cost one comparison each.
+    pub fn from_shared(mut rows: Vec<SharedRow>) -> Self {
+        rows.sort_by(SharedRow::canonical_cmp);
+        Self {
+            rows: rows.into(),
+            fingerprint: Arc::default(),
+        }
+    }
+
+    /// Wraps shared rows that are already in canonical order, without comparing them: for
+    /// producers that keep rows ordered (the row store does). Rows out of order give a wrong
+    /// fingerprint and wrong deltas; debug builds check the order and panic.
+    pub fn from_canonical_order(rows: Vec<SharedRow>) -> Self {
+        debug_assert!(
+            rows.windows(2)
+                .all(|pair| pair[0].canonical_cmp(&pair[1]).is_lt()),
+            "rows are not in canonical order"
+        );
         Self {
             rows: rows.into(),
             fingerprint: Arc::default(),
@@ -31,7 +55,7 @@ impl Snapshot {
     }
 
     /// The rows in canonical order.
-    pub fn rows(&self) -> &[Row] {
+    pub fn rows(&self) -> &[SharedRow] {
         &self.rows
     }
 
@@ -50,9 +74,14 @@ impl Snapshot {
         self.fingerprint.get_or_init(|| items_fingerprint(&self.rows))
     }
 
+    /// True when both are clones of one snapshot (same rows, same cached fingerprint).
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.rows, &b.rows)
+    }
+
     /// Finds the row with `key` (a linear scan: rows are ordered canonically, not by key).
     pub fn get(&self, key: &RowKey) -> Option<&Row> {
-        self.rows.iter().find(|row| row.has_key(key))
+        self.rows.iter().find(|row| row.has_key(key)).map(SharedRow::row)
     }
 }
 
@@ -62,39 +91,78 @@ impl FromIterator<Row> for Snapshot {
     }
 }
 
+impl FromIterator<SharedRow> for Snapshot {
+    fn from_iter<I: IntoIterator<Item = SharedRow>>(iter: I) -> Self {
+        Self::from_shared(iter.into_iter().collect())
+    }
+}
+
 /// What changed between two snapshots of one inventory: rows to upsert (new or different) and
 /// keys of rows to delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delta {
     /// Rows that are new or whose content changed, in canonical order.
-    pub upserts: Vec<Row>,
+    pub upserts: Vec<SharedRow>,
     /// Keys of rows that no longer exist, sorted.
     pub deletes: Vec<RowKey>,
     /// The deleted rows as they last were, in the order of `deletes`, when the producer still
     /// has them ([`Delta::between`] does); empty otherwise. Sinks whose keys derive from more
     /// than the row key (a per-resource file named after the object) need them.
-    pub removed: Vec<Row>,
+    pub removed: Vec<SharedRow>,
 }
 
 impl Delta {
-    /// Computes the delta that turns `old` into `new`, in time linear in both sizes.
+    /// Computes the delta that turns `old` into `new`.
+    ///
+    /// Both are in canonical order, so one merge walk pairs them up; rows the two share (the
+    /// same stored version) are recognised by pointer, so only changed rows are compared, hashed
+    /// or copied. Clones of one snapshot give an empty delta at once.
     pub fn between(old: &Snapshot, new: &Snapshot) -> Self {
-        // Borrowed keys: no allocation per row, only for what actually changed.
-        fn key(row: &Row) -> (&str, &str, &str) {
-            (&row.target_namespace, &row.target_name, &row.uid)
+        if Snapshot::ptr_eq(old, new) {
+            return Self::default();
         }
-        let mut previous: HashMap<(&str, &str, &str), &Row> =
-            old.rows().iter().map(|row| (key(row), row)).collect();
+        let (before, after) = (old.rows(), new.rows());
+        let (mut i, mut j) = (0, 0);
         let mut upserts = Vec::new();
-        for row in new.rows() {
-            match previous.remove(&key(row)) {
-                Some(before) if before == row => {}
-                _ => upserts.push(row.clone()),
+        let mut gone: Vec<&SharedRow> = Vec::new();
+        while i < before.len() && j < after.len() {
+            let (was, is) = (&before[i], &after[j]);
+            if SharedRow::ptr_eq(was, is) {
+                i += 1;
+                j += 1;
+                continue;
+            }
+            match was.canonical_cmp(is) {
+                // The same sort key holds the row key: the same row, maybe changed.
+                std::cmp::Ordering::Equal => {
+                    if was.row() != is.row() {
+                        upserts.push(is.clone());
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                std::cmp::Ordering::Less => {
+                    gone.push(was);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    upserts.push(is.clone());
+                    j += 1;
+                }
             }
         }
-        let mut removed: Vec<Row> = previous.into_values().cloned().collect();
-        removed.sort_by_cached_key(Row::key);
-        let deletes: Vec<RowKey> = removed.iter().map(Row::key).collect();
+        gone.extend(&before[i..]);
+        upserts.extend(after[j..].iter().cloned());
+        // A row whose sort fields changed (same uid, another kind or version) moved: it is an
+        // upsert at its new place, not a delete at its old one.
+        let moved: HashSet<(&str, &str, &str)> = upserts.iter().map(|row| borrowed_key(row)).collect();
+        let mut removed: Vec<SharedRow> = gone
+            .into_iter()
+            .filter(|row| !moved.contains(&borrowed_key(row)))
+            .cloned()
+            .collect();
+        removed.sort_by_cached_key(|row| row.key());
+        let deletes: Vec<RowKey> = removed.iter().map(|row| row.key()).collect();
         Self {
             upserts,
             deletes,
@@ -114,15 +182,21 @@ impl Delta {
 
     /// Applies this delta to `base`, giving the snapshot it was computed towards.
     pub fn apply(&self, base: &Snapshot) -> Snapshot {
-        let mut rows: HashMap<RowKey, Row> = base.rows().iter().map(|row| (row.key(), row.clone())).collect();
+        let mut rows: HashMap<RowKey, SharedRow> =
+            base.rows().iter().map(|row| (row.key(), row.clone())).collect();
         for key in &self.deletes {
             rows.remove(key);
         }
         for row in &self.upserts {
             rows.insert(row.key(), row.clone());
         }
-        Snapshot::new(rows.into_values().collect())
+        Snapshot::from_shared(rows.into_values().collect())
     }
+}
+
+/// A row's key as borrowed strings: no allocation per row.
+fn borrowed_key(row: &Row) -> (&str, &str, &str) {
+    (&row.target_namespace, &row.target_name, &row.uid)
 }
 
 #[cfg(test)]
@@ -158,12 +232,47 @@ mod tests {
     }
 
     #[test]
+    fn delta_of_shared_rows_and_of_moved_rows() {
+        let old = Snapshot::new(vec![row("a", "1", 1), row("b", "2", 1), row("c", "3", 1)]);
+        assert!(Delta::between(&old, &old.clone()).is_empty());
+        // A snapshot rebuilt from the same shared rows with one replaced: only that one differs.
+        let mut rows: Vec<SharedRow> = old.rows().to_vec();
+        rows[1] = SharedRow::new(row("b", "2", 5));
+        let new = Snapshot::from_shared(rows);
+        assert!(!Snapshot::ptr_eq(&old, &new));
+        let delta = Delta::between(&old, &new);
+        assert_eq!(delta.upserts, vec![row("b", "2", 5)]);
+        assert!(delta.deletes.is_empty());
+        // The same uid under another kind sorts elsewhere: an upsert, not a delete.
+        let mut moved = row("a", "1", 1);
+        moved.kind = "Secret".into();
+        let new = Snapshot::new(vec![moved.clone(), row("b", "2", 1), row("c", "3", 1)]);
+        let delta = Delta::between(&old, &new);
+        assert_eq!(delta.upserts, vec![moved]);
+        assert!(delta.deletes.is_empty() && delta.removed.is_empty());
+        assert_eq!(delta.apply(&old).rows(), new.rows());
+    }
+
+    #[test]
+    fn rows_in_canonical_order_are_taken_as_given_and_checked_in_debug_builds() {
+        let sorted = Snapshot::new(vec![row("b", "2", 1), row("a", "1", 1)]);
+        let again = Snapshot::from_canonical_order(sorted.rows().to_vec());
+        assert_eq!(again.fingerprint(), sorted.fingerprint());
+        let mut reversed = sorted.rows().to_vec();
+        reversed.reverse();
+        let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Snapshot::from_canonical_order(reversed)
+        }));
+        assert_eq!(taken.is_err(), cfg!(debug_assertions));
+    }
+
+    #[test]
     fn snapshot_sorts_and_caches_fingerprint() {
         let s = Snapshot::new(vec![row("b", "2", 1), row("a", "1", 1)]);
         assert_eq!(s.rows()[0].name, "a");
         let f1 = s.fingerprint().clone();
         assert_eq!(&f1, s.clone().fingerprint());
-        assert_eq!(Snapshot::empty().fingerprint(), &items_fingerprint(&[]));
+        assert_eq!(Snapshot::empty().fingerprint(), &items_fingerprint::<Row>(&[]));
         assert_eq!(s.get(&row("b", "2", 9).key()).map(|r| r.name.as_str()), Some("b"));
     }
 
@@ -173,7 +282,14 @@ mod tests {
             old in proptest::collection::btree_map(0u8..40, 0i64..3, 0..30),
             new in proptest::collection::btree_map(0u8..40, 0i64..3, 0..30),
         ) {
-            let mk = |m: &std::collections::BTreeMap<u8, i64>| Snapshot::new(m.iter().map(|(k, v)| row(&format!("o{k}"), &k.to_string(), *v)).collect());
+            // Values of 2 also change the kind, which moves the row in canonical order.
+            let mk = |m: &std::collections::BTreeMap<u8, i64>| Snapshot::new(m.iter().map(|(k, v)| {
+                let mut r = row(&format!("o{k}"), &k.to_string(), *v);
+                if *v == 2 {
+                    r.kind = "Secret".into();
+                }
+                r
+            }).collect());
             let (old, new) = (mk(&old), mk(&new));
             let delta = Delta::between(&old, &new);
             let applied = delta.apply(&old);

@@ -544,7 +544,7 @@ fn rows_of(runtime: &Runtime, owner: &RowOwner) -> Vec<Row> {
         .rows()
         .iter()
         .filter(|r| &r.target_name == name)
-        .cloned()
+        .map(|r| r.row().clone())
         .collect()
 }
 

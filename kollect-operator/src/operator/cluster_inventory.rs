@@ -21,7 +21,7 @@ use kollect_core::api::v1alpha1::{
 use kollect_core::api::{condition_types as types, finalizers, reasons};
 use kollect_core::collect::RowOwner;
 use kollect_core::export::ExportReport;
-use kollect_core::model::{Row, Snapshot};
+use kollect_core::model::{SharedRow, Snapshot};
 use kube::api::Api;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Config, Controller};
@@ -32,8 +32,8 @@ use kube::{Resource, ResourceExt};
 
 use super::cluster_target::{namespace_changes, static_ref_allowed};
 use super::export_pass::{
-    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, no_sinks_bound, pass_of, record_outcome,
-    start_pass,
+    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, next_action, no_sinks_bound, pass_of,
+    record_outcome, start_pass,
 };
 use super::inventory::{GateTarget, Targets, listing, waiting_for};
 use super::target::manages;
@@ -66,7 +66,7 @@ pub async fn run(context: Arc<Context>) {
     let (snapshot, database, event) = (store.clone(), store.clone(), store.clone());
     let (by_target, by_cluster_scope, by_scope) = (store.clone(), store.clone(), store.clone());
     let namespaces = namespace_changes(&context, store.clone());
-    let results = Controller::for_shared_stream(cluster.inventories.touched(), store)
+    let results = Controller::for_shared_stream(cluster.inventories.touched_in_spec(), store)
         .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_inventory))
         .watches_shared_stream(context.watches.snapshot_sinks.touched(), move |s| {
             bound_to(&snapshot, SinkFamily::Snapshot, &*s)
@@ -232,7 +232,7 @@ async fn apply(
     };
 
     // The rows are read after the gate: a target that finished its list meanwhile is complete.
-    let owned: Vec<(String, Vec<Row>)> = selection
+    let owned: Vec<(String, Vec<SharedRow>)> = selection
         .targets
         .iter()
         .map(|t| {
@@ -325,11 +325,8 @@ async fn apply(
         }
     }
     record_outcome(context, inventory, &outcome.report).await;
-    status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
-    Ok(outcome
-        .report
-        .requeue_after()
-        .map_or_else(Action::await_change, Action::requeue))
+    let wrote = status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+    Ok(next_action(&outcome.report, wrote))
 }
 
 /// The scope checks on what the inventory references: every static-ref namespace (its profile
@@ -572,10 +569,14 @@ struct Rollup {
 /// one row per (namespace, uid): the target that sorts last by name wins, so the choice does not
 /// depend on the order rows arrived in. Each shard is summarised with its item and contributing
 /// target counts and the items fingerprint of its rows.
-fn rollup(targets: Vec<(String, Vec<Row>)>, namespaces: &BTreeSet<String>, dedupe: DedupeMode) -> Rollup {
+fn rollup(
+    targets: Vec<(String, Vec<SharedRow>)>,
+    namespaces: &BTreeSet<String>,
+    dedupe: DedupeMode,
+) -> Rollup {
     let mut contributors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut kept: Vec<Row> = Vec::new();
-    let mut by_uid: BTreeMap<(String, String), Row> = BTreeMap::new();
+    let mut kept: Vec<SharedRow> = Vec::new();
+    let mut by_uid: BTreeMap<(String, String), SharedRow> = BTreeMap::new();
     for (target, rows) in targets {
         for row in rows {
             if !namespaces.contains(&row.namespace) {
@@ -594,7 +595,7 @@ fn rollup(targets: Vec<(String, Vec<Row>)>, namespaces: &BTreeSet<String>, dedup
         }
     }
     kept.extend(by_uid.into_values());
-    let mut per_namespace: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    let mut per_namespace: BTreeMap<String, Vec<SharedRow>> = BTreeMap::new();
     for row in &kept {
         per_namespace
             .entry(row.namespace.clone())
@@ -604,7 +605,7 @@ fn rollup(targets: Vec<(String, Vec<Row>)>, namespaces: &BTreeSet<String>, dedup
     let shards = per_namespace
         .into_iter()
         .map(|(namespace, rows)| {
-            let shard = Snapshot::new(rows);
+            let shard = Snapshot::from_shared(rows);
             NamespaceShardStatus {
                 target_count: contributors
                     .get(&namespace)
@@ -616,7 +617,7 @@ fn rollup(targets: Vec<(String, Vec<Row>)>, namespaces: &BTreeSet<String>, dedup
         })
         .collect();
     Rollup {
-        snapshot: Snapshot::new(kept),
+        snapshot: Snapshot::from_shared(kept),
         shards,
     }
 }
@@ -624,9 +625,9 @@ fn rollup(targets: Vec<(String, Vec<Row>)>, namespaces: &BTreeSet<String>, dedup
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kollect_core::model::Attributes;
+    use kollect_core::model::{Attributes, Row};
 
-    fn row(target: &str, namespace: &str, name: &str, uid: &str, value: &str) -> Row {
+    fn row(target: &str, namespace: &str, name: &str, uid: &str, value: &str) -> SharedRow {
         let mut attributes = Attributes::new();
         attributes.insert("v".into(), serde_json::json!(value));
         Row {
@@ -640,9 +641,10 @@ mod tests {
             uid: uid.into(),
             attributes: Some(attributes),
         }
+        .into()
     }
 
-    fn input() -> Vec<(String, Vec<Row>)> {
+    fn input() -> Vec<(String, Vec<SharedRow>)> {
         vec![
             (
                 "a".into(),
@@ -690,7 +692,7 @@ mod tests {
     #[test]
     fn shard_checksums_are_the_items_fingerprints_of_their_rows() {
         let rolled = rollup(input(), &namespaces(), DedupeMode::KeepAll);
-        let team_b = Snapshot::new(vec![row("a", "team-b", "api", "u2", "from-a")]);
+        let team_b = Snapshot::from_shared(vec![row("a", "team-b", "api", "u2", "from-a")]);
         assert_eq!(
             rolled.shards[1].checksum.as_deref(),
             Some(team_b.fingerprint().as_str())

@@ -41,6 +41,24 @@ const PASS_BUDGET: Duration = Duration::from_secs(5);
 /// How soon a reconcile looks again at a pass left running.
 pub(super) const PASS_POLL: Duration = Duration::from_secs(1);
 
+/// How soon an inventory is looked at again after a pass that exported or a status write. The
+/// inventory's own status writes do not trigger reconciles (that made passes run back to back
+/// under a steady stream of row changes), so this look records the settled state (its sinks now
+/// debounced), from the object as written, instead of leaving it to the watchdog.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// What a reconcile that ran a pass returns: the earliest time a sink is due again, and no later
+/// than [`SETTLE`] when anything was exported or the status was written.
+pub(super) fn next_action(report: &ExportReport, wrote_status: bool) -> Action {
+    let due = report.requeue_after();
+    let due = if wrote_status || report.exported() > 0 {
+        Some(due.map_or(SETTLE, |due| due.min(SETTLE)))
+    } else {
+        due
+    };
+    due.map_or_else(Action::await_change, Action::requeue)
+}
+
 /// How soon a pending cleanup is retried.
 pub(super) const CLEANUP_RETRY: Duration = Duration::from_secs(5);
 

@@ -18,8 +18,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::export_pass::{
-    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, no_sinks_bound, pass_of, record_outcome,
-    start_pass,
+    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, next_action, no_sinks_bound, pass_of,
+    record_outcome, start_pass,
 };
 use super::target::manages;
 use super::triggers::{drive, in_namespace};
@@ -44,7 +44,7 @@ pub async fn run(context: Arc<Context>) {
     );
     let (snapshot, database, event) = (store.clone(), store.clone(), store.clone());
     let (by_scope, by_target) = (store.clone(), store.clone());
-    let results = Controller::for_shared_stream(watches.inventories.touched(), store)
+    let results = Controller::for_shared_stream(watches.inventories.touched_in_spec(), store)
         .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_inventory))
         .watches_shared_stream(watches.snapshot_sinks.touched(), move |s| {
             bound_to(&snapshot, SinkFamily::Snapshot, &*s)
@@ -238,11 +238,8 @@ async fn apply(
         );
     }
     record_outcome(context, inventory, &outcome.report).await;
-    status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
-    Ok(outcome
-        .report
-        .requeue_after()
-        .map_or_else(Action::await_change, Action::requeue))
+    let wrote = status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
+    Ok(next_action(&outcome.report, wrote))
 }
 
 /// Where the targets of a namespace stand before an export.

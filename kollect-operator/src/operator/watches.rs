@@ -135,6 +135,37 @@ where
         current.chain(changes)
     }
 
+    /// [`Shared::touched`] without the updates that change only status and bookkeeping: an
+    /// object passes when it is new to the stream or its generation, labels, annotations or
+    /// finalizers changed (setting the deletion timestamp bumps the generation), or it was deleted.
+    ///
+    /// For controllers that write their object's status after work that the status must not
+    /// trigger again: an inventory's export pass writes `sinkExports[]`, and reacting to that
+    /// write started the next pass at once, so under a steady stream of row changes passes ran
+    /// back to back instead of once per debounce window.
+    pub(super) fn touched_in_spec(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        use kube::runtime::predicates;
+        use kube::runtime::utils::Predicate;
+        let intent = predicates::generation
+            .combine(predicates::labels)
+            .combine(predicates::annotations)
+            .combine(predicates::finalizers);
+        let store = self.store.clone();
+        let mut seen: HashMap<ObjectRef<K>, Option<u64>> = HashMap::new();
+        self.touched().filter(move |object| {
+            let key = ObjectRef::from_obj(object.as_ref());
+            // A deletion always passes (and is forgotten).
+            let changed = if store.get(&key).is_none() {
+                seen.remove(&key);
+                true
+            } else {
+                let hash = intent.hash_property(object.as_ref());
+                seen.insert(key, hash) != Some(hash)
+            };
+            futures::future::ready(changed)
+        })
+    }
+
     /// The object `namespace/name`, if the store holds it.
     pub(super) fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
         self.store.get(&ObjectRef::new(name).within(namespace))

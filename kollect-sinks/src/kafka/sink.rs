@@ -8,6 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 use kollect_core::api::v1alpha1::{KafkaPreview, KollectEventSinkSpec, SinkPreview};
+use kollect_core::model::SharedRow;
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -135,7 +136,7 @@ impl KafkaSink {
         };
         match request.delta.as_deref() {
             Some(delta) => {
-                messages.extend(delta.upserts.iter().map(row));
+                messages.extend(delta.upserts.iter().map(SharedRow::row).map(row));
                 messages.extend(
                     delta
                         .deletes

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use kollect_core::api::v1alpha1::{
     DeletedRows, KollectDatabaseSinkSpec, MongodbPreview, ProvisioningMode, SinkPreview,
 };
-use kollect_core::model::Row;
+use kollect_core::model::{Row, SharedRow};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -294,7 +294,7 @@ impl MongodbSink {
         &self,
         database: &Database,
         partition: Partition<'_>,
-        snapshot: &[Row],
+        snapshot: &[SharedRow],
     ) -> Result<(Vec<Bson>, Vec<Bson>), SinkError> {
         let held: HashSet<String> = snapshot
             .iter()
@@ -331,7 +331,9 @@ impl MongodbSink {
         let partition = self.partition(&request.inventory);
         let at = DateTime::from_millis(request.exported_at.as_millisecond());
         if let Some(delta) = &request.delta {
-            let count = self.upsert(database, delta.upserts.iter(), partition, at).await?;
+            let count = self
+                .upsert(database, delta.upserts.iter().map(SharedRow::row), partition, at)
+                .await?;
             let keys = delta
                 .deletes
                 .iter()

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 use kollect_core::api::v1alpha1::{LayoutMode, LayoutSpec};
-use kollect_core::model::Row;
+use kollect_core::model::{Row, SharedRow};
 use kollect_core::sink::{ExportRequest, SinkError};
 use object_store::PutPayload;
 use object_store::path::Path;
@@ -174,7 +174,7 @@ impl ResourceExport<'_> {
             .filter(|d| d.removed.len() == d.deletes.len());
         let (writes, deletes) = match delta {
             Some(delta) => {
-                let upserts: Vec<&Row> = delta.upserts.iter().collect();
+                let upserts: Vec<&Row> = delta.upserts.iter().map(SharedRow::row).collect();
                 let writes = self.objects(request, &upserts)?;
                 let mut deletes = BTreeSet::new();
                 for row in &delta.removed {
@@ -186,7 +186,7 @@ impl ResourceExport<'_> {
                 (writes, deletes)
             }
             None => {
-                let rows: Vec<&Row> = request.snapshot.rows().iter().collect();
+                let rows: Vec<&Row> = request.snapshot.rows().iter().map(SharedRow::row).collect();
                 let writes = self.objects(request, &rows)?;
                 let deletes = self
                     .listed()
@@ -229,7 +229,7 @@ impl ResourceExport<'_> {
     /// The index document: every row's key, relative to the bucket prefix as the
     /// git index is to the repository.
     fn index_document(&self, request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
-        let rows: Vec<&Row> = request.snapshot.rows().iter().collect();
+        let rows: Vec<&Row> = request.snapshot.rows().iter().map(SharedRow::row).collect();
         let keys = rows
             .iter()
             .map(|row| self.key(request, row).map(serde_json::Value::from))

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use kollect_core::api::v1alpha1::{
     DeletedRows, KollectDatabaseSinkSpec, PostgresPreview, ProvisioningMode, SinkPreview,
 };
-use kollect_core::model::{Row, RowKey};
+use kollect_core::model::{Row, RowKey, SharedRow};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -439,7 +439,7 @@ impl PostgresSink {
         exported_at: &String,
     ) -> Result<u64, SinkError> {
         if let Some(delta) = &request.delta {
-            let upserts: Vec<&Row> = delta.upserts.iter().collect();
+            let upserts: Vec<&Row> = delta.upserts.iter().map(SharedRow::row).collect();
             self.upsert_rows(client, &upserts, partition, exported_at).await?;
             self.delete_keys(client, &delta.deletes, partition, exported_at)
                 .await?;

@@ -215,9 +215,9 @@ async fn a_delta_writes_only_the_changed_rows() {
     sink.export(&first).await.unwrap();
     // obj-00001 changes, obj-00002 disappears, obj-00000 stays as it was.
     let mut next_rows = first.snapshot.rows().to_vec();
-    next_rows[1] = sample_row(&inventory, "obj-00001", 2);
+    next_rows[1] = sample_row(&inventory, "obj-00001", 2).into();
     next_rows.truncate(2);
-    let next = Snapshot::new(next_rows);
+    let next = Snapshot::from_shared(next_rows);
     let delta = Delta::between(&first.snapshot, &next);
     let later = ExportRequest::full(
         inventory.clone(),

@@ -1119,7 +1119,7 @@ async fn a_per_resource_layout_writes_only_what_a_delta_changes() {
 
     // A delta that knows only the keys of deleted rows (a change log) is applied by
     // reconciling against the snapshot.
-    let third = Snapshot::new(second.rows()[..40].to_vec());
+    let third = Snapshot::from_shared(second.rows()[..40].to_vec());
     let mut keys_only = Delta::between(&second, &third);
     keys_only.removed.clear();
     sink.export(&ExportRequest::full(inventory.clone(), 1, at, third.clone()).with_delta(keys_only))

@@ -157,7 +157,11 @@ async fn delta_capable_sinks_get_the_delta_since_their_last_ack() {
     exporter
         .export(&snapshot(&["web", "cart", "search"], 1), 1, &bindings, t0())
         .await;
-    let mut next: Vec<Row> = snapshot(&["web", "checkout"], 1).rows().to_vec();
+    let mut next: Vec<Row> = snapshot(&["web", "checkout"], 1)
+        .rows()
+        .iter()
+        .map(|r| r.row().clone())
+        .collect();
     next.push(sample_row(&inventory(), "cart", 2));
     let next = Snapshot::new(next);
     let report = exporter.export(&next, 1, &bindings, later(1)).await;
