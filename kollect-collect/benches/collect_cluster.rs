@@ -21,7 +21,7 @@ use kollect_core::api::v1alpha1::{
 };
 use kollect_core::collect::RowOwner;
 use kollect_testkit::ControlPlane;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 /// `VmRSS` and `VmHWM` of this process, in MiB.
@@ -80,16 +80,9 @@ async fn run(objects: usize) {
 
     // Bare paginated LIST, for comparison (pages of 500, objects decoded and dropped).
     let started = Instant::now();
-    let mut params = ListParams::default().limit(500);
-    let mut listed = 0;
-    loop {
-        let page = cms.list(&params).await.unwrap();
-        listed += page.items.len();
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => break,
-        }
-    }
+    let listed = kollect_testkit::control_plane::count_paginated(&cms, 500)
+        .await
+        .unwrap();
     let list_time = started.elapsed();
     assert_eq!(listed, objects);
     println!("bare paginated LIST of {listed} objects: {list_time:.2?}");

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kollect_testkit::ControlPlane;
 use kollect_testkit::backends::Postgres;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
@@ -318,16 +318,9 @@ async fn run() {
 
     // A bare paginated LIST of the same objects (pages of 500, decoded and dropped).
     let started = Instant::now();
-    let mut params = ListParams::default().limit(500);
-    let mut listed = 0;
-    loop {
-        let page = api.list(&params).await.unwrap();
-        listed += page.items.len();
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => break,
-        }
-    }
+    let listed = kollect_testkit::control_plane::count_paginated(&api, 500)
+        .await
+        .unwrap();
     let list_time = started.elapsed();
     assert_eq!(listed, objects);
 

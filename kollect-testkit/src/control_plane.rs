@@ -123,6 +123,24 @@ pub fn free_port() -> Result<u16, ControlPlaneError> {
     crate::ports::free_port().map_err(io("find a free port"))
 }
 
+/// Lists every object of `api` in pages of `page` objects (each page decoded, then dropped) and
+/// returns how many there were: the baseline a collector's initial list is compared with.
+pub async fn count_paginated<K>(api: &Api<K>, page: u32) -> Result<usize, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = kube::api::ListParams::default().limit(page);
+    let mut listed = 0;
+    loop {
+        let list = api.list(&params).await?;
+        listed += list.items.len();
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(listed),
+        }
+    }
+}
+
 /// A running etcd + kube-apiserver.
 pub struct ControlPlane {
     dir: tempfile::TempDir,

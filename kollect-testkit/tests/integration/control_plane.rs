@@ -183,6 +183,26 @@ async fn limited_clients_are_forbidden_outside_their_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paginated_count_follows_every_continue_token() {
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let ns = plane.create_namespace("pages").await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(plane.client().await.unwrap(), &ns);
+    for i in 0..7 {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    // Pages of 3: two full pages and a last one of 1 (the namespace's root CA ConfigMap is not
+    // published without a controller manager).
+    let count = kollect_testkit::control_plane::count_paginated(&api, 3)
+        .await
+        .unwrap();
+    assert_eq!(count, api.list(&ListParams::default()).await.unwrap().items.len());
+    assert_eq!(count, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumes_after_the_api_server_restarts() {
     let Some(mut plane) = ControlPlane::start_for_test().await else {
         return;
