@@ -226,13 +226,13 @@ impl RowStore {
         let row = SharedRow::new(row);
         let change = {
             let mut inner = self.write();
-            let previous = inner
-                .rows
-                .entry(owner.clone())
-                .or_default()
-                .insert(row.uid.clone(), row.clone());
-            match previous {
-                Some(existing) if existing == row => return false,
+            let rows = inner.rows.entry(owner.clone()).or_default();
+            // Another writer may have stored the same content since the check above; the map
+            // and the ordered set then keep the value they already share.
+            if rows.get(&row.uid).is_some_and(|existing| *existing == row) {
+                return false;
+            }
+            match rows.insert(row.uid.clone(), row.clone()) {
                 Some(existing) => inner.unorder(owner, &existing),
                 None => inner.total += 1,
             }
