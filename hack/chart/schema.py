@@ -101,6 +101,9 @@ controller = obj(
         "collectMetricsSampleInterval": duration("Domain series refresh (`0`: never)."),
         "reconcileRateLimit": duration("Base retry delay (empty: fixed delays).", allow_empty=True),
         "targetCountResync": duration("Target status refresh (empty: 60s).", allow_empty=True),
+        "inventoryStatusRefresh": duration(
+            "Longest wait of export progress for the inventory status (empty: 10s).", allow_empty=True
+        ),
     },
     "Controller settings.",
 )

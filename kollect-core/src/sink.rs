@@ -164,17 +164,17 @@ impl ExportRequest {
 
     /// The part marker, when this is one part of a multipart set.
     pub fn marker(&self) -> Option<PartMarker> {
-        self.part.marker
+        self.part.marker()
     }
 
     /// True for the last part of a multipart set, and for single-part exports.
     pub fn is_last_part(&self) -> bool {
-        self.part.marker.is_none_or(|m| m.index == m.total)
+        self.part.marker().is_none_or(|m| m.index == m.total)
     }
 
     /// `path` with this part's `.part-NNNN-of-NNNN` suffix when the export is multipart.
     pub fn part_path(&self, path: &str) -> String {
-        part_path(path, self.part.marker)
+        part_path(path, self.part.marker())
     }
 }
 

@@ -205,6 +205,11 @@ pub struct RunArgs {
     /// How often a healthy target's status (collectedCount) is refreshed at the latest.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub target_count_resync: Duration,
+    /// How long the progress of healthy exports (lastExportTime, lastChecksum, itemCount) may
+    /// wait before it is written into an inventory's status; failures, recoveries and spec
+    /// changes are written at once. `0` writes after every export.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub inventory_status_refresh: Duration,
     /// Serve the validating admission webhooks (every replica serves them, leading or not).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub validating_webhooks_enabled: bool,

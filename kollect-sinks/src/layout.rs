@@ -164,7 +164,7 @@ impl Layout {
             let mut doc = Map::new();
             doc.insert("schemaVersion".into(), kollect_core::model::SCHEMA_VERSION.into());
             doc.insert("itemCount".into(), rows.len().into());
-            doc.insert("checksum".into(), request.part.checksum.to_string().into());
+            doc.insert("checksum".into(), request.part.checksum().to_string().into());
             doc.insert(
                 "exportedAt".into(),
                 kollect_core::model::format_exported_at(request.exported_at).into(),

@@ -10,7 +10,7 @@ use super::binding::{Binding, BindingKey};
 use super::report::{ExportReport, RemoveReport, SinkOutcome, SinkReport};
 use crate::middleware::coalesce::{CoalesceDecision, CoalesceState, Coalescer};
 use crate::middleware::metrics::ExportMetrics;
-use crate::model::{Checksum, Delta, ExportMeta, Part, Snapshot, partition};
+use crate::model::{Checksum, ContentChecksum, Delta, ExportMeta, Part, Snapshot, partition};
 use crate::sink::{ChecksumBasis, ExportRequest, InventoryRef, RemoveRequest, Sink, SinkError};
 
 /// What the engine remembers between passes, per binding, for deltas (decision X6): the last
@@ -87,7 +87,7 @@ pub struct InventoryExporter {
 struct Planned {
     key: BindingKey,
     sink: Arc<dyn Sink>,
-    checksum: Checksum,
+    checksum: ContentChecksum,
     requests: Vec<ExportRequest>,
 }
 
@@ -122,7 +122,7 @@ impl InventoryExporter {
             key,
             CoalesceState {
                 last_export,
-                last_checksum,
+                last_checksum: ContentChecksum::known(last_checksum),
                 last_generation: generation,
             },
         );
@@ -220,9 +220,13 @@ impl InventoryExporter {
         now: Timestamp,
     ) -> Option<Planned> {
         let capabilities = binding.sink.capabilities();
+        // Snapshot sinks checksum their parts, which they hash anyway to write them; for the
+        // others the content's fingerprint stays pending until the status asks for it.
         let checksum = match capabilities.checksum {
-            ChecksumBasis::Parts => crate::model::partitions_checksum(parts.iter().map(|p| &p.checksum)),
-            ChecksumBasis::Content => snapshot.fingerprint().clone(),
+            ChecksumBasis::Parts => ContentChecksum::known(crate::model::partitions_checksum(
+                parts.iter().map(|p| p.checksum()),
+            )),
+            ChecksumBasis::Content => ContentChecksum::of(snapshot),
         };
         if let CoalesceDecision::Debounce { .. } =
             self.coalescer

@@ -10,7 +10,7 @@ use crate::GoDuration;
 use crate::api::{condition_types as types, reasons};
 use crate::error::ErrorClass;
 use crate::middleware::coalesce::WATCHDOG;
-use crate::model::Checksum;
+use crate::model::ContentChecksum;
 use crate::sink::SinkError;
 
 /// How soon a binding whose export failed transiently (after the in-process retries) is tried
@@ -23,8 +23,9 @@ pub const FAILURE_RETRY: Duration = Duration::from_secs(10);
 pub enum SinkOutcome {
     /// The content was delivered.
     Exported {
-        /// The checksum recorded for coalescing (partitions checksum for snapshot sinks).
-        checksum: Checksum,
+        /// The checksum recorded for coalescing (partitions checksum for snapshot sinks; for the
+        /// others the content fingerprint, computed when first read).
+        checksum: ContentChecksum,
         /// Number of parts sent.
         parts: u32,
         /// Bytes the sink reported writing.
@@ -82,8 +83,8 @@ pub struct SinkReport {
     pub interval: Duration,
     /// Last successful export (kept for debounced and failed bindings, decision A12).
     pub last_export: Option<Timestamp>,
-    /// Checksum of the last successful export.
-    pub last_checksum: Option<Checksum>,
+    /// Checksum of the last successful export (reading the digest may hash the content once).
+    pub last_checksum: Option<ContentChecksum>,
 }
 
 impl SinkReport {
@@ -329,7 +330,7 @@ mod tests {
 
     fn exported() -> SinkOutcome {
         SinkOutcome::Exported {
-            checksum: Checksum::of_bytes(b"x"),
+            checksum: crate::model::Checksum::of_bytes(b"x").into(),
             parts: 1,
             bytes: 10,
             with_delta: false,

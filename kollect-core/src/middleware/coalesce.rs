@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::model::Checksum;
+use crate::model::ContentChecksum;
 
 /// When nothing is pending on a sink with interval `0s`, check again after this long.
 pub(crate) const WATCHDOG: Duration = Duration::from_secs(30);
@@ -25,8 +25,8 @@ pub(crate) const IDLE_EVICTION: Duration = Duration::from_secs(48 * 3600);
 pub struct CoalesceState {
     /// When the last successful export finished.
     pub last_export: Timestamp,
-    /// Checksum of the content it delivered.
-    pub last_checksum: Checksum,
+    /// Checksum of the content it delivered (computed only when someone reads the digest).
+    pub last_checksum: ContentChecksum,
     /// Inventory generation it delivered.
     pub last_generation: i64,
 }
@@ -93,11 +93,12 @@ impl<K: Eq + Hash + Clone> Coalescer<K> {
     }
 
     /// Decides whether `key` needs an export of content `checksum` at `generation`, given its
-    /// effective `interval` and the current time.
+    /// effective `interval` and the current time. Content is compared with
+    /// [`ContentChecksum::same_content`], which hashes nothing when both sides are snapshots.
     pub fn decide(
         &self,
         key: &K,
-        checksum: &Checksum,
+        checksum: &ContentChecksum,
         generation: i64,
         interval: Duration,
         now: Timestamp,
@@ -108,7 +109,7 @@ impl<K: Eq + Hash + Clone> Coalescer<K> {
         if state.last_generation != generation {
             return CoalesceDecision::Export(ExportReason::GenerationChanged);
         }
-        if &state.last_checksum != checksum {
+        if !state.last_checksum.same_content(checksum) {
             return CoalesceDecision::Export(ExportReason::ContentChanged);
         }
         if interval.is_zero() {
@@ -126,7 +127,7 @@ impl<K: Eq + Hash + Clone> Coalescer<K> {
 
     /// Records a successful export (only successes are recorded, so a failed sink is retried on
     /// the next pass whatever its interval).
-    pub fn record(&mut self, key: K, checksum: Checksum, generation: i64, now: Timestamp) {
+    pub fn record(&mut self, key: K, checksum: ContentChecksum, generation: i64, now: Timestamp) {
         self.states.insert(
             key,
             CoalesceState {
@@ -181,13 +182,14 @@ impl<K: Eq + Hash + Clone> Coalescer<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Checksum;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
 
-    fn sum(s: &str) -> Checksum {
-        Checksum::of_bytes(s.as_bytes())
+    fn sum(s: &str) -> ContentChecksum {
+        Checksum::of_bytes(s.as_bytes()).into()
     }
 
     const MIN30: Duration = Duration::from_secs(30);

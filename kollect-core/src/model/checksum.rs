@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::row::write_canonical_array;
 use super::shared::Canonical;
+use super::snapshot::Snapshot;
 
 /// A lower-case hex SHA-256 digest, as written to `envelope.checksum` and
 /// `status.sinkExports[].lastChecksum` (no `sha256:` prefix).
@@ -46,6 +47,89 @@ impl fmt::Display for Checksum {
 impl fmt::Debug for Checksum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Checksum({})", self.0)
+    }
+}
+
+/// The checksum of exported content, known already or computed from its snapshot on first use.
+///
+/// The export engine remembers what each sink last received by this value: for sinks that apply
+/// deltas nothing asks for the hex digest on the hot path (whether content changed is decided by
+/// [`Snapshot::same_content`]), so one changed row in a large inventory costs no hashing of the
+/// whole inventory until the status or a snapshot sink needs the digest.
+#[derive(Clone)]
+pub struct ContentChecksum(Content);
+
+#[derive(Clone)]
+enum Content {
+    Known(Checksum),
+    Of(Snapshot),
+}
+
+impl ContentChecksum {
+    /// A checksum computed already (a partitions checksum, or one read back from a status).
+    pub fn known(checksum: Checksum) -> Self {
+        Self(Content::Known(checksum))
+    }
+
+    /// The items fingerprint of `snapshot`, computed when first asked for (and then cached by the
+    /// snapshot, so every clone of it shares the work).
+    pub fn of(snapshot: &Snapshot) -> Self {
+        Self(Content::Of(snapshot.clone()))
+    }
+
+    /// The digest, computing it if needed.
+    pub fn get(&self) -> &Checksum {
+        match &self.0 {
+            Content::Known(checksum) => checksum,
+            Content::Of(snapshot) => snapshot.fingerprint(),
+        }
+    }
+
+    /// The digest if it is known without hashing.
+    pub fn peek(&self) -> Option<&Checksum> {
+        match &self.0 {
+            Content::Known(checksum) => Some(checksum),
+            Content::Of(snapshot) => snapshot.cached_fingerprint(),
+        }
+    }
+
+    /// True when both stand for the same content. Two snapshots are compared row by row
+    /// ([`Snapshot::same_content`]); anything else compares digests.
+    pub fn same_content(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Content::Of(a), Content::Of(b)) => Snapshot::same_content(a, b),
+            _ => self.get() == other.get(),
+        }
+    }
+}
+
+impl From<Checksum> for ContentChecksum {
+    fn from(checksum: Checksum) -> Self {
+        Self::known(checksum)
+    }
+}
+
+impl PartialEq for ContentChecksum {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_content(other)
+    }
+}
+
+impl Eq for ContentChecksum {}
+
+impl PartialEq<Checksum> for ContentChecksum {
+    fn eq(&self, other: &Checksum) -> bool {
+        self.get() == other
+    }
+}
+
+impl fmt::Debug for ContentChecksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Formatting never hashes: a pending digest prints as such.
+        match self.peek() {
+            Some(checksum) => checksum.fmt(f),
+            None => f.write_str("Checksum(pending)"),
+        }
     }
 }
 
@@ -145,6 +229,54 @@ mod tests {
         );
         let shared: Vec<SharedRow> = rows.iter().cloned().map(SharedRow::new).collect();
         assert_eq!(items_fingerprint(&shared), items_fingerprint(&rows));
+    }
+
+    fn snapshot(values: &[&str]) -> Snapshot {
+        Snapshot::new(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, value)| Row {
+                    name: format!("cm-{i}"),
+                    uid: format!("uid-{i}"),
+                    attributes: serde_json::json!({ "v": value }).as_object().cloned(),
+                    ..Row::default()
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn content_checksums_of_snapshots_compare_without_hashing() {
+        let a = snapshot(&["x", "y", "z"]);
+        let shared: Vec<SharedRow> = a.rows().to_vec();
+        let mut changed = shared.clone();
+        changed[1] = SharedRow::new(snapshot(&["x", "other", "z"]).rows()[1].row().clone());
+        let b = Snapshot::from_canonical_order(shared);
+        let c = Snapshot::from_canonical_order(changed);
+        // Same rows in another snapshot, an equal copy of the rows, and one changed row.
+        let copy = snapshot(&["x", "y", "z"]);
+        let (ca, cb, cc, ccopy) = (
+            ContentChecksum::of(&a),
+            ContentChecksum::of(&b),
+            ContentChecksum::of(&c),
+            ContentChecksum::of(&copy),
+        );
+        assert!(ca.same_content(&cb));
+        assert!(ca.same_content(&ccopy));
+        assert!(!ca.same_content(&cc));
+        assert!(!ca.same_content(&ContentChecksum::of(&snapshot(&["x", "y"]))));
+        for s in [&a, &b, &c, &copy] {
+            assert!(s.cached_fingerprint().is_none(), "compared without hashing");
+        }
+        assert_eq!(format!("{ca:?}"), "Checksum(pending)");
+        // A digest from elsewhere compares by value, computing the snapshot's.
+        let known = ContentChecksum::known(items_fingerprint(a.rows()));
+        assert!(known.same_content(&ca));
+        assert!(!known.same_content(&cc));
+        assert_eq!(ca.peek(), Some(a.fingerprint()));
+        assert_eq!(cb.get(), a.fingerprint());
+        assert_ne!(cc.get(), a.fingerprint());
     }
 
     #[test]

@@ -11,7 +11,9 @@ mod row;
 mod shared;
 mod snapshot;
 
-pub use checksum::{Checksum, canonical_array, items_fingerprint, partitions_checksum, rollup_checksum};
+pub use checksum::{
+    Checksum, ContentChecksum, canonical_array, items_fingerprint, partitions_checksum, rollup_checksum,
+};
 pub use envelope::{
     DecodeError, Envelope, EnvelopeHeader, PartMarker, SCHEMA_VERSION, decode, decode_items, encode,
     format_exported_at,

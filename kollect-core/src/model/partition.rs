@@ -20,15 +20,30 @@ pub struct ExportMeta {
 }
 
 /// One part of an export: which rows of the snapshot it carries and their checksum.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A whole-snapshot part (what databases get) refers to every row without listing them and
+/// computes its checksum, the snapshot's fingerprint, only when something asks for it: a sink
+/// that applies deltas never pays for hashing the whole inventory.
+#[derive(Debug, Clone)]
 pub struct Part {
-    /// `None` for a single-part export (no `partIndex`/`partTotal` in the envelope, byte-identical
-    /// to the non-partitioned form); set on every part of a multipart set.
-    pub marker: Option<PartMarker>,
-    /// Positions of this part's rows in the snapshot, ascending (so the rows are in canonical order).
-    pub rows: Vec<usize>,
-    /// Items fingerprint of this part's rows.
-    pub checksum: Checksum,
+    marker: Option<PartMarker>,
+    rows: PartRows,
+    checksum: PartChecksum,
+}
+
+#[derive(Debug, Clone)]
+enum PartRows {
+    /// The first `n` rows of the snapshot, i.e. all of them.
+    All(usize),
+    /// These positions, ascending.
+    Listed(Vec<usize>),
+}
+
+#[derive(Debug, Clone)]
+enum PartChecksum {
+    /// The fingerprint of this snapshot, computed (once, shared with the snapshot) on first use.
+    Whole(Snapshot),
+    Known(Checksum),
 }
 
 impl Part {
@@ -36,8 +51,45 @@ impl Part {
     pub fn whole(snapshot: &Snapshot) -> Self {
         Self {
             marker: None,
-            rows: (0..snapshot.len()).collect(),
-            checksum: snapshot.fingerprint().clone(),
+            rows: PartRows::All(snapshot.len()),
+            checksum: PartChecksum::Whole(snapshot.clone()),
+        }
+    }
+
+    /// The part marker; `None` for a single-part export (no `partIndex`/`partTotal` in the
+    /// envelope, byte-identical to the non-partitioned form), set on every part of a multipart set.
+    pub fn marker(&self) -> Option<PartMarker> {
+        self.marker
+    }
+
+    /// Number of rows in this part.
+    pub fn len(&self) -> usize {
+        match &self.rows {
+            PartRows::All(n) => *n,
+            PartRows::Listed(rows) => rows.len(),
+        }
+    }
+
+    /// True when the part carries no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Positions of this part's rows in the snapshot, ascending (so the rows are in canonical
+    /// order).
+    pub fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        let (all, listed) = match &self.rows {
+            PartRows::All(n) => (0..*n, &[][..]),
+            PartRows::Listed(rows) => (0..0, rows.as_slice()),
+        };
+        all.chain(listed.iter().copied())
+    }
+
+    /// Items fingerprint of this part's rows (computed on first use for a whole-snapshot part).
+    pub fn checksum(&self) -> &Checksum {
+        match &self.checksum {
+            PartChecksum::Whole(snapshot) => snapshot.fingerprint(),
+            PartChecksum::Known(checksum) => checksum,
         }
     }
 
@@ -48,16 +100,16 @@ impl Part {
 
     /// Iterates over this part's rows as the snapshot shares them.
     pub fn shared_rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a SharedRow> + 'a {
-        self.rows.iter().filter_map(|&i| snapshot.rows().get(i))
+        self.positions().filter_map(|i| snapshot.rows().get(i))
     }
 
     /// The envelope header of this part.
     pub fn header(&self, meta: &ExportMeta) -> EnvelopeHeader {
         EnvelopeHeader {
-            checksum: self.checksum.clone(),
+            checksum: self.checksum().clone(),
             generation: meta.generation,
             part: self.marker,
-            item_count: self.rows.len(),
+            item_count: self.len(),
             exported_at: meta.exported_at,
             cluster: meta.cluster.clone(),
         }
@@ -78,6 +130,17 @@ impl Part {
     }
 }
 
+/// Parts compare by marker, rows and checksum (computing pending checksums).
+impl PartialEq for Part {
+    fn eq(&self, other: &Self) -> bool {
+        self.marker == other.marker
+            && self.positions().eq(other.positions())
+            && self.checksum() == other.checksum()
+    }
+}
+
+impl Eq for Part {}
+
 /// The parts of one export, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partitioning {
@@ -88,7 +151,7 @@ pub struct Partitioning {
 impl Partitioning {
     /// `PartitionsChecksum` over the parts' checksums: the value snapshot sinks use for coalescing.
     pub fn checksum(&self) -> Checksum {
-        partitions_checksum(self.parts.iter().map(|p| &p.checksum))
+        partitions_checksum(self.parts.iter().map(Part::checksum))
     }
 
     /// True when the export was split into several parts.
@@ -215,8 +278,8 @@ pub fn partition(
                     index: u32::try_from(i + 1).unwrap_or(u32::MAX),
                     total,
                 }),
-                checksum: items_fingerprint(&part_rows),
-                rows: indices,
+                checksum: PartChecksum::Known(items_fingerprint(&part_rows)),
+                rows: PartRows::Listed(indices),
             }
         })
         .collect();
@@ -289,8 +352,8 @@ mod tests {
         for ceiling in [None, Some(0), Some(1 << 20)] {
             let p = partition(&s, &meta(), ceiling).unwrap();
             assert_eq!(p.parts.len(), 1);
-            assert_eq!(p.parts[0].marker, None);
-            assert_eq!(p.parts[0].checksum, *s.fingerprint());
+            assert_eq!(p.parts[0].marker(), None);
+            assert_eq!(p.parts[0].checksum(), s.fingerprint());
             let bytes = p.parts[0].encode(&s, &meta());
             assert_eq!(
                 bytes,
@@ -304,7 +367,7 @@ mod tests {
         let p = partition(&Snapshot::empty(), &meta(), Some(10)).unwrap_or_else(|e| panic!("{e}"));
         // There is nothing to split: an empty inventory is always one unmarked (empty) part.
         assert_eq!(p.parts.len(), 1);
-        assert!(p.parts[0].rows.is_empty());
+        assert!(p.parts[0].is_empty());
     }
 
     #[test]
@@ -350,7 +413,7 @@ mod tests {
             let s = rows(n, payload);
             match partition(&s, &meta(), Some(ceiling)) {
                 Ok(p) => {
-                    let mut seen: Vec<usize> = p.parts.iter().flat_map(|part| part.rows.iter().copied()).collect();
+                    let mut seen: Vec<usize> = p.parts.iter().flat_map(|part| part.positions().collect::<Vec<_>>()).collect();
                     seen.sort_unstable();
                     prop_assert_eq!(seen, (0..n).collect::<Vec<_>>());
                     let total = p.parts.len();
@@ -358,16 +421,16 @@ mod tests {
                         let bytes = part.encode(&s, &meta());
                         if total > 1 {
                             prop_assert!(bytes.len() as u64 <= ceiling, "part {} is {} > {}", i, bytes.len(), ceiling);
-                            prop_assert_eq!(part.marker, Some(PartMarker { index: i as u32 + 1, total: total as u32 }));
+                            prop_assert_eq!(part.marker(), Some(PartMarker { index: i as u32 + 1, total: total as u32 }));
                         }
                         let decoded = super::super::envelope::decode(&bytes).unwrap().unwrap();
-                        prop_assert_eq!(decoded.items.len(), part.rows.len());
+                        prop_assert_eq!(decoded.items.len(), part.len());
                         let part_rows: Vec<Row> = part.rows(&s).cloned().collect();
-                        prop_assert_eq!(&decoded.checksum, part.checksum.as_str());
-                        prop_assert_eq!(part.checksum.clone(), items_fingerprint(&part_rows));
+                        prop_assert_eq!(&decoded.checksum, part.checksum().as_str());
+                        prop_assert_eq!(part.checksum().clone(), items_fingerprint(&part_rows));
                     }
                     if total == 1 {
-                        prop_assert!(p.parts[0].marker.is_none());
+                        prop_assert!(p.parts[0].marker().is_none());
                     }
                 }
                 Err(err) => {

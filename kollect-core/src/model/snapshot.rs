@@ -74,6 +74,29 @@ impl Snapshot {
         self.fingerprint.get_or_init(|| items_fingerprint(&self.rows))
     }
 
+    /// The items fingerprint if something computed it already; never hashes.
+    pub fn cached_fingerprint(&self) -> Option<&Checksum> {
+        self.fingerprint.get()
+    }
+
+    /// True when both hold the same content: the same rows with the same canonical encodings,
+    /// hence the same fingerprint. Compares pointers first and bytes only for rows that are not
+    /// shared, so two versions of a large partition that differ in a few rows compare without
+    /// hashing anything.
+    pub fn same_content(a: &Self, b: &Self) -> bool {
+        if Self::ptr_eq(a, b) {
+            return true;
+        }
+        if let (Some(x), Some(y)) = (a.cached_fingerprint(), b.cached_fingerprint()) {
+            return x == y;
+        }
+        a.len() == b.len()
+            && a.rows
+                .iter()
+                .zip(b.rows.iter())
+                .all(|(x, y)| SharedRow::ptr_eq(x, y) || x.canonical() == y.canonical())
+    }
+
     /// True when both are clones of one snapshot (same rows, same cached fingerprint).
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
         Arc::ptr_eq(&a.rows, &b.rows)

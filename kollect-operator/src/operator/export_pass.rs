@@ -59,6 +59,12 @@ pub(super) fn next_action(report: &ExportReport, wrote_status: bool) -> Action {
     due.map_or_else(Action::await_change, Action::requeue)
 }
 
+/// What a reconcile whose status write was held back returns: look again when the progress is
+/// due, or sooner when a sink is.
+pub(super) fn held_action(report: &ExportReport, wait: Duration) -> Action {
+    Action::requeue(report.requeue_after().map_or(wait, |due| due.min(wait)))
+}
+
 /// How soon a pending cleanup is retried.
 pub(super) const CLEANUP_RETRY: Duration = Duration::from_secs(5);
 
@@ -84,6 +90,28 @@ pub(super) trait ExportStatus: Default + Clone + PartialEq + Serialize {
     fn last_export_time_mut(&mut self) -> &mut Option<Time>;
     /// `status.observedGeneration`.
     fn observed_generation(&self) -> Option<i64>;
+    /// `status.lastExportTime`.
+    fn last_export_time(&self) -> Option<&Time>;
+    /// `status.itemCount`.
+    fn item_count(&self) -> Option<i64>;
+    /// `status.itemCount`, to rewrite.
+    fn item_count_mut(&mut self) -> &mut Option<i64>;
+    /// `status.conditions`.
+    fn conditions(&self) -> &[Condition];
+
+    /// Replaces what healthy exports move on every pass (see [`held_progress`]) with `other`'s.
+    fn take_progress_from(&mut self, other: &Self) {
+        *self.last_export_time_mut() = other.last_export_time().cloned();
+        *self.item_count_mut() = other.item_count();
+        keep_healthy(self.conditions_mut(), other.conditions());
+        for export in self.sink_exports_mut() {
+            if let Some(old) = other.sink_exports().iter().find(|o| o.name == export.name) {
+                export.last_export_time.clone_from(&old.last_export_time);
+                export.last_checksum.clone_from(&old.last_checksum);
+                keep_healthy(&mut export.conditions, &old.conditions);
+            }
+        }
+    }
 }
 
 /// An inventory kind the export pass serves.
@@ -128,6 +156,18 @@ macro_rules! export_status {
             }
             fn observed_generation(&self) -> Option<i64> {
                 self.observed_generation
+            }
+            fn last_export_time(&self) -> Option<&Time> {
+                self.last_export_time.as_ref()
+            }
+            fn item_count(&self) -> Option<i64> {
+                self.item_count
+            }
+            fn item_count_mut(&mut self) -> &mut Option<i64> {
+                &mut self.item_count
+            }
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
             }
         }
     )*};
@@ -493,12 +533,19 @@ pub(super) fn apply_report<I: Exporting>(
         .iter()
         .map(|sink| {
             let name = sink.key.export_name();
-            let mut conditions = previous
-                .iter()
-                .find(|p| p.name == name)
-                .map(|p| p.conditions.clone())
-                .unwrap_or_default();
+            let previous_entry = previous.iter().find(|p| p.name == name);
+            let mut conditions = previous_entry.map(|p| p.conditions.clone()).unwrap_or_default();
             status::set(&mut conditions, &sink.synced_condition(), generation);
+            // A digest not computed yet is filled in by `fill_checksums` when the status is
+            // written; until then the previous one stands in, so comparing statuses hashes
+            // nothing.
+            let last_checksum = match &sink.last_checksum {
+                Some(checksum) => checksum
+                    .peek()
+                    .map(|c| c.as_str().to_owned())
+                    .or_else(|| previous_entry.and_then(|p| p.last_checksum.clone())),
+                None => None,
+            };
             SinkExportStatus {
                 name,
                 namespace: namespaces
@@ -506,14 +553,73 @@ pub(super) fn apply_report<I: Exporting>(
                     .find(|(key, _)| *key == sink.key)
                     .filter(|_| I::EXPORTS_NAME_NAMESPACE)
                     .map(|(_, ns)| ns.clone()),
-                last_export_time: sink.last_export.map(Time),
-                last_checksum: sink.last_checksum.as_ref().map(|c| c.as_str().to_owned()),
+                last_export_time: sink.last_export.map(status::time),
+                last_checksum,
                 conditions,
             }
         })
         .collect();
     if let Some(time) = report.last_export_time() {
-        *next.last_export_time_mut() = Some(Time(time));
+        *next.last_export_time_mut() = Some(status::time(time));
+    }
+}
+
+/// Puts the digest of every sink's last export into `next` (computing those still pending: for a
+/// sink that takes deltas this is where a changed inventory is hashed, once per version).
+pub(super) fn fill_checksums<S: ExportStatus>(next: &mut S, report: &ExportReport) {
+    for export in next.sink_exports_mut() {
+        let checksum = report
+            .sinks
+            .iter()
+            .find(|sink| sink.key.export_name() == export.name)
+            .and_then(|sink| sink.last_checksum.as_ref());
+        if let Some(checksum) = checksum {
+            export.last_checksum = Some(checksum.get().as_str().to_owned());
+        }
+    }
+}
+
+/// Whether writing `next` can wait: it differs from `current` only by the progress of healthy
+/// exports (export times, checksums, the item count, and `Synced`/`Ready` moving between
+/// exported and up to date), and `current` recorded an export less than `refresh` before `now`.
+/// Returns how long the progress may wait. Anything else (a failure, a recovery, a spec change,
+/// a sink bound or unbound) is written at once.
+pub(super) fn held_progress<S: ExportStatus>(
+    current: Option<&S>,
+    next: &S,
+    refresh: Duration,
+    now: Timestamp,
+) -> Option<Duration> {
+    let current = current?;
+    if current == next {
+        // Nothing to write, so nothing to hold.
+        return None;
+    }
+    let written = current.last_export_time()?.0;
+    let age = Duration::try_from(now.duration_since(written)).unwrap_or(Duration::ZERO);
+    let wait = refresh.checked_sub(age).filter(|wait| !wait.is_zero())?;
+    let mut progress_only = next.clone();
+    progress_only.take_progress_from(current);
+    (progress_only == *current).then_some(wait)
+}
+
+/// Reasons of a healthy `Synced`/`Ready` condition: exported now, or already up to date.
+fn healthy(condition: &Condition) -> bool {
+    condition.reason == reasons::EXPORTED || condition.reason == reasons::DEBOUNCED
+}
+
+/// Copies `from`'s version of each healthy progress condition into `into` when both are healthy.
+fn keep_healthy(into: &mut [Condition], from: &[Condition]) {
+    for condition in into.iter_mut() {
+        if condition.type_ != types::SYNCED && condition.type_ != types::READY {
+            continue;
+        }
+        if let Some(old) = from.iter().find(|c| c.type_ == condition.type_)
+            && healthy(old)
+            && healthy(condition)
+        {
+            condition.clone_from(old);
+        }
     }
 }
 
@@ -649,4 +755,172 @@ pub(super) async fn cleanup<I: Exporting>(
     context.forget_exporter(&key);
     context.written.forget(inventory);
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::SignedDuration;
+    use kollect_core::model::{ContentChecksum, Row};
+
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Condition {
+        let mut conditions = Vec::new();
+        status::set_parts(&mut conditions, type_, status, reason, message, Some(1));
+        conditions.remove(0)
+    }
+
+    /// The status right after an export at `second` of `items` rows.
+    fn exported(second: i64, items: i64, checksum: &str) -> KollectInventoryStatus {
+        KollectInventoryStatus {
+            conditions: vec![
+                condition(types::SYNCED, true, reasons::EXPORTED, "exported to 1 sink(s)"),
+                condition(
+                    types::READY,
+                    true,
+                    reasons::EXPORTED,
+                    &format!("exported {items} item(s) across 1 sink(s)"),
+                ),
+            ],
+            observed_generation: Some(1),
+            item_count: Some(items),
+            last_export_time: Some(Time(at(second))),
+            sink_exports: vec![SinkExportStatus {
+                name: "database/pg".into(),
+                namespace: None,
+                last_export_time: Some(Time(at(second))),
+                last_checksum: Some(checksum.into()),
+                conditions: vec![condition(
+                    types::SYNCED,
+                    true,
+                    reasons::EXPORTED,
+                    "export completed",
+                )],
+            }],
+        }
+    }
+
+    /// The same export once a later pass found it up to date.
+    fn settled(second: i64, items: i64, checksum: &str) -> KollectInventoryStatus {
+        let mut status = exported(second, items, checksum);
+        status.conditions[0] = condition(
+            types::SYNCED,
+            true,
+            reasons::EXPORTED,
+            "content unchanged; 1 sink(s) already up to date",
+        );
+        status.sink_exports[0].conditions = vec![condition(
+            types::SYNCED,
+            false,
+            reasons::DEBOUNCED,
+            "checksum unchanged; next export at ...",
+        )];
+        status
+    }
+
+    const REFRESH: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn progress_of_healthy_exports_waits_for_the_refresh() {
+        let current = exported(0, 3, "aaa");
+        // A later export, and the settled state after it: progress only.
+        for next in [exported(3, 4, "bbb"), settled(3, 4, "bbb")] {
+            assert_eq!(
+                held_progress(Some(&current), &next, REFRESH, at(3)),
+                Some(Duration::from_secs(7))
+            );
+            assert_eq!(held_progress(Some(&current), &next, REFRESH, at(10)), None, "due");
+            assert_eq!(held_progress(Some(&current), &next, Duration::ZERO, at(3)), None);
+        }
+        // Settling after the written export is held as well.
+        assert!(held_progress(Some(&current), &settled(0, 3, "aaa"), REFRESH, at(1)).is_some());
+        // Nothing written yet, or nothing exported yet: written at once.
+        assert_eq!(held_progress(None, &current, REFRESH, at(1)), None);
+        let never = KollectInventoryStatus {
+            last_export_time: None,
+            ..current.clone()
+        };
+        assert_eq!(held_progress(Some(&never), &current, REFRESH, at(1)), None);
+    }
+
+    #[test]
+    fn anything_but_progress_is_written_at_once() {
+        let current = exported(0, 3, "aaa");
+        let mut failed = exported(3, 3, "aaa");
+        failed.sink_exports[0].conditions = vec![condition(
+            types::SYNCED,
+            false,
+            reasons::EXPORT_FAILED,
+            "connection refused",
+        )];
+        failed.conditions[0] = condition(
+            types::SYNCED,
+            false,
+            reasons::PROGRESSING,
+            "1 sink(s) failed export",
+        );
+        let mut respec = exported(3, 4, "bbb");
+        respec.observed_generation = Some(2);
+        let mut unbound = exported(3, 4, "bbb");
+        unbound.sink_exports.clear();
+        let mut degraded = exported(3, 4, "bbb");
+        degraded.conditions.push(condition(
+            types::DEGRADED,
+            true,
+            reasons::TARGET_DEGRADED,
+            "KollectTarget \"t\" cannot list its objects",
+        ));
+        for next in [failed, respec, unbound, degraded] {
+            assert_eq!(
+                held_progress(Some(&current), &next, REFRESH, at(3)),
+                None,
+                "{next:?}"
+            );
+        }
+        // A recovery is written at once too.
+        let mut broken = exported(0, 3, "aaa");
+        broken.conditions[0] = condition(
+            types::SYNCED,
+            false,
+            reasons::PROGRESSING,
+            "1 sink(s) failed export",
+        );
+        assert_eq!(
+            held_progress(Some(&broken), &exported(3, 3, "aaa"), REFRESH, at(3)),
+            None
+        );
+    }
+
+    #[test]
+    fn pending_checksums_are_computed_when_the_status_is_written() {
+        let snapshot = kollect_core::model::Snapshot::new(vec![Row {
+            name: "web".into(),
+            uid: "u1".into(),
+            ..Row::default()
+        }]);
+        let key = BindingKey::new(SinkFamily::Database, "pg");
+        let report = ExportReport {
+            sinks: vec![SinkReport {
+                key,
+                outcome: SinkOutcome::Debounced {
+                    next_due: Duration::from_secs(1),
+                },
+                interval: Duration::from_secs(30),
+                last_export: Some(at(0).checked_add(SignedDuration::from_secs(1)).unwrap()),
+                last_checksum: Some(ContentChecksum::of(&snapshot)),
+            }],
+            item_count: 1,
+        };
+        let mut next = exported(1, 1, "stand-in");
+        assert!(snapshot.cached_fingerprint().is_none());
+        fill_checksums(&mut next, &report);
+        assert_eq!(
+            next.sink_exports[0].last_checksum.as_deref(),
+            Some(snapshot.fingerprint().as_str())
+        );
+    }
 }

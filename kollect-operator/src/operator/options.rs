@@ -87,6 +87,9 @@ pub struct OperatorOptions {
     pub reconcile_rate_limit: Duration,
     /// Quiet period after row changes before inventories export (trailing debounce).
     pub row_change_debounce: Duration,
+    /// How long the progress of healthy exports (export times, checksums, item counts) may wait
+    /// before it is written into an inventory's status; zero writes it after every pass.
+    pub inventory_status_refresh: Duration,
     /// `--metrics-secure`: HTTPS with this certificate and RBAC on `/metrics`; `None` serves
     /// plain HTTP to anyone.
     pub metrics_tls: Option<MetricsTls>,
@@ -127,6 +130,7 @@ impl Default for OperatorOptions {
             target_count_resync: Duration::from_secs(60),
             reconcile_rate_limit: Duration::ZERO,
             row_change_debounce: Duration::from_millis(100),
+            inventory_status_refresh: Duration::from_secs(10),
             metrics_tls: None,
             webhook: None,
             tenant_mode: false,
@@ -227,6 +231,7 @@ impl RunArgs {
             collect_metrics_sample_interval: self.collect_metrics_sample_interval,
             informer_resync_period: Some(self.informer_resync_period).filter(|p| !p.is_zero()),
             target_count_resync: self.target_count_resync,
+            inventory_status_refresh: self.inventory_status_refresh,
             reconcile_rate_limit: self.reconcile_rate_limit,
             metrics_tls: self.metrics_secure.then_some(MetricsTls {
                 cert_dir: self.metrics_cert_path,

@@ -18,6 +18,12 @@ use serde::de::DeserializeOwned;
 /// The field manager of every write the operator makes.
 pub const MANAGER: &str = "kollect-operator";
 
+/// A status time as the API server keeps it: whole seconds. Times in a status being built are
+/// truncated the same way, so comparing it with the status read back is exact.
+pub fn time(at: Timestamp) -> Time {
+    Time(Timestamp::from_second(at.as_second()).unwrap_or(at))
+}
+
 /// Sets `spec` in `conditions`, keeping `lastTransitionTime` when the status is unchanged.
 pub fn set(conditions: &mut Vec<Condition>, spec: &ConditionSpec, generation: Option<i64>) {
     set_parts(
@@ -44,7 +50,7 @@ pub fn set_parts(
     match existing {
         Some(condition) => {
             if condition.status != status {
-                condition.last_transition_time = Time(Timestamp::now());
+                condition.last_transition_time = time(Timestamp::now());
                 condition.status = status.to_owned();
             }
             condition.reason = reason.to_owned();
@@ -57,7 +63,7 @@ pub fn set_parts(
             reason: reason.to_owned(),
             message: message.to_owned(),
             observed_generation: generation,
-            last_transition_time: Time(Timestamp::now()),
+            last_transition_time: time(Timestamp::now()),
         }),
     }
 }

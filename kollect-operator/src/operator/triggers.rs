@@ -1,7 +1,8 @@
-//! Row changes as reconcile triggers: partitions whose rows changed are collected until the
-//! store has been quiet for a short while (a trailing debounce, bounded so a busy namespace still
-//! exports), then every object of the kind in those namespaces is enqueued (every cluster-scoped
-//! object for the cluster partition).
+//! Row changes as reconcile triggers. A change that arrives when the store has been quiet is
+//! passed on at once (a single change is exported without waiting); the changes that follow it
+//! are collected until the store has been quiet for a short while (a trailing debounce, bounded
+//! so a busy namespace still exports). Each batch enqueues every object of the kind in the
+//! namespaces that changed (every cluster-scoped object for the cluster partition).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -15,6 +16,40 @@ use tokio::sync::{broadcast, mpsc};
 /// The longest a change waits for the store to become quiet.
 const MAX_DELAY: Duration = Duration::from_secs(1);
 
+/// Partitions whose rows changed, gathered for one batch of triggers.
+#[derive(Default)]
+struct Changed {
+    partitions: BTreeSet<Partition>,
+    /// Notifications were missed: every partition may have changed.
+    all: bool,
+}
+
+impl Changed {
+    fn is_empty(&self) -> bool {
+        self.partitions.is_empty() && !self.all
+    }
+
+    fn add(&mut self, change: Result<Partition, ()>) {
+        match change {
+            Ok(partition) => {
+                self.partitions.insert(partition);
+            }
+            Err(()) => self.all = true,
+        }
+    }
+
+    /// True when an object in `namespace` (`None`: cluster-scoped) exports a changed partition.
+    fn concerns(&self, namespace: Option<&str>) -> bool {
+        self.all
+            || match namespace {
+                Some(namespace) => self
+                    .partitions
+                    .contains(&Partition::Namespace(namespace.to_owned())),
+                None => self.partitions.contains(&Partition::Cluster),
+            }
+    }
+}
+
 /// Enqueues every object of `store` in a namespace whose rows changed.
 pub(super) fn on_row_changes<K>(
     rows: &RowStore,
@@ -27,57 +62,58 @@ where
     let mut changes = rows.subscribe();
     let (sender, receiver) = mpsc::channel::<ObjectRef<K>>(1024);
     tokio::spawn(async move {
-        let mut pending = BTreeSet::new();
+        // Whether the store was quiet for `quiet` before the next change.
+        let mut idle = true;
         loop {
-            let first = match changes.recv().await {
-                Ok(change) => Some(change.partition),
-                // Missed notifications: every namespace may have changed.
-                Err(broadcast::error::RecvError::Lagged(_)) => None,
+            let mut changed = Changed::default();
+            match changes.recv().await {
+                Ok(change) => changed.add(Ok(change.partition)),
+                Err(broadcast::error::RecvError::Lagged(_)) => changed.add(Err(())),
                 Err(broadcast::error::RecvError::Closed) => return,
-            };
-            let mut all = first.is_none();
-            pending.extend(first);
+            }
+            if idle && !send(&store, &sender, &std::mem::take(&mut changed)).await {
+                return;
+            }
             let deadline = tokio::time::Instant::now() + MAX_DELAY;
+            idle = false;
             loop {
                 let wait = quiet.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
                 match tokio::time::timeout(wait, changes.recv()).await {
-                    Ok(Ok(change)) => {
-                        pending.insert(change.partition);
-                    }
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => all = true,
+                    Ok(Ok(change)) => changed.add(Ok(change.partition)),
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => changed.add(Err(())),
                     Ok(Err(broadcast::error::RecvError::Closed)) => return,
-                    Err(_) => break,
+                    Err(_) => {
+                        idle = tokio::time::Instant::now() < deadline;
+                        break;
+                    }
                 }
                 if tokio::time::Instant::now() >= deadline {
                     break;
                 }
             }
-            let mut cluster = false;
-            let namespaces: BTreeSet<String> = std::mem::take(&mut pending)
-                .into_iter()
-                .filter_map(|p| match p {
-                    Partition::Namespace(ns) => Some(ns),
-                    Partition::Cluster => {
-                        cluster = true;
-                        None
-                    }
-                })
-                .collect();
-            for object in store.state() {
-                // Cluster-scoped objects (cluster inventories) export the cluster partition.
-                let concerned = match &object.meta().namespace {
-                    Some(namespace) => namespaces.contains(namespace),
-                    None => cluster,
-                };
-                if (all || concerned) && sender.send(ObjectRef::from_obj(&object)).await.is_err() {
-                    return;
-                }
+            if !changed.is_empty() && !send(&store, &sender, &changed).await {
+                return;
             }
         }
     });
     futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     })
+}
+
+/// Enqueues the objects `changed` concerns; false once the controller is gone.
+async fn send<K>(store: &Store<K>, sender: &mpsc::Sender<ObjectRef<K>>, changed: &Changed) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    for object in store.state() {
+        if changed.concerns(object.meta().namespace.as_deref())
+            && sender.send(ObjectRef::from_obj(&*object)).await.is_err()
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// Every object of `store` in `namespace` (a change there concerns all of them).
@@ -107,4 +143,121 @@ pub(super) async fn drive<T, E: std::fmt::Display>(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kollect_core::collect::RowOwner;
+    use kollect_core::model::Row;
+    use kube::runtime::{reflector, watcher};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn object(namespace: &str, name: &str) -> ConfigMap {
+        let mut object = ConfigMap::default();
+        object.metadata.namespace = Some(namespace.into());
+        object.metadata.name = Some(name.into());
+        object
+    }
+
+    fn change(rows: &RowStore, namespace: &str, uid: &str) {
+        let owner = RowOwner::target(namespace, "t");
+        let row = Row {
+            target_namespace: namespace.into(),
+            target_name: "t".into(),
+            uid: uid.into(),
+            name: uid.into(),
+            attributes: serde_json::json!({ "at": Instant::now().elapsed().as_nanos() as u64 })
+                .as_object()
+                .cloned(),
+            ..Row::default()
+        };
+        assert!(rows.upsert(&owner, row));
+    }
+
+    /// Virtual time (paused clock): the timings below are exact, not measured.
+    #[tokio::test(start_paused = true)]
+    async fn a_change_after_quiet_goes_out_at_once_and_a_burst_is_batched_after_it() {
+        let rows = Arc::new(RowStore::new());
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
+        writer.apply_watcher_event(&watcher::Event::Apply(object("team-b", "other")));
+        let quiet = Duration::from_millis(100);
+        let mut triggers = Box::pin(on_row_changes(&rows, store, quiet));
+        tokio::task::yield_now().await;
+
+        let start = Instant::now();
+        change(&rows, "team-a", "u1");
+        let first = triggers.next().await.expect("a trigger");
+        assert_eq!(first.name, "inventory");
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "the first change waits for nothing"
+        );
+
+        // Two more changes within the quiet period: one trigger after the store went quiet.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        change(&rows, "team-a", "u2");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        change(&rows, "team-a", "u3");
+        let batched = triggers.next().await.expect("a trigger");
+        assert_eq!(batched.name, "inventory");
+        assert_eq!(start.elapsed(), Duration::from_millis(120));
+
+        // Quiet again: the next change is immediate, and only its namespace is enqueued.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let again = Instant::now();
+        change(&rows, "team-b", "u4");
+        let other = triggers.next().await.expect("a trigger");
+        assert_eq!(other.name, "other");
+        assert_eq!(again.elapsed(), Duration::ZERO);
+        // Nothing else is pending.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), triggers.next())
+                .await
+                .is_err()
+        );
+    }
+
+    /// A steady stream never goes quiet: batches go out at the bound, and none immediately.
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_is_batched_at_the_bound() {
+        let rows = Arc::new(RowStore::new());
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
+        let mut triggers = Box::pin(on_row_changes(&rows, store, Duration::from_millis(100)));
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        let producer = {
+            let rows = Arc::clone(&rows);
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    change(&rows, "team-a", &format!("u{i}"));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        let mut at = Vec::new();
+        while at.len() < 3 {
+            triggers.next().await.expect("a trigger");
+            at.push(start.elapsed());
+        }
+        producer.abort();
+        // The leading change, then one batch per bound; the second window opens with the
+        // first change after the first batch (10 ms later).
+        assert_eq!(
+            at,
+            [
+                Duration::ZERO,
+                MAX_DELAY,
+                MAX_DELAY * 2 + Duration::from_millis(10)
+            ]
+        );
+    }
 }

@@ -214,7 +214,7 @@ impl Sink for KafkaSink {
                 )),
                 headers: {
                     let mut headers =
-                        events::headers(&inventory, MessageMode::Snapshot, Some(&request.part.checksum));
+                        events::headers(&inventory, MessageMode::Snapshot, Some(request.part.checksum()));
                     let (index, total) = request.marker().map_or((1, 1), |m| (m.index, m.total));
                     headers.push((events::HEADER_PART, format!("{index}/{total}")));
                     headers

@@ -393,7 +393,7 @@ impl NatsSink {
     ) -> Result<Option<Outgoing>, SinkError> {
         let subject = self.config.subject.render(inventory);
         let (index, total) = request.marker().map_or((1, 1), |m| (m.index, m.total));
-        let checksum = &request.part.checksum;
+        let checksum = request.part.checksum();
         let what = format!("{index}/{total}/{checksum}");
         let content = content_hash(&what);
         let last = match known.snapshot {

@@ -290,7 +290,7 @@ async fn snapshot_messages_keep_the_go_shape_under_the_inventory_key() {
     assert_eq!(value["payload"]["itemCount"], 1);
     assert_eq!(
         records[0].header(events::HEADER_CHECKSUM),
-        Some(request.part.checksum.to_string())
+        Some(request.part.checksum().to_string())
     );
     assert_eq!(records[0].header(events::HEADER_PART).as_deref(), Some("1/1"));
     assert_eq!(records[1].key, "prod/shop/images");

@@ -403,7 +403,7 @@ async fn snapshot_messages_keep_the_go_shape_on_a_fixed_subject() {
     assert_eq!(value["payload"]["itemCount"], 1);
     assert_eq!(
         records[0].header(events::HEADER_CHECKSUM),
-        Some(request.part.checksum.as_str())
+        Some(request.part.checksum().as_str())
     );
     assert_eq!(records[0].header(events::HEADER_PART), Some("1/1"));
     assert_eq!(records[2].header(OPERATION_HEADER), Some("PURGE"));

@@ -189,6 +189,73 @@ async fn delta_capable_sinks_get_the_delta_since_their_last_ack() {
     assert_eq!(db.rows(&inventory()).unwrap(), next.rows());
 }
 
+/// A database-like sink that applies only the delta it is handed and never reads the snapshot.
+struct DeltaOnly;
+
+#[async_trait]
+impl Sink for DeltaOnly {
+    fn sink_type(&self) -> &str {
+        "delta-only"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ROWS
+    }
+    async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
+        let written = request
+            .delta
+            .as_ref()
+            .map_or(request.part.len(), |d| d.upserts.len());
+        Ok(ExportReceipt::written(written as u64))
+    }
+    async fn remove(&self, _: &RemoveRequest) -> Result<(), SinkError> {
+        Ok(())
+    }
+    async fn probe(&self) -> Result<ProbeReport, SinkError> {
+        Ok(ProbeReport::new(Duration::ZERO, "ok"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_exported_as_a_delta_hashes_nothing_until_the_digest_is_read() {
+    let bindings = [binding(SinkFamily::Database, "pg", Arc::new(DeltaOnly), 30)];
+    let mut exporter = exporter();
+    let first = snapshot(&["web", "cart", "search"], 1);
+    exporter.export(&first, 1, &bindings, t0()).await;
+    // The next version shares every row but one, as the row store hands it out.
+    let mut rows = first.rows().to_vec();
+    rows[0] = sample_row(&inventory(), &rows[0].name, 2).into();
+    let second = Snapshot::from_shared(rows);
+    let report = exporter.export(&second, 1, &bindings, later(1)).await;
+    let SinkOutcome::Exported {
+        checksum,
+        with_delta,
+        bytes,
+        ..
+    } = &report.sinks[0].outcome
+    else {
+        panic!("{report:?}");
+    };
+    assert!(with_delta);
+    assert_eq!(*bytes, 1, "one upsert");
+    // The same content again is debounced, still without hashing.
+    let again = exporter
+        .export(
+            &Snapshot::from_shared(second.rows().to_vec()),
+            1,
+            &bindings,
+            later(2),
+        )
+        .await;
+    assert_eq!(outcome_kinds(&again), ["debounced"]);
+    assert!(first.cached_fingerprint().is_none() && second.cached_fingerprint().is_none());
+    // Reading the digest (what the status does) computes the Go operator's fingerprint.
+    assert_eq!(
+        checksum.get(),
+        &kollect_core::model::items_fingerprint(second.rows())
+    );
+    assert_eq!(second.cached_fingerprint(), Some(checksum.get()));
+}
+
 #[tokio::test(start_paused = true)]
 async fn restart_seeding_suppresses_an_unchanged_export() {
     let sink = MemorySink::default();
@@ -203,7 +270,7 @@ async fn restart_seeding_suppresses_an_unchanged_export() {
     after_restart.seed(
         bindings[0].key.clone(),
         persisted.last_export,
-        persisted.last_checksum.clone(),
+        persisted.last_checksum.get().clone(),
         3,
     );
     let report = after_restart.export(&v1, 3, &bindings, later(5)).await;
