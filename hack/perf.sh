@@ -18,9 +18,5 @@ case "$KOLLECT_PERF_KIND" in
     *) echo "error: the kind is configmap or deployment, not '$KOLLECT_PERF_KIND'" >&2; exit 2 ;;
 esac
 
-cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
-memory=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
-echo "Machine: $(nproc) vCPU \"$cpu\", $memory, Linux $(uname -r | cut -d- -f1); $(rustc --version | cut -d' ' -f1-2)."
-echo "Date: $(date -u +%Y-%m-%d). Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes)')."
-echo
+bash hack/perf-machine.sh
 cargo bench --locked --quiet -p kollect-operator --bench scale

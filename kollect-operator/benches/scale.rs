@@ -19,6 +19,8 @@
 // A harness may panic on a broken setup: that is its failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
@@ -32,16 +34,10 @@ use kollect_testkit::backends::Postgres;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
+use support::{CONFIGMAP_PROFILE, configmap, env_or, mib, ticks_per_second, usage};
 
 const INVENTORY: &str = "scale";
 const TARGET: &str = "scale";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What is loaded and how a change is made to it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,11 +69,7 @@ impl Kind {
     fn object(self, i: usize) -> Value {
         let name = format!("obj-{i:06}");
         match self {
-            Kind::ConfigMap => json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": name, "labels": {"app": "scale", "shard": (i % 10).to_string()}},
-                "data": {"color": if i.is_multiple_of(2) { "red" } else { "blue" }, "payload": "x".repeat(1024)},
-            }),
+            Kind::ConfigMap => configmap(i),
             Kind::Deployment => {
                 let env: Vec<Value> = (0..40)
                     .map(|e| json!({"name": format!("SETTING_{e:02}"), "value": format!("value-{i}-{e}")}))
@@ -111,13 +103,7 @@ impl Kind {
     /// change sets.
     fn profile(self) -> &'static str {
         match self {
-            Kind::ConfigMap => {
-                "targetGVK: {version: v1, kind: ConfigMap}
-  attributes:
-    - {name: value, path: '$.data.color'}
-    - {name: app, path: '$.metadata.labels.app'}
-    - {name: keys, path: 'cel:size(object.data)'}"
-            }
+            Kind::ConfigMap => CONFIGMAP_PROFILE,
             Kind::Deployment => {
                 "targetGVK: {group: apps, version: v1, kind: Deployment}
   attributes:
@@ -144,45 +130,6 @@ impl Kind {
     }
 }
 
-/// RSS, peak RSS (KiB) and CPU seconds of a process, from /proc.
-#[derive(Clone, Copy, Default)]
-struct Usage {
-    rss_kib: u64,
-    peak_kib: u64,
-    cpu_seconds: f64,
-}
-
-fn usage(pid: u32, ticks_per_second: f64) -> Usage {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    Usage {
-        rss_kib: field("VmRSS:"),
-        peak_kib: field("VmHWM:"),
-        cpu_seconds: (tick(11) + tick(12)) / ticks_per_second,
-    }
-}
-
-fn ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 fn machine_address() -> IpAddr {
     if let Ok(address) = std::env::var("KOLLECT_PERF_ADDRESS") {
         return address.parse().expect("KOLLECT_PERF_ADDRESS is an IP address");
@@ -198,10 +145,6 @@ fn machine_address() -> IpAddr {
         .expect(
             "this machine has no non-loopback IPv4 address for PostgreSQL (the kollect binary refuses loopback sinks); set KOLLECT_PERF_ADDRESS",
         )
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
