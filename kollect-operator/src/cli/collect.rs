@@ -16,7 +16,7 @@ use kollect_core::api::v1alpha1::{KollectTarget, SinkFamily};
 use kollect_core::collect::RowOwner;
 use kollect_core::export::{Binding, BindingKey, InventoryExporter, StackConfig, build_stack};
 use kollect_core::middleware::ExportMetrics;
-use kollect_core::model::{Row, Snapshot};
+use kollect_core::model::{SharedRow, Snapshot};
 use kollect_core::netguard::NetPolicy;
 use kollect_core::sink::{InventoryRef, Sink};
 use kollect_sinks::format::Format;
@@ -286,12 +286,11 @@ impl Exporter {
     }
 
     /// Exports `rows` of `owner`; returns whether it was written (or would be, in a dry run).
-    async fn export(&mut self, context: &str, owner: &RowOwner, generation: i64, rows: Vec<Row>) -> bool {
+    async fn export(&mut self, context: &str, owner: &RowOwner, generation: i64, snapshot: Snapshot) -> bool {
         let RowOwner::Target { namespace, name } = owner else {
             return false;
         };
         let inventory = InventoryRef::namespaced(namespace, name).with_cluster(context);
-        let snapshot = Snapshot::new(rows);
         if self.dry_run {
             let request = kollect_core::sink::ExportRequest::full(
                 inventory.clone(),
@@ -388,7 +387,7 @@ async fn collect_offline(
             tally.degraded = true;
         }
         let rows = result.rows.remove(owner).unwrap_or_default();
-        if exporter.export("", owner, *generation, rows).await {
+        if exporter.export("", owner, *generation, Snapshot::new(rows)).await {
             tally.exported += 1;
         } else {
             tally.degraded = true;
@@ -471,7 +470,7 @@ async fn collect_cluster(
         .await
         .map_err(|e| fatal(format!("context {context}: {e}")))?;
         let client = kube::Client::try_from(config).map_err(|e| fatal(format!("context {context}: {e}")))?;
-        let runtime = Runtime::start(client, RuntimeConfig::default());
+        let runtime = Runtime::start(client, one_shot_config());
         for (registration, _) in &targets {
             runtime.register(registration.clone());
         }
@@ -488,6 +487,17 @@ async fn collect_cluster(
     }
     watch(&runtimes, &generations, exporter).await;
     Ok(Exit::Ok)
+}
+
+/// The collection runtime of a run: every target is registered before the watches make their
+/// first request, so they need not wait for registrations to settle, and larger pages halve
+/// the round trips of the first list.
+fn one_shot_config() -> RuntimeConfig {
+    RuntimeConfig {
+        settle: Duration::ZERO,
+        page_size: 1000,
+        ..RuntimeConfig::default()
+    }
 }
 
 /// Waits until every target of `runtime` listed once, then exports them.
@@ -533,19 +543,23 @@ async fn export_context(
     tally.exit()
 }
 
-fn rows_of(runtime: &Runtime, owner: &RowOwner) -> Vec<Row> {
+/// The rows of `owner` as the store shares them (already encoded, in canonical order).
+fn rows_of(runtime: &Runtime, owner: &RowOwner) -> Snapshot {
     let RowOwner::Target { namespace, name } = owner else {
-        return Vec::new();
+        return Snapshot::empty();
     };
-    runtime
+    let partition = runtime
         .store()
         .snapshot(&Partition::Namespace(namespace.clone()))
-        .snapshot
+        .snapshot;
+    let rows: Vec<SharedRow> = partition
         .rows()
         .iter()
         .filter(|r| &r.target_name == name)
-        .map(|r| r.row().clone())
-        .collect()
+        .cloned()
+        .collect();
+    // A subsequence of canonically ordered rows is in canonical order.
+    Snapshot::from_canonical_order(rows)
 }
 
 /// Exports changes as they happen until Ctrl-C.

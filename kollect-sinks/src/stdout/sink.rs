@@ -15,11 +15,19 @@ use crate::format::Format;
 type Writer = Box<dyn Write + Send>;
 
 /// Writes records to a writer.
+///
+/// Each record is written as it comes, JSON included: the JSON array is opened by the first
+/// record and closed by [`StdoutSink::finish`], so nothing but the record being written is held.
 #[derive(Clone)]
 pub struct StdoutSink {
     format: Format,
-    out: Arc<Mutex<Writer>>,
-    pending: Arc<Mutex<Vec<Value>>>,
+    out: Arc<Mutex<Output>>,
+}
+
+/// The writer and how many records it holds.
+struct Output {
+    writer: Writer,
+    records: usize,
 }
 
 impl std::fmt::Debug for StdoutSink {
@@ -40,8 +48,10 @@ impl StdoutSink {
     pub fn to_writer(format: Format, writer: impl Write + Send + 'static) -> Self {
         Self {
             format,
-            out: Arc::new(Mutex::new(Box::new(writer))),
-            pending: Arc::default(),
+            out: Arc::new(Mutex::new(Output {
+                writer: Box::new(writer),
+                records: 0,
+            })),
         }
     }
 
@@ -84,15 +94,30 @@ impl StdoutSink {
         line
     }
 
+    /// One element of the JSON array, as a pretty-printed array shows it: the record indented by
+    /// two spaces, after `[` for the first and `,` for the others.
+    fn json_element(record: &Value, first: bool) -> Result<Vec<u8>, SinkError> {
+        let text = serde_json::to_string_pretty(record)
+            .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
+        let mut element = Vec::with_capacity(text.len() + text.len() / 16 + 4);
+        element.extend_from_slice(if first { b"[\n" } else { b",\n" });
+        // JSON text holds no raw newlines inside strings, so every line can be indented.
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                element.push(b'\n');
+            }
+            element.extend_from_slice(b"  ");
+            element.extend_from_slice(line.as_bytes());
+        }
+        Ok(element)
+    }
+
     fn emit(&self, inventory: &InventoryRef, path: String, envelope: &[u8]) -> Result<u64, SinkError> {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         let bytes = match self.format {
             Format::Json => {
                 let record = Self::record(inventory, path, envelope)?;
-                self.pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(record);
-                return Ok(0);
+                Self::json_element(&record, out.records == 0)?
             }
             Format::Ndjson => Self::ndjson_line(inventory, path, envelope),
             Format::Yaml => {
@@ -102,25 +127,27 @@ impl StdoutSink {
                 format!("---\n{yaml}").into_bytes()
             }
         };
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        out.write_all(&bytes)
-            .and_then(|()| out.flush())
+        let writer = &mut out.writer;
+        writer
+            .write_all(&bytes)
+            .and_then(|()| writer.flush())
             .map_err(|e| SinkError::transient(format!("write to output: {e}")))?;
+        out.records += 1;
         Ok(bytes.len() as u64)
     }
 
-    /// Writes the JSON array of every record (JSON format; a no-op otherwise) and flushes.
+    /// Closes the JSON array (`[]` when nothing was written; a no-op for the other formats) and
+    /// flushes.
     pub fn finish(&self) -> Result<(), SinkError> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         if self.format == Format::Json {
-            let records = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-            let mut text = serde_json::to_string_pretty(&Value::Array(records))
-                .map_err(|e| SinkError::terminal(format!("render records: {e}")))?;
-            text.push('\n');
-            out.write_all(text.as_bytes())
+            let end: &[u8] = if out.records == 0 { b"[]\n" } else { b"\n]\n" };
+            out.writer
+                .write_all(end)
                 .map_err(|e| SinkError::transient(format!("write to output: {e}")))?;
         }
-        out.flush()
+        out.writer
+            .flush()
             .map_err(|e| SinkError::transient(format!("write to output: {e}")))
     }
 
@@ -178,5 +205,65 @@ impl Sink for StdoutSink {
             std::time::Duration::ZERO,
             "standard output is always available",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose bytes the test can read while the sink still holds it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap_or_else(PoisonError::into_inner).clone())
+                .unwrap_or_default()
+        }
+    }
+
+    fn envelope(items: &str) -> Vec<u8> {
+        format!(r#"{{"schemaVersion":"v1","checksum":"c","itemCount":1,"items":[{items}]}}"#).into_bytes()
+    }
+
+    #[test]
+    fn json_records_are_written_as_they_come_and_form_the_pretty_array() {
+        for count in [0usize, 1, 3] {
+            let out = Shared::default();
+            let sink = StdoutSink::to_writer(Format::Json, out.clone());
+            let inventory = InventoryRef::namespaced("team-a", "apps");
+            let mut records = Vec::new();
+            for i in 0..count {
+                let path = format!("inventory/team-a/apps.part-{i}.json");
+                let envelope = envelope(&format!(r#"{{"name":"cm-{i}","n":{i}}}"#));
+                sink.emit(&inventory, path.clone(), &envelope).unwrap();
+                records.push(StdoutSink::record(&inventory, path, &envelope).unwrap());
+                // Written already, not held until the end.
+                assert!(out.text().contains(&format!("cm-{i}")));
+            }
+            sink.finish().unwrap();
+            let expected = serde_json::to_string_pretty(&Value::Array(records)).unwrap() + "\n";
+            assert_eq!(out.text(), expected, "{count} records");
+            assert_eq!(
+                StdoutSink::parse_records(Format::Json, &out.text())
+                    .unwrap()
+                    .len(),
+                count
+            );
+        }
     }
 }
