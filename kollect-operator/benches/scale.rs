@@ -14,7 +14,8 @@
 //! `KOLLECT_PERF_CHURN_SECONDS` (60), `KOLLECT_PERF_IDLE_SECONDS` (60), `KOLLECT_PERF_ADDRESS`
 //! (a non-loopback address of this machine for PostgreSQL; default: the first of `hostname -I`,
 //! since the binary's network policy refuses loopback sinks), `KOLLECT_PERF_PROFILE` (a path
-//! prefix: `perf record` call graphs of the operator during the single changes and the churn).
+//! prefix: `perf record` call graphs of the operator during the sync, the single changes and the
+//! churn).
 
 // A harness may panic on a broken setup: that is its failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -352,6 +353,7 @@ spec:
         })
     };
 
+    let profiler = profile(pid, "sync");
     let expected = i64::try_from(objects).unwrap();
     let deadline = Instant::now() + Duration::from_secs(1800);
     while rows.count().await < expected {
@@ -364,6 +366,7 @@ spec:
     }
     let sync_time = started.elapsed();
     let synced = usage(pid, ticks);
+    stop_profile(profiler);
 
     tokio::time::sleep(Duration::from_secs(15)).await;
     let steady = usage(pid, ticks);
