@@ -117,12 +117,6 @@ impl PartialEq for ContentChecksum {
 
 impl Eq for ContentChecksum {}
 
-impl PartialEq<Checksum> for ContentChecksum {
-    fn eq(&self, other: &Checksum) -> bool {
-        self.get() == other
-    }
-}
-
 impl fmt::Debug for ContentChecksum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Formatting never hashes: a pending digest prints as such.

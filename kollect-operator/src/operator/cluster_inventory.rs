@@ -32,8 +32,8 @@ use kube::{Resource, ResourceExt};
 
 use super::cluster_target::{namespace_changes, static_ref_allowed};
 use super::export_pass::{
-    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, fill_checksums, held_action,
-    held_progress, next_action, no_sinks_bound, pass_of, record_outcome, start_pass,
+    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, finish_pass, no_sinks_bound, pass_of,
+    start_pass,
 };
 use super::inventory::{GateTarget, Targets, listing, waiting_for};
 use super::target::manages;
@@ -324,14 +324,7 @@ async fn apply(
             );
         }
     }
-    record_outcome(context, inventory, &outcome.report).await;
-    let refresh = context.options.inventory_status_refresh;
-    if let Some(wait) = held_progress(current.as_ref(), &next, refresh, Timestamp::now()) {
-        return Ok(held_action(&outcome.report, wait));
-    }
-    fill_checksums(&mut next, &outcome.report);
-    let wrote = status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
-    Ok(next_action(&outcome.report, wrote))
+    finish_pass(context, inventory, api, current.as_ref(), next, &outcome).await
 }
 
 /// The scope checks on what the inventory references: every static-ref namespace (its profile

@@ -49,7 +49,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 
 /// What a reconcile that ran a pass returns: the earliest time a sink is due again, and no later
 /// than [`SETTLE`] when anything was exported or the status was written.
-pub(super) fn next_action(report: &ExportReport, wrote_status: bool) -> Action {
+fn next_action(report: &ExportReport, wrote_status: bool) -> Action {
     let due = report.requeue_after();
     let due = if wrote_status || report.exported() > 0 {
         Some(due.map_or(SETTLE, |due| due.min(SETTLE)))
@@ -61,7 +61,7 @@ pub(super) fn next_action(report: &ExportReport, wrote_status: bool) -> Action {
 
 /// What a reconcile whose status write was held back returns: look again when the progress is
 /// due, or sooner when a sink is.
-pub(super) fn held_action(report: &ExportReport, wait: Duration) -> Action {
+fn held_action(report: &ExportReport, wait: Duration) -> Action {
     Action::requeue(report.requeue_after().map_or(wait, |due| due.min(wait)))
 }
 
@@ -566,7 +566,7 @@ pub(super) fn apply_report<I: Exporting>(
 
 /// Puts the digest of every sink's last export into `next` (computing those still pending: for a
 /// sink that takes deltas this is where a changed inventory is hashed, once per version).
-pub(super) fn fill_checksums<S: ExportStatus>(next: &mut S, report: &ExportReport) {
+fn fill_checksums<S: ExportStatus>(next: &mut S, report: &ExportReport) {
     for export in next.sink_exports_mut() {
         let checksum = report
             .sinks
@@ -584,7 +584,7 @@ pub(super) fn fill_checksums<S: ExportStatus>(next: &mut S, report: &ExportRepor
 /// exported and up to date), and `current` recorded an export less than `refresh` before `now`.
 /// Returns how long the progress may wait. Anything else (a failure, a recovery, a spec change,
 /// a sink bound or unbound) is written at once.
-pub(super) fn held_progress<S: ExportStatus>(
+fn held_progress<S: ExportStatus>(
     current: Option<&S>,
     next: &S,
     refresh: Duration,
@@ -623,8 +623,29 @@ fn keep_healthy(into: &mut [Condition], from: &[Condition]) {
     }
 }
 
+/// Ends a reconcile that ran a pass: records its events and metrics, then writes `next` (the
+/// pass applied to the status) unless it only records progress that may wait, with pending
+/// digests computed just before the write.
+pub(super) async fn finish_pass<I: Exporting>(
+    context: &Context,
+    inventory: &I,
+    api: &Api<I>,
+    current: Option<&I::Status>,
+    mut next: I::Status,
+    outcome: &PassOutcome,
+) -> Result<Action, Error> {
+    record_outcome(context, inventory, &outcome.report).await;
+    let refresh = context.options.inventory_status_refresh;
+    if let Some(wait) = held_progress(current, &next, refresh, Timestamp::now()) {
+        return Ok(held_action(&outcome.report, wait));
+    }
+    fill_checksums(&mut next, &outcome.report);
+    let wrote = status::patch_if_changed(api, inventory, current, &next, &context.written).await?;
+    Ok(next_action(&outcome.report, wrote))
+}
+
 /// Events and error metrics of a pass.
-pub(super) async fn record_outcome<I: Exporting>(context: &Context, inventory: &I, report: &ExportReport) {
+async fn record_outcome<I: Exporting>(context: &Context, inventory: &I, report: &ExportReport) {
     for sink in &report.sinks {
         if let SinkOutcome::Failed { class, .. } = &sink.outcome {
             let class = match class {

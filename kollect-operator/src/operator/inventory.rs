@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::jiff::Timestamp;
 use kollect_collect::runtime::Partition;
 use kollect_core::api::v1alpha1::{KollectInventory, KollectInventoryStatus, KollectScope, SinkFamily};
 use kollect_core::api::{condition_types as types, finalizers, reasons};
@@ -19,8 +18,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::export_pass::{
-    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, fill_checksums, held_action,
-    held_progress, next_action, no_sinks_bound, pass_of, record_outcome, start_pass,
+    Exporting, PASS_POLL, Pass, apply_report, cleanup, error_policy, finish_pass, no_sinks_bound, pass_of,
+    start_pass,
 };
 use super::target::manages;
 use super::triggers::{drive, in_namespace};
@@ -238,14 +237,7 @@ async fn apply(
             generation,
         );
     }
-    record_outcome(context, inventory, &outcome.report).await;
-    let refresh = context.options.inventory_status_refresh;
-    if let Some(wait) = held_progress(current.as_ref(), &next, refresh, Timestamp::now()) {
-        return Ok(held_action(&outcome.report, wait));
-    }
-    fill_checksums(&mut next, &outcome.report);
-    let wrote = status::patch_if_changed(api, inventory, current.as_ref(), &next, &context.written).await?;
-    Ok(next_action(&outcome.report, wrote))
+    finish_pass(context, inventory, api, current.as_ref(), next, &outcome).await
 }
 
 /// Where the targets of a namespace stand before an export.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::Stream;
-use kollect_collect::runtime::{Partition, RowStore};
+use kollect_collect::runtime::{Partition, RowStore, StoreChange};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{broadcast, mpsc};
@@ -29,12 +29,13 @@ impl Changed {
         self.partitions.is_empty() && !self.all
     }
 
-    fn add(&mut self, change: Result<Partition, ()>) {
-        match change {
-            Ok(partition) => {
-                self.partitions.insert(partition);
+    /// Takes one notification in: a changed partition, or a gap in the notifications.
+    fn add(&mut self, received: Result<StoreChange, broadcast::error::RecvError>) {
+        match received {
+            Ok(change) => {
+                self.partitions.insert(change.partition);
             }
-            Err(()) => self.all = true,
+            Err(_) => self.all = true,
         }
     }
 
@@ -67,9 +68,8 @@ where
         loop {
             let mut changed = Changed::default();
             match changes.recv().await {
-                Ok(change) => changed.add(Ok(change.partition)),
-                Err(broadcast::error::RecvError::Lagged(_)) => changed.add(Err(())),
                 Err(broadcast::error::RecvError::Closed) => return,
+                received => changed.add(received),
             }
             if idle && !send(&store, &sender, &std::mem::take(&mut changed)).await {
                 return;
@@ -79,9 +79,8 @@ where
             loop {
                 let wait = quiet.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
                 match tokio::time::timeout(wait, changes.recv()).await {
-                    Ok(Ok(change)) => changed.add(Ok(change.partition)),
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => changed.add(Err(())),
                     Ok(Err(broadcast::error::RecvError::Closed)) => return,
+                    Ok(received) => changed.add(received),
                     Err(_) => {
                         idle = tokio::time::Instant::now() < deadline;
                         break;
