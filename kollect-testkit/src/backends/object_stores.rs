@@ -56,7 +56,7 @@ impl Minio {
 
     /// Starts MinIO serving HTTPS with `pki`'s serving certificate (clients trust
     /// `pki.ca_pem`). The port is open when this returns; MinIO may answer `503` for a moment
-    /// after that.
+    /// after that ([`Minio::create_bucket`] waits that out).
     pub fn start_tls(pki: &crate::pki::ServingPki) -> Result<Self, BackendError> {
         Self::start_with(Some(pki))
     }
@@ -139,8 +139,20 @@ impl Minio {
             )
             .await
             .map_err(|e| http_error("minio", "sign CreateBucket", e))?;
-        let response = http_client("minio")?.put(url).send().await;
-        expect_success("minio", &format!("create bucket {bucket}"), response).await
+        let what = format!("create bucket {bucket}");
+        let client = http_client("minio")?;
+        // MinIO reports ready before its identity subsystem has loaded, and answers signed
+        // requests with `503 XMinioServerNotInitialized` until it has; that state passes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = client.put(url.clone()).send().await;
+            let initializing =
+                matches!(&response, Ok(r) if r.status() == http::StatusCode::SERVICE_UNAVAILABLE);
+            if !initializing || tokio::time::Instant::now() >= deadline {
+                return expect_success("minio", &what, response).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
