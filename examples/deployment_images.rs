@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the Deployments were not listed within a minute".into());
     }
     let rows = runtime.store().snapshot_of(&[owner]);
-    let images: Vec<(&str, _)> = rows.rows().iter().map(|r| (r.name.as_str(), &r.attributes)).collect();
+    let images: Vec<(&str, _)> = rows.rows().iter().map(|r| (r.name(), r.attributes())).collect();
     println!("{}", serde_json::to_string_pretty(&images)?);
     Ok(())
 }

@@ -26,8 +26,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 fn replicas_of(runtime: &Runtime, owner: &RowOwner, name: &str) -> Option<i64> {
     let snapshot = runtime.store().snapshot_of(std::slice::from_ref(owner));
-    let row = snapshot.rows().iter().find(|row| row.name == name)?;
-    row.attributes.as_ref()?.get("replicas")?.as_i64()
+    let row = snapshot.rows().iter().find(|row| row.name() == name)?;
+    row.attributes()?.get("replicas")?.as_i64()
 }
 
 #[tokio::main]
@@ -57,8 +57,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let snapshot = runtime.store().snapshot_of(std::slice::from_ref(&owner));
     println!("listed {} Deployments in shop:", snapshot.rows().len());
     for row in snapshot.rows() {
-        let attributes = row.attributes.clone().map_or(Value::Null, Value::Object);
-        println!("  {} {attributes}", row.name);
+        let attributes = row.attributes().map_or(Value::Null, Value::Object);
+        println!("  {} {attributes}", row.name());
     }
 
     // Scale one Deployment through the API server; the watch turns the event into a new row.

@@ -20,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::v1alpha1::SinkPreview;
 pub use crate::error::ErrorClass;
 use crate::error::{Redactor, scrub_userinfo};
-use crate::model::{Delta, ExportMeta, Part, PartMarker, Row, Snapshot, part_path};
+use crate::model::{Delta, ExportMeta, Part, PartMarker, SharedRow, Snapshot, part_path};
 
 /// Whether an inventory is namespaced (`KollectInventory`) or cluster-scoped
 /// (`KollectClusterInventory`).
@@ -153,7 +153,7 @@ impl ExportRequest {
     }
 
     /// The rows of this part, in canonical order.
-    pub fn rows(&self) -> impl Iterator<Item = &Row> + '_ {
+    pub fn rows(&self) -> impl Iterator<Item = &SharedRow> + '_ {
         self.part.rows(&self.snapshot)
     }
 

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 use kollect_core::api::v1alpha1::SinkCommonSpec;
-use kollect_core::model::{Checksum, Envelope, Row, RowKey, SCHEMA_VERSION, format_exported_at};
+use kollect_core::model::{Checksum, Envelope, Row, RowKey, SCHEMA_VERSION, SharedRow, format_exported_at};
 use kollect_core::sink::{InventoryRef, SinkError};
 
 use crate::context::BuildContext;
@@ -199,9 +199,9 @@ pub fn snapshot_value(inventory: &InventoryRef, published_at: Timestamp, envelop
 }
 
 /// The value of a row message and the checksum of the row's canonical JSON.
-pub fn row_value(inventory: &InventoryRef, row: &Row) -> (Vec<u8>, Checksum) {
-    let item = row.canonical_bytes();
-    let checksum = Checksum::of_bytes(&item);
+pub fn row_value(inventory: &InventoryRef, row: &SharedRow) -> (Vec<u8>, Checksum) {
+    let item = row.canonical();
+    let checksum = Checksum::of_bytes(item);
     let mut out = Vec::with_capacity(item.len() + 160);
     out.extend_from_slice(b"{\"schemaVersion\":");
     push_string(&mut out, SCHEMA_VERSION);
@@ -212,7 +212,7 @@ pub fn row_value(inventory: &InventoryRef, row: &Row) -> (Vec<u8>, Checksum) {
     out.extend_from_slice(b",\"inventory\":");
     push_string(&mut out, &inventory.name);
     out.extend_from_slice(b",\"item\":");
-    out.extend_from_slice(&item);
+    out.extend_from_slice(item);
     out.push(b'}');
     (out, checksum)
 }
@@ -305,7 +305,7 @@ struct Assembly {
 /// #     kind: "Deployment".into(), uid: "u1".into(), attributes: None,
 /// # };
 /// let inventory = InventoryRef::namespaced("shop", "images").with_cluster("prod");
-/// let (value, checksum) = row_value(&inventory, &row);
+/// let (value, checksum) = row_value(&inventory, &row.clone().into());
 /// let headers = headers(&inventory, MessageMode::Row, Some(&checksum));
 /// let mut replay = Replay::default();
 /// let pairs = headers.iter().map(|(k, v)| (*k, v.as_bytes()));
@@ -467,7 +467,7 @@ mod tests {
         let inventory = InventoryRef::namespaced("shop", "images").with_cluster("prod");
         let mut replay = Replay::default();
         for name in ["web", "cart"] {
-            let (value, checksum) = row_value(&inventory, &row(name));
+            let (value, checksum) = row_value(&inventory, &row(name).into());
             let headers = headers(&inventory, MessageMode::Row, Some(&checksum));
             replay
                 .apply(

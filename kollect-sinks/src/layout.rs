@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use kollect_core::api::v1alpha1::{GroupInPath, LayoutContent, LayoutMode, LayoutSpec};
-use kollect_core::model::Row;
+use kollect_core::model::SharedRow;
 use kollect_core::sink::{ExportRequest, SinkError};
 use serde_json::{Map, Value};
 
@@ -49,20 +49,20 @@ pub type File = (String, Vec<u8>);
 
 /// Whether every row holds exactly one attribute that is a manifest of the row's own kind;
 /// returns that attribute's name.
-fn resource_mode_key(rows: &[&Row]) -> Option<String> {
+fn resource_mode_key(rows: &[&SharedRow]) -> Option<String> {
     let mut key: Option<String> = None;
     if rows.is_empty() {
         return None;
     }
     for row in rows {
-        let attributes = row.attributes.as_ref()?;
+        let attributes = row.attributes()?;
         if attributes.len() != 1 {
             return None;
         }
         let (name, value) = attributes.iter().next()?;
         let kind = value.get("kind").and_then(Value::as_str)?;
         value.get("apiVersion")?;
-        if !kind.eq_ignore_ascii_case(&row.kind) {
+        if !kind.eq_ignore_ascii_case(row.kind()) {
             return None;
         }
         match &key {
@@ -82,7 +82,7 @@ impl Layout {
         document_template: Option<&str>,
         format: Format,
         git_prune: bool,
-        rows: &[&Row],
+        rows: &[&SharedRow],
     ) -> Layout {
         let mut mode = spec.map_or(LayoutMode::Document, |s| s.mode);
         let mut content = spec.map_or(LayoutContent::Item, |s| s.content);
@@ -130,7 +130,7 @@ impl Layout {
 
     /// The files of `request`'s part.
     pub fn project(&self, request: &ExportRequest) -> Result<Vec<File>, SinkError> {
-        let rows: Vec<&Row> = request.rows().collect();
+        let rows: Vec<&SharedRow> = request.rows().collect();
         let mut files = Vec::new();
         if self.mode == LayoutMode::Document {
             let document = path::render_for(&self.document_template, request, self.format.extension())?;
@@ -141,7 +141,7 @@ impl Layout {
         let mut resources = Vec::with_capacity(rows.len());
         for row in &rows {
             let file = self.resource_path(request, row)?;
-            let identity = format!("{}/{}/{}", row.kind, row.namespace, row.name);
+            let identity = format!("{}/{}/{}", row.kind(), row.namespace(), row.name());
             if let Some(other) = seen.insert(file.clone(), identity.clone()) {
                 return Err(SinkError::terminal(format!(
                     "layout collision: \"{other}\" and \"{identity}\" both render path \"{file}\""
@@ -180,7 +180,7 @@ impl Layout {
         Ok(files)
     }
 
-    fn document(&self, request: &ExportRequest, rows: &[&Row]) -> Result<Vec<u8>, SinkError> {
+    fn document(&self, request: &ExportRequest, rows: &[&SharedRow]) -> Result<Vec<u8>, SinkError> {
         match self.format {
             Format::Json => Ok(request.envelope()),
             Format::Yaml => {
@@ -200,19 +200,20 @@ impl Layout {
     }
 
     /// The bytes of `row`'s own file.
-    pub fn resource_bytes(&self, row: &Row) -> Result<Vec<u8>, SinkError> {
+    pub fn resource_bytes(&self, row: &SharedRow) -> Result<Vec<u8>, SinkError> {
         let value = match self.content {
             LayoutContent::Item => row_value(row)?,
-            LayoutContent::Attributes => Value::Object(row.attributes.clone().unwrap_or_default()),
+            LayoutContent::Attributes => Value::Object(row.attributes().unwrap_or_default()),
             LayoutContent::Manifest => row
-                .attributes
-                .as_ref()
-                .and_then(|a| a.get(&self.manifest_key))
-                .cloned()
+                .attributes()
+                .and_then(|mut a| a.remove(&self.manifest_key))
                 .ok_or_else(|| {
                     SinkError::terminal(format!(
                         "layout content manifest: {}/{}/{} has no attribute \"{}\"",
-                        row.kind, row.namespace, row.name, self.manifest_key
+                        row.kind(),
+                        row.namespace(),
+                        row.name(),
+                        self.manifest_key
                     ))
                 })?,
         };
@@ -263,7 +264,7 @@ impl Layout {
     }
 
     /// The path of `row`'s own file, from the per-resource template.
-    pub fn resource_path(&self, request: &ExportRequest, row: &Row) -> Result<String, SinkError> {
+    pub fn resource_path(&self, request: &ExportRequest, row: &SharedRow) -> Result<String, SinkError> {
         let inventory = &request.inventory;
         let cluster = if inventory.cluster.is_empty() {
             "default"
@@ -271,13 +272,13 @@ impl Layout {
             &inventory.cluster
         };
         let kind = if self.lowercase_kind {
-            row.kind.to_ascii_lowercase()
+            row.kind().to_ascii_lowercase()
         } else {
-            row.kind.clone()
+            row.kind().to_owned()
         };
         let group = match self.group_in_path {
             GroupInPath::Never => String::new(),
-            GroupInPath::Auto | GroupInPath::Always => row.group.clone(),
+            GroupInPath::Auto | GroupInPath::Always => row.group().to_owned(),
         };
         let template = &self.resource_template;
         let mut out = String::new();
@@ -293,13 +294,13 @@ impl Layout {
                 "cluster" => self.sanitize(cluster),
                 "namespace" => self.sanitize(inventory.path_namespace()),
                 "name" => self.sanitize(&inventory.name),
-                "targetNamespace" => self.sanitize(&row.target_namespace),
-                "targetName" => self.sanitize(&row.target_name),
-                "sourceNamespace" => self.sanitize(&row.namespace),
-                "sourceName" => self.sanitize(&row.name),
+                "targetNamespace" => self.sanitize(row.target_namespace()),
+                "targetName" => self.sanitize(row.target_name()),
+                "sourceNamespace" => self.sanitize(row.namespace()),
+                "sourceName" => self.sanitize(row.name()),
                 "group" => self.sanitize(&group),
                 "kind" => self.sanitize(&kind),
-                "uid" => self.sanitize(&row.uid),
+                "uid" => self.sanitize(row.uid()),
                 "generation" => request.generation.to_string(),
                 "extension" => self.format.extension().to_owned(),
                 other => {
@@ -323,7 +324,7 @@ impl Layout {
 }
 
 /// A row as a JSON value (canonical field order).
-fn row_value(row: &Row) -> Result<Value, SinkError> {
+fn row_value(row: &SharedRow) -> Result<Value, SinkError> {
     serde_json::to_value(row).map_err(|e| SinkError::terminal(format!("encode row: {e}")))
 }
 
@@ -350,7 +351,7 @@ fn yaml(value: &Value) -> Result<Vec<u8>, SinkError> {
 mod tests {
     use super::*;
     use kollect_core::api::v1alpha1::FilenameSpec;
-    use kollect_core::model::Snapshot;
+    use kollect_core::model::{Row, Snapshot};
     use kollect_core::sink::InventoryRef;
     use serde_json::json;
 
@@ -378,7 +379,7 @@ mod tests {
     }
 
     fn layout(spec: Option<LayoutSpec>, format: Format, rows: &ExportRequest) -> Layout {
-        let rows: Vec<&Row> = rows.rows().collect();
+        let rows: Vec<&SharedRow> = rows.rows().collect();
         Layout::resolve(spec.as_ref(), None, format, false, &rows)
     }
 

@@ -48,9 +48,9 @@ mod tests {
         let request = sample_request(Timestamp::UNIX_EPOCH);
         assert_eq!(request.inventory.to_string(), "team-a/api");
         assert_eq!(request.generation, 1);
-        let names: Vec<_> = request.rows().map(|r| r.name.as_str()).collect();
+        let names: Vec<_> = request.rows().map(|r| r.name()).collect();
         assert_eq!(names.len(), 4);
-        let uids: std::collections::BTreeSet<_> = request.rows().map(|r| r.uid.as_str()).collect();
+        let uids: std::collections::BTreeSet<_> = request.rows().map(|r| r.uid()).collect();
         assert_eq!(uids.len(), 4, "uids are distinct");
     }
 }

@@ -20,7 +20,7 @@
 
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
-use kollect_core::model::{Delta, ExportMeta, Row, Snapshot, partition};
+use kollect_core::model::{Delta, ExportMeta, Row, SharedRow, Snapshot, partition};
 use kollect_core::sink::{ExportRequest, InventoryRef, RemoveRequest, Sink};
 use serde_json::json;
 use std::sync::Arc;
@@ -73,11 +73,11 @@ const NO_ROWS: &[Row] = &[];
 async fn expect_rows(
     inspect: &dyn Inspect,
     inventory: &InventoryRef,
-    expected: &[impl AsRef<Row>],
+    expected: &[impl Clone + Into<Row>],
     step: &str,
 ) -> CaseResult {
     let found = held(inspect, inventory).await?;
-    let mut expected: Vec<Row> = expected.iter().map(|row| row.as_ref().clone()).collect();
+    let mut expected: Vec<Row> = expected.iter().cloned().map(Into::into).collect();
     kollect_core::model::sort_canonical(&mut expected);
     if found == expected {
         return Ok(());
@@ -136,7 +136,7 @@ pub async fn delta_upserts_and_deletes(sink: &dyn Sink, inspect: &dyn Inspect) -
         sink,
         &inv,
         1,
-        before.rows().iter().map(|row| row.row().clone()).collect(),
+        before.rows().iter().map(SharedRow::to_row).collect(),
     )
     .await?;
     let mut after_rows = rows(&inv, &["web", "checkout"], 1);

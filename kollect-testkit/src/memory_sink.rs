@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kollect_core::error::ErrorClass;
-use kollect_core::model::{PartMarker, Row, RowKey};
+use kollect_core::model::{PartMarker, Row, RowKey, SharedRow};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -184,7 +184,7 @@ impl Sink for MemorySink {
     }
 
     async fn export(&self, request: &ExportRequest) -> Result<ExportReceipt, SinkError> {
-        let part_rows: Vec<Row> = request.rows().cloned().collect();
+        let part_rows: Vec<Row> = request.rows().map(SharedRow::to_row).collect();
         let delta = request
             .delta
             .as_ref()
@@ -219,7 +219,7 @@ impl Sink for MemorySink {
                         current.remove(key);
                     }
                     for row in &delta.upserts {
-                        current.insert(row.key(), row.row().clone());
+                        current.insert(row.key(), row.to_row());
                     }
                 }
                 None => {

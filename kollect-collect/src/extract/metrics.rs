@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use kollect_core::api::v1alpha1::MetricSpec;
-use kollect_core::model::{Row, canonical};
+use kollect_core::model::{SharedRow, canonical};
 use serde_json::Value;
 
 /// Label tuples kept per labeled series; further tuples are dropped and counted.
@@ -63,55 +63,65 @@ fn label_value(value: Option<&Value>) -> String {
     }
 }
 
-/// Computes the series of a profile over `rows` (plain or shared rows).
-pub fn compute<R: AsRef<Row>>(metrics: &[MetricSpec], rows: &[R]) -> DomainMetrics {
+/// Computes the series of a profile over `rows`, decoding each row's attributes once.
+pub fn compute(metrics: &[MetricSpec], rows: &[SharedRow]) -> DomainMetrics {
     let mut out = DomainMetrics::default();
     out.series.push(Series {
         name: "object_count".to_owned(),
         value: rows.len() as f64,
     });
-    let attributes = || rows.iter().filter_map(|r| r.as_ref().attributes.as_ref());
-
-    if metrics.is_empty() {
-        let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
-        for attrs in attributes() {
-            for (name, value) in attrs {
+    let label_names: Vec<Vec<String>> = metrics
+        .iter()
+        .map(|metric| {
+            let mut names = metric.labels.clone();
+            names.sort();
+            names
+        })
+        .collect();
+    // Without metrics: a sum per numeric attribute name. With them: a total per unlabeled
+    // metric and the label tuples' sums per labeled one.
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut totals = vec![0.0; metrics.len()];
+    let mut tuples: Vec<Tuples> = vec![Tuples::new(); metrics.len()];
+    for attrs in rows.iter().filter_map(SharedRow::attributes) {
+        if metrics.is_empty() {
+            for (name, value) in &attrs {
                 if let Some(n) = numeric(value) {
-                    *sums.entry(name.as_str()).or_default() += n;
+                    match sums.get_mut(name.as_str()) {
+                        Some(sum) => *sum += n,
+                        None => {
+                            sums.insert(name.clone(), n);
+                        }
+                    }
                 }
             }
-        }
-        out.series.extend(sums.into_iter().map(|(name, value)| Series {
-            name: name.to_owned(),
-            value,
-        }));
-        return out;
-    }
-
-    for metric in metrics {
-        if metric.labels.is_empty() {
-            let value = attributes()
-                .filter_map(|a| a.get(&metric.path).and_then(numeric))
-                .sum();
-            out.series.push(Series {
-                name: metric.name.clone(),
-                value,
-            });
             continue;
         }
-        let mut label_names = metric.labels.clone();
-        label_names.sort();
-        let mut tuples: BTreeMap<String, (Vec<(String, String)>, f64)> = BTreeMap::new();
-        for attrs in attributes() {
+        for (index, metric) in metrics.iter().enumerate() {
             let Some(n) = attrs.get(&metric.path).and_then(numeric) else {
                 continue;
             };
-            let labels: Vec<(String, String)> = label_names
+            if metric.labels.is_empty() {
+                totals[index] += n;
+                continue;
+            }
+            let labels: Vec<(String, String)> = label_names[index]
                 .iter()
                 .map(|l| (l.clone(), label_value(attrs.get(l))))
                 .collect();
             let key: String = labels.iter().map(|(k, v)| format!("{k}={v}\0")).collect();
-            tuples.entry(key).or_insert_with(|| (labels, 0.0)).1 += n;
+            tuples[index].entry(key).or_insert_with(|| (labels, 0.0)).1 += n;
+        }
+    }
+    out.series
+        .extend(sums.into_iter().map(|(name, value)| Series { name, value }));
+    for ((metric, total), tuples) in metrics.iter().zip(totals).zip(tuples) {
+        if metric.labels.is_empty() {
+            out.series.push(Series {
+                name: metric.name.clone(),
+                value: total,
+            });
+            continue;
         }
         let dropped = tuples.len().saturating_sub(MAX_LABELED_TUPLES);
         if dropped > 0 {
@@ -131,16 +141,20 @@ pub fn compute<R: AsRef<Row>>(metrics: &[MetricSpec], rows: &[R]) -> DomainMetri
     out
 }
 
+/// Label tuples of one labeled metric by their joined key: the labels and their sum.
+type Tuples = BTreeMap<String, (Vec<(String, String)>, f64)>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kollect_core::model::Row;
     use serde_json::json;
 
-    fn row(attrs: Value) -> Row {
-        Row {
+    fn row(attrs: Value) -> SharedRow {
+        SharedRow::new(Row {
             attributes: attrs.as_object().cloned(),
             ..Row::default()
-        }
+        })
     }
 
     #[test]
@@ -217,7 +231,7 @@ mod tests {
 
     #[test]
     fn tuples_are_capped() {
-        let rows: Vec<Row> = (0..250).map(|i| row(json!({"n": 1, "id": i}))).collect();
+        let rows: Vec<SharedRow> = (0..250).map(|i| row(json!({"n": 1, "id": i}))).collect();
         let metrics = vec![MetricSpec {
             name: "per_id".into(),
             path: "n".into(),

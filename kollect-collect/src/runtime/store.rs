@@ -11,8 +11,10 @@
 //! them in canonical order, so a snapshot is a copy of pointers in an order that needs no sort,
 //! and the snapshot of a version is built once and handed out again until the next change.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use kollect_core::collect::RowOwner;
@@ -96,9 +98,65 @@ impl Ord for Ordered {
     }
 }
 
+/// One owner's rows, found by uid. The uid is read from the row itself, so it is not stored a
+/// second time as a key.
+#[derive(Debug, Default)]
+struct RowsByUid(HashSet<ByUid>);
+
+#[derive(Debug, Clone)]
+struct ByUid(SharedRow);
+
+impl PartialEq for ByUid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.uid() == other.0.uid()
+    }
+}
+
+impl Eq for ByUid {}
+
+impl Hash for ByUid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Equal to hashing the `str` it borrows as, which `HashSet::get(&str)` relies on.
+        self.0.uid().hash(state);
+    }
+}
+
+impl Borrow<str> for ByUid {
+    fn borrow(&self) -> &str {
+        self.0.uid()
+    }
+}
+
+impl RowsByUid {
+    fn get(&self, uid: &str) -> Option<&SharedRow> {
+        self.0.get(uid).map(|row| &row.0)
+    }
+
+    /// Stores `row`, returning the row it replaces.
+    fn insert(&mut self, row: SharedRow) -> Option<SharedRow> {
+        self.0.replace(ByUid(row)).map(|old| old.0)
+    }
+
+    fn remove(&mut self, uid: &str) -> Option<SharedRow> {
+        self.0.take(uid).map(|row| row.0)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &SharedRow> {
+        self.0.iter().map(|row| &row.0)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    rows: HashMap<RowOwner, HashMap<String, SharedRow>>,
+    rows: HashMap<RowOwner, RowsByUid>,
     /// The same rows per partition, in canonical order.
     ordered: HashMap<Partition, BTreeSet<Ordered>>,
     version: u64,
@@ -229,10 +287,10 @@ impl RowStore {
             let rows = inner.rows.entry(owner.clone()).or_default();
             // Another writer may have stored the same content since the check above; the map
             // and the ordered set then keep the value they already share.
-            if rows.get(&row.uid).is_some_and(|existing| *existing == row) {
+            if rows.get(row.uid()).is_some_and(|existing| *existing == row) {
                 return false;
             }
-            match rows.insert(row.uid.clone(), row.clone()) {
+            match rows.insert(row.clone()) {
                 Some(existing) => inner.unorder(owner, &existing),
                 None => inner.total += 1,
             }
@@ -241,7 +299,7 @@ impl RowStore {
                 .entry(Partition::of(owner))
                 .or_default()
                 .insert(Ordered(row.clone()));
-            inner.record(owner, &row.uid)
+            inner.record(owner, row.uid())
         };
         self.notify(vec![change]);
         true
@@ -269,7 +327,7 @@ impl RowStore {
     }
 
     /// Removes the rows of `owner` for which `stale` is true; returns how many.
-    pub fn remove_where(&self, owner: &RowOwner, stale: impl Fn(&Row) -> bool) -> usize {
+    pub fn remove_where(&self, owner: &RowOwner, stale: impl Fn(&SharedRow) -> bool) -> usize {
         let changes = {
             let mut inner = self.write();
             let Some(rows) = inner.rows.get_mut(owner) else {
@@ -278,7 +336,7 @@ impl RowStore {
             let uids: Vec<String> = rows
                 .values()
                 .filter(|row| stale(row))
-                .map(|row| row.uid.clone())
+                .map(|row| row.uid().to_owned())
                 .collect();
             let removed: Vec<SharedRow> = uids.iter().filter_map(|uid| rows.remove(uid)).collect();
             if rows.is_empty() {
@@ -304,7 +362,7 @@ impl RowStore {
 
     /// Number of rows of `owner`.
     pub fn count(&self, owner: &RowOwner) -> usize {
-        self.read().rows.get(owner).map_or(0, HashMap::len)
+        self.read().rows.get(owner).map_or(0, RowsByUid::len)
     }
 
     /// Number of rows in the store.
@@ -322,7 +380,7 @@ impl RowStore {
         self.read()
             .rows
             .get(owner)
-            .map(|rows| rows.keys().cloned().collect())
+            .map(|rows| rows.values().map(|row| row.uid().to_owned()).collect())
             .unwrap_or_default()
     }
 
@@ -467,7 +525,7 @@ mod tests {
             .snapshot
             .rows()
             .iter()
-            .map(|r| (r.target_name.as_str(), r.uid.as_str()))
+            .map(|r| (r.target_name(), r.uid()))
             .collect();
         assert_eq!(
             order,
@@ -500,10 +558,7 @@ mod tests {
                 &second.snapshot.rows()[i]
             ));
         }
-        assert_eq!(
-            second.snapshot.rows()[2].attributes.as_ref().unwrap()["image"],
-            "y"
-        );
+        assert_eq!(second.snapshot.rows()[2].attributes().unwrap()["image"], "y");
         let delta = Delta::between(&first.snapshot, &second.snapshot);
         assert_eq!((delta.upserts.len(), delta.deletes.len()), (1, 0));
 
@@ -513,7 +568,7 @@ mod tests {
         assert_eq!(store.partition_len(&partition), 3);
         assert_eq!(store.remove_owner(&a), 2);
         assert_eq!(store.partition_len(&partition), 1);
-        assert_eq!(store.snapshot(&partition).snapshot.rows()[0].uid, "9");
+        assert_eq!(store.snapshot(&partition).snapshot.rows()[0].uid(), "9");
     }
 
     #[test]
@@ -530,9 +585,9 @@ mod tests {
         assert_eq!(store.partition_len(&Partition::Namespace("team-a".into())), 1);
         assert_eq!(store.partition_len(&Partition::Cluster), 1);
         assert_eq!(store.partition_len(&Partition::Namespace("team-c".into())), 0);
-        assert_eq!(view.snapshot.rows()[0].target_namespace, "team-a");
+        assert_eq!(view.snapshot.rows()[0].target_namespace(), "team-a");
         let view = store.snapshot(&Partition::Cluster);
-        assert_eq!(view.snapshot.rows()[0].target_namespace, "");
+        assert_eq!(view.snapshot.rows()[0].target_namespace(), "");
         assert_eq!(store.snapshot_of(&[a.clone(), cluster]).len(), 2);
         assert_eq!(store.remove_owner(&a), 1);
         assert_eq!(
@@ -559,9 +614,9 @@ mod tests {
         store.upsert(&a, row(&a, "3", "x"));
         let (delta, version) = store.delta_since(&partition, since).unwrap();
         assert_eq!(version, store.version(&partition));
-        let upserted: Vec<_> = delta.upserts.iter().map(|r| r.uid.as_str()).collect();
+        let upserted: Vec<_> = delta.upserts.iter().map(|r| r.uid()).collect();
         assert_eq!(upserted, ["1", "3"]);
-        assert_eq!(delta.upserts[0].attributes.as_ref().unwrap()["image"], "z");
+        assert_eq!(delta.upserts[0].attributes().unwrap()["image"], "z");
         assert_eq!(delta.deletes, vec![owner_key(&a, "2")]);
         let (empty, _) = store.delta_since(&partition, version).unwrap();
         assert!(empty.is_empty());
@@ -594,7 +649,7 @@ mod tests {
             store.upsert(&a, row(&a, uid, "x"));
         }
         let keep: BTreeSet<&str> = ["2"].into();
-        assert_eq!(store.remove_where(&a, |r| !keep.contains(r.uid.as_str())), 2);
+        assert_eq!(store.remove_where(&a, |r| !keep.contains(r.uid())), 2);
         assert_eq!(store.uids(&a), BTreeSet::from(["2".to_owned()]));
         let mut seen = 0;
         while let Ok(change) = changes.try_recv() {

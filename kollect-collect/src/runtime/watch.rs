@@ -349,7 +349,7 @@ pub(crate) async fn run_watch(
         for target in current_targets.iter() {
             let removed = shared
                 .store
-                .remove_where(&target.owner, |row| !covered.contains(&row.namespace));
+                .remove_where(&target.owner, |row| !covered.contains(row.namespace()));
             if removed > 0 {
                 shared.after_change(target);
             }
@@ -501,7 +501,7 @@ fn watch_failed(shared: &Shared, context: &WatchContext, tag: &str, error: &watc
         if forbidden {
             let removed = shared
                 .store
-                .remove_where(&target.owner, |row| tag.is_empty() || row.namespace == tag);
+                .remove_where(&target.owner, |row| tag.is_empty() || row.namespace() == tag);
             if removed > 0 {
                 shared.after_change(target);
             }
@@ -525,7 +525,7 @@ fn watch_failed(shared: &Shared, context: &WatchContext, tag: &str, error: &watc
 fn sweep(shared: &Shared, context: &WatchContext, tag: &str, seen: &HashSet<String>) {
     for target in context.targets().iter() {
         let removed = shared.store.remove_where(&target.owner, |row| {
-            (tag.is_empty() || row.namespace == tag) && !seen.contains(&row.uid)
+            (tag.is_empty() || row.namespace() == tag) && !seen.contains(row.uid())
         });
         if removed > 0 {
             shared.after_change(target);

@@ -110,8 +110,8 @@ fn rows(runtime: &Runtime, namespace: &str) -> BTreeMap<String, Value> {
         .rows()
         .iter()
         .map(|row| {
-            let color = row.attributes.as_ref().unwrap()["color"].clone();
-            (format!("{}/{}", row.namespace, row.name), color)
+            let color = row.attributes().unwrap()["color"].clone();
+            (format!("{}/{}", row.namespace(), row.name()), color)
         })
         .collect()
 }
@@ -162,13 +162,10 @@ async fn create_update_delete_moves_rows() {
         .snapshot
         .rows()[0]
         .clone();
-    assert_eq!(row.target_namespace, ns);
-    assert_eq!(row.target_name, "configmaps");
-    assert_eq!(
-        (row.group.as_str(), row.version.as_str(), row.kind.as_str()),
-        ("", "v1", "ConfigMap")
-    );
-    assert_eq!(row.attributes.as_ref().unwrap()["size"], 1);
+    assert_eq!(row.target_namespace(), ns);
+    assert_eq!(row.target_name(), "configmaps");
+    assert_eq!((row.group(), row.version(), row.kind()), ("", "v1", "ConfigMap"));
+    assert_eq!(row.attributes().unwrap()["size"], 1);
 
     cms.create(&PostParams::default(), &cm("b", &[], "blue"))
         .await
@@ -365,8 +362,8 @@ async fn resource_rules_match_policy_and_opt_in() {
             .snapshot
             .rows()
             .iter()
-            .filter(|r| r.target_name == owner_name(owner))
-            .map(|r| r.name.clone())
+            .filter(|r| r.target_name() == owner_name(owner))
+            .map(|r| r.name().to_owned())
             .collect();
         names.sort();
         names
@@ -517,7 +514,7 @@ spec:
         .snapshot
         .rows()[0]
         .clone();
-    assert_eq!(row.group, "late.kollect.dev");
+    assert_eq!(row.group(), "late.kollect.dev");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,7 +561,7 @@ async fn a_forbidden_namespace_is_reported_and_has_no_rows() {
         .snapshot
         .rows()
         .iter()
-        .map(|r| r.namespace.clone())
+        .map(|r| r.namespace().to_owned())
         .collect();
     assert_eq!(names, vec![allowed.clone()]);
 }

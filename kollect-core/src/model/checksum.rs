@@ -245,7 +245,7 @@ mod tests {
         let a = snapshot(&["x", "y", "z"]);
         let shared: Vec<SharedRow> = a.rows().to_vec();
         let mut changed = shared.clone();
-        changed[1] = SharedRow::new(snapshot(&["x", "other", "z"]).rows()[1].row().clone());
+        changed[1] = SharedRow::new(snapshot(&["x", "other", "z"]).rows()[1].to_row());
         let b = Snapshot::from_canonical_order(shared);
         let c = Snapshot::from_canonical_order(changed);
         // Same rows in another snapshot, an equal copy of the rows, and one changed row.

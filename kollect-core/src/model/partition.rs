@@ -4,7 +4,6 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::checksum::{Checksum, items_fingerprint, partitions_checksum};
 use super::envelope::{EnvelopeHeader, PartMarker};
-use super::row::Row;
 use super::shared::SharedRow;
 use super::snapshot::Snapshot;
 
@@ -93,13 +92,8 @@ impl Part {
         }
     }
 
-    /// Iterates over this part's rows in canonical order.
-    pub fn rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a Row> + 'a {
-        self.shared_rows(snapshot).map(SharedRow::row)
-    }
-
-    /// Iterates over this part's rows as the snapshot shares them.
-    pub fn shared_rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a SharedRow> + 'a {
+    /// Iterates over this part's rows in canonical order, as the snapshot shares them.
+    pub fn rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a SharedRow> + 'a {
         self.positions().filter_map(|i| snapshot.rows().get(i))
     }
 
@@ -119,7 +113,7 @@ impl Part {
     pub fn encode(&self, snapshot: &Snapshot, meta: &ExportMeta) -> Vec<u8> {
         let mut out = Vec::new();
         self.header(meta).write_with(&mut out, |out| {
-            for (i, row) in self.shared_rows(snapshot).enumerate() {
+            for (i, row) in self.rows(snapshot).enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -244,15 +238,15 @@ pub fn partition(
         let alone = measure(1, len);
         if alone > ceiling {
             let row = &rows[*index];
-            let object = if row.namespace.is_empty() {
-                row.name.clone()
+            let object = if row.namespace().is_empty() {
+                row.name().to_owned()
             } else {
-                format!("{}/{}", row.namespace, row.name)
+                format!("{}/{}", row.namespace(), row.name())
             };
             return Err(ItemTooLarge {
                 ceiling,
                 size: alone,
-                kind: row.kind.clone(),
+                kind: row.kind().to_owned(),
                 object,
             });
         }
@@ -317,6 +311,7 @@ pub fn part_path(path: &str, marker: Option<PartMarker>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Row;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -425,7 +420,7 @@ mod tests {
                         }
                         let decoded = super::super::envelope::decode(&bytes).unwrap().unwrap();
                         prop_assert_eq!(decoded.items.len(), part.len());
-                        let part_rows: Vec<Row> = part.rows(&s).cloned().collect();
+                        let part_rows: Vec<SharedRow> = part.rows(&s).cloned().collect();
                         prop_assert_eq!(&decoded.checksum, part.checksum().as_str());
                         prop_assert_eq!(part.checksum().clone(), items_fingerprint(&part_rows));
                     }

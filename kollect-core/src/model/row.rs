@@ -84,6 +84,11 @@ impl Row {
 
     /// Appends the canonical (Go `encoding/json`) encoding of this row to `out`.
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        self.write_canonical_marked(out);
+    }
+
+    /// [`Row::write_canonical`], returning where in `out` the attributes' encoding starts.
+    pub(super) fn write_canonical_marked(&self, out: &mut Vec<u8>) -> usize {
         let field = |out: &mut Vec<u8>, first: bool, name: &str, value: &str| {
             if !first {
                 out.push(b',');
@@ -104,11 +109,13 @@ impl Row {
         field(out, false, "kind", &self.kind);
         field(out, false, "uid", &self.uid);
         out.extend_from_slice(b",\"attributes\":");
+        let attributes_at = out.len();
         match &self.attributes {
             Some(attributes) => canonical::write_map(out, attributes),
             None => out.extend_from_slice(b"null"),
         }
         out.push(b'}');
+        attributes_at
     }
 
     /// The canonical encoding of this row as a new buffer.

@@ -1,58 +1,215 @@
-//! Rows shared by the store, snapshots and deltas, each encoded once.
+//! Rows shared by the store, snapshots and deltas, each encoded once and kept compact.
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::ops::Deref;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::row::Row;
+use super::row::{Attributes, Row, RowKey};
 
-/// A row and its canonical encoding behind one reference count.
+/// A stored row: its canonical encoding and its fields, in one allocation behind one reference
+/// count.
 ///
 /// The row store keeps every row as a `SharedRow`; snapshots and deltas hold the same values, so
 /// taking a snapshot or computing a delta copies pointers, not rows, and the canonical bytes
 /// (what checksums and envelopes are made of) are computed once per row version instead of once
-/// per export pass. It dereferences to [`Row`].
+/// per export pass.
+///
+/// A `SharedRow` does not keep a [`Row`]: its identity fields are read from one buffer and its
+/// attributes are decoded on request ([`SharedRow::attributes`]), because a hundred thousand
+/// stored rows each holding eight strings and an attribute map cost several times their encoded
+/// size. [`SharedRow::to_row`] builds the owned form.
 ///
 /// ```
 /// use kollect_core::model::{Row, SharedRow};
 ///
-/// let row = Row { name: "web".into(), uid: "u1".into(), ..Row::default() };
+/// let row = Row {
+///     name: "web".into(),
+///     uid: "u1".into(),
+///     attributes: serde_json::json!({"image": "web:1"}).as_object().cloned(),
+///     ..Row::default()
+/// };
 /// let shared = SharedRow::new(row.clone());
-/// assert_eq!(shared.name, "web");
+/// assert_eq!(shared.name(), "web");
+/// assert_eq!(shared.attributes(), row.attributes);
 /// assert_eq!(shared.canonical(), row.canonical_bytes().as_slice());
+/// assert_eq!(shared.to_row(), row);
 /// assert!(SharedRow::ptr_eq(&shared, &shared.clone()));
 /// ```
 #[derive(Clone)]
 pub struct SharedRow(Arc<Encoded>);
 
+/// The string fields in the order they are laid out in [`Encoded::data`].
+#[derive(Clone, Copy)]
+enum Field {
+    TargetNamespace,
+    TargetName,
+    Namespace,
+    Name,
+    Group,
+    Version,
+    Kind,
+    Uid,
+}
+
+const FIELDS: usize = 8;
+
 struct Encoded {
-    row: Row,
-    canonical: Box<[u8]>,
+    /// The canonical encoding, then the eight string fields, then the attributes as serde_json
+    /// encodes them (so they decode back to exactly the values stored), or nothing for `None`.
+    data: Box<str>,
+    /// Where the attributes' canonical encoding starts (it ends one byte before the canonical
+    /// encoding does).
+    attributes_at: usize,
+    /// Where the canonical encoding ends.
+    canonical_end: usize,
+    /// Where each string field ends.
+    field_ends: [usize; FIELDS],
+}
+
+impl Encoded {
+    fn field(&self, field: Field) -> &str {
+        let index = field as usize;
+        let start = match index {
+            0 => self.canonical_end,
+            _ => self.field_ends[index - 1],
+        };
+        self.data.get(start..self.field_ends[index]).unwrap_or_default()
+    }
+
+    fn attributes_json(&self) -> &str {
+        self.data.get(self.field_ends[FIELDS - 1]..).unwrap_or_default()
+    }
 }
 
 impl SharedRow {
-    /// Encodes `row` and wraps it.
+    /// Encodes `row` and stores it.
     pub fn new(row: Row) -> Self {
-        let canonical = row.canonical_bytes().into_boxed_slice();
-        Self(Arc::new(Encoded { row, canonical }))
-    }
-
-    /// The row.
-    pub fn row(&self) -> &Row {
-        &self.0.row
+        let mut data = Vec::with_capacity(512);
+        let attributes_at = row.write_canonical_marked(&mut data);
+        let canonical_end = data.len();
+        let mut field_ends = [0; FIELDS];
+        let fields = [
+            &row.target_namespace,
+            &row.target_name,
+            &row.namespace,
+            &row.name,
+            &row.group,
+            &row.version,
+            &row.kind,
+            &row.uid,
+        ];
+        for (end, value) in field_ends.iter_mut().zip(fields) {
+            data.extend_from_slice(value.as_bytes());
+            *end = data.len();
+        }
+        if let Some(attributes) = &row.attributes {
+            // Writing a map of JSON values into a buffer cannot fail.
+            let _ = serde_json::to_writer(&mut data, attributes);
+        }
+        // Canonical bytes, `str`s and serde_json output are all UTF-8.
+        let data = String::from_utf8(data).unwrap_or_default().into_boxed_str();
+        Self(Arc::new(Encoded {
+            data,
+            attributes_at,
+            canonical_end,
+            field_ends,
+        }))
     }
 
     /// The row's canonical (Go `encoding/json`) encoding.
     pub fn canonical(&self) -> &[u8] {
-        &self.0.canonical
+        let data = self.0.data.as_bytes();
+        data.get(..self.0.canonical_end).unwrap_or(data)
+    }
+
+    /// The canonical encoding of the attributes alone (`null` without them): the part of
+    /// [`SharedRow::canonical`] after `"attributes":`.
+    pub fn canonical_attributes(&self) -> &[u8] {
+        let end = (self.0.canonical_end).saturating_sub(1);
+        self.0
+            .data
+            .as_bytes()
+            .get(self.0.attributes_at..end)
+            .unwrap_or_default()
     }
 
     /// Appends the canonical encoding to `out` (a copy of the cached bytes).
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.0.canonical);
+        out.extend_from_slice(self.canonical());
+    }
+
+    /// Namespace of the target that collected the object.
+    pub fn target_namespace(&self) -> &str {
+        self.0.field(Field::TargetNamespace)
+    }
+
+    /// Name of the target that collected the object.
+    pub fn target_name(&self) -> &str {
+        self.0.field(Field::TargetName)
+    }
+
+    /// Namespace of the collected object; empty for cluster-scoped objects.
+    pub fn namespace(&self) -> &str {
+        self.0.field(Field::Namespace)
+    }
+
+    /// Name of the collected object.
+    pub fn name(&self) -> &str {
+        self.0.field(Field::Name)
+    }
+
+    /// API group of the object (empty for the core group).
+    pub fn group(&self) -> &str {
+        self.0.field(Field::Group)
+    }
+
+    /// API version of the object.
+    pub fn version(&self) -> &str {
+        self.0.field(Field::Version)
+    }
+
+    /// Kind of the object.
+    pub fn kind(&self) -> &str {
+        self.0.field(Field::Kind)
+    }
+
+    /// `metadata.uid` of the object.
+    pub fn uid(&self) -> &str {
+        self.0.field(Field::Uid)
+    }
+
+    /// True when the row has an attribute map (`attributes` is not `null`).
+    pub fn has_attributes(&self) -> bool {
+        !self.0.attributes_json().is_empty()
+    }
+
+    /// The extracted attributes, decoded from the stored form (each call decodes again; keep the
+    /// result when reading several values).
+    pub fn attributes(&self) -> Option<Attributes> {
+        let json = self.0.attributes_json();
+        if json.is_empty() {
+            return None;
+        }
+        // Written by serde_json from an attribute map in `new`, so it decodes back to it.
+        serde_json::from_str(json).ok()
+    }
+
+    /// The store/delta identity of this row: (targetNamespace, targetName, uid).
+    pub fn key(&self) -> RowKey {
+        RowKey {
+            target_namespace: self.target_namespace().to_owned(),
+            target_name: self.target_name().to_owned(),
+            uid: self.uid().to_owned(),
+        }
+    }
+
+    /// True when this row and `key` name the same row.
+    pub fn has_key(&self, key: &RowKey) -> bool {
+        self.uid() == key.uid
+            && self.target_name() == key.target_name
+            && self.target_namespace() == key.target_namespace
     }
 
     /// True when both are the same stored value (one row version); `false` says nothing about
@@ -61,11 +218,53 @@ impl SharedRow {
         Arc::ptr_eq(&a.0, &b.0)
     }
 
-    /// The row, copied only when another holder still shares it.
-    pub fn into_row(self) -> Row {
-        match Arc::try_unwrap(self.0) {
-            Ok(encoded) => encoded.row,
-            Err(shared) => shared.row.clone(),
+    /// The row as serde_json encodes a [`Row`] (not the canonical form: attributes in their
+    /// stored order, numbers as given), written from the stored fields without decoding.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(self.0.data.len());
+        out.push('{');
+        let mut field = |name: &str, value: &str| {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(name);
+            out.push_str("\":");
+            // Encoding a `str` cannot fail.
+            out.push_str(&serde_json::to_string(value).unwrap_or_default());
+        };
+        field("targetNamespace", self.target_namespace());
+        field("targetName", self.target_name());
+        field("namespace", self.namespace());
+        field("name", self.name());
+        if !self.group().is_empty() {
+            field("group", self.group());
+        }
+        field("version", self.version());
+        field("kind", self.kind());
+        field("uid", self.uid());
+        out.push_str(",\"attributes\":");
+        match self.0.attributes_json() {
+            "" => out.push_str("null"),
+            json => out.push_str(json),
+        }
+        out.push('}');
+        out
+    }
+
+    /// The owned row.
+    pub fn to_row(&self) -> Row {
+        let field = |field| self.0.field(field).to_owned();
+        Row {
+            target_namespace: field(Field::TargetNamespace),
+            target_name: field(Field::TargetName),
+            namespace: field(Field::Namespace),
+            name: field(Field::Name),
+            group: field(Field::Group),
+            version: field(Field::Version),
+            kind: field(Field::Kind),
+            uid: field(Field::Uid),
+            attributes: self.attributes(),
         }
     }
 
@@ -74,21 +273,20 @@ impl SharedRow {
         if Self::ptr_eq(self, other) {
             return Ordering::Equal;
         }
-        self.0.row.canonical_cmp(&other.0.row)
+        self.sort_fields().cmp(&other.sort_fields())
     }
-}
 
-impl Deref for SharedRow {
-    type Target = Row;
-
-    fn deref(&self) -> &Row {
-        &self.0.row
-    }
-}
-
-impl AsRef<Row> for SharedRow {
-    fn as_ref(&self) -> &Row {
-        &self.0.row
+    fn sort_fields(&self) -> [&str; FIELDS] {
+        [
+            self.target_namespace(),
+            self.target_name(),
+            self.namespace(),
+            self.name(),
+            self.uid(),
+            self.group(),
+            self.version(),
+            self.kind(),
+        ]
     }
 }
 
@@ -98,35 +296,98 @@ impl From<Row> for SharedRow {
     }
 }
 
+impl From<&SharedRow> for Row {
+    fn from(row: &SharedRow) -> Self {
+        row.to_row()
+    }
+}
+
+impl From<SharedRow> for Row {
+    fn from(row: SharedRow) -> Self {
+        row.to_row()
+    }
+}
+
 impl PartialEq for SharedRow {
     fn eq(&self, other: &Self) -> bool {
-        Self::ptr_eq(self, other) || self.0.row == other.0.row
+        // The stored form is a function of the row, so equal rows have equal bytes.
+        Self::ptr_eq(self, other) || self.0.data == other.0.data
     }
 }
 
 impl Eq for SharedRow {}
 
 impl PartialEq<Row> for SharedRow {
+    /// Compares the fields in place; the attributes by their stored bytes when those match
+    /// (the usual case: a row extracted again the same way), decoded otherwise.
     fn eq(&self, other: &Row) -> bool {
-        self.0.row == *other
+        let fields_equal = self.target_namespace() == other.target_namespace
+            && self.target_name() == other.target_name
+            && self.namespace() == other.namespace
+            && self.name() == other.name
+            && self.group() == other.group
+            && self.version() == other.version
+            && self.kind() == other.kind
+            && self.uid() == other.uid;
+        if !fields_equal {
+            return false;
+        }
+        let stored = self.0.attributes_json();
+        match &other.attributes {
+            None => stored.is_empty(),
+            Some(_) if stored.is_empty() => false,
+            Some(attributes) => {
+                serde_json::to_string(attributes).is_ok_and(|json| json == stored)
+                    || self.attributes().as_ref() == Some(attributes)
+            }
+        }
     }
 }
 
 impl PartialEq<SharedRow> for Row {
     fn eq(&self, other: &SharedRow) -> bool {
-        *self == other.0.row
+        other == self
     }
 }
 
 impl fmt::Debug for SharedRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.row.fmt(f)
+        self.to_row().fmt(f)
     }
 }
 
+/// A stored row as [`Row`] serialises, borrowing its strings.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RowView<'a> {
+    target_namespace: &'a str,
+    target_name: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    group: &'a str,
+    version: &'a str,
+    kind: &'a str,
+    uid: &'a str,
+    attributes: Option<Attributes>,
+}
+
 impl Serialize for SharedRow {
+    /// The same as the [`Row`]'s serialisation (with serde_json, [`SharedRow::to_json`] gives
+    /// those bytes without decoding the attributes).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.row.serialize(serializer)
+        RowView {
+            target_namespace: self.target_namespace(),
+            target_name: self.target_name(),
+            namespace: self.namespace(),
+            name: self.name(),
+            group: self.group(),
+            version: self.version(),
+            kind: self.kind(),
+            uid: self.uid(),
+            attributes: self.attributes(),
+        }
+        .serialize(serializer)
     }
 }
 
@@ -164,6 +425,8 @@ impl<T: Canonical + ?Sized> Canonical for &T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::canonical;
+    use serde_json::{Value, json};
 
     fn row(name: &str) -> Row {
         Row {
@@ -196,8 +459,97 @@ mod tests {
         );
         let back: SharedRow = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
         assert_eq!(back.canonical(), a.canonical());
-        let kept = a.clone();
-        assert_eq!(a.into_row(), row("a"));
-        assert_eq!(kept.into_row(), row("a"));
+        assert_eq!(a.to_row(), row("a"));
+    }
+
+    fn every_field(attributes: Option<Value>) -> Row {
+        Row {
+            target_namespace: "team-a".into(),
+            target_name: "deploys".into(),
+            namespace: "shop".into(),
+            name: "web <\"1\">\u{2028}".into(),
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "Deployment".into(),
+            uid: "u-1".into(),
+            attributes: attributes.and_then(|a| a.as_object().cloned()),
+        }
+    }
+
+    #[test]
+    fn fields_attributes_and_encodings_read_back_as_stored() {
+        let attributes = json!({
+            "z": 1.0, "image": "nginx <latest>", "big": u64::MAX, "nested": {"b": [1, null, true], "a": -0.5}
+        });
+        for row in [
+            every_field(Some(attributes.clone())),
+            every_field(None),
+            Row {
+                group: String::new(),
+                ..every_field(Some(json!({})))
+            },
+            Row::default(),
+        ] {
+            let shared = SharedRow::new(row.clone());
+            assert_eq!(
+                [
+                    shared.target_namespace(),
+                    shared.target_name(),
+                    shared.namespace(),
+                    shared.name()
+                ],
+                [
+                    &*row.target_namespace,
+                    &*row.target_name,
+                    &*row.namespace,
+                    &*row.name
+                ]
+            );
+            assert_eq!(
+                [shared.group(), shared.version(), shared.kind(), shared.uid()],
+                [&*row.group, &*row.version, &*row.kind, &*row.uid]
+            );
+            // Attributes decode to exactly the stored values (1.0 stays a float, u64::MAX exact).
+            assert_eq!(shared.attributes(), row.attributes);
+            assert_eq!(shared.has_attributes(), row.attributes.is_some());
+            assert_eq!(shared.to_row(), row);
+            assert_eq!(shared.key(), row.key());
+            assert!(shared.has_key(&row.key()));
+            assert_eq!(shared.canonical(), row.canonical_bytes().as_slice());
+            let attributes_alone = match &row.attributes {
+                Some(map) => canonical::to_vec(&Value::Object(map.clone())),
+                None => b"null".to_vec(),
+            };
+            assert_eq!(shared.canonical_attributes(), attributes_alone.as_slice());
+            // The serde forms, borrowed and written directly, are the row's.
+            let expected = serde_json::to_string(&row).unwrap();
+            assert_eq!(shared.to_json(), expected);
+            assert_eq!(serde_json::to_string(&shared).unwrap(), expected);
+            assert_eq!(format!("{shared:?}"), format!("{row:?}"));
+        }
+    }
+
+    #[test]
+    fn a_stored_row_equals_a_row_with_the_same_content_in_any_attribute_order() {
+        let stored = SharedRow::new(every_field(Some(json!({"a": 1, "b": "x"}))));
+        assert_eq!(stored, every_field(Some(json!({"a": 1, "b": "x"}))));
+        let mut reordered = Attributes::new();
+        reordered.insert("b".into(), json!("x"));
+        reordered.insert("a".into(), json!(1));
+        let other_order = Row {
+            attributes: Some(reordered),
+            ..every_field(None)
+        };
+        assert_eq!(stored, other_order);
+        assert_ne!(stored, every_field(Some(json!({"a": 2, "b": "x"}))));
+        assert_ne!(stored, every_field(None));
+        assert_ne!(
+            stored,
+            Row {
+                uid: "u-2".into(),
+                ..every_field(Some(json!({"a": 1, "b": "x"})))
+            }
+        );
+        assert_ne!(SharedRow::new(every_field(None)), every_field(Some(json!({}))));
     }
 }

@@ -103,8 +103,8 @@ impl Snapshot {
     }
 
     /// Finds the row with `key` (a linear scan: rows are ordered canonically, not by key).
-    pub fn get(&self, key: &RowKey) -> Option<&Row> {
-        self.rows.iter().find(|row| row.has_key(key)).map(SharedRow::row)
+    pub fn get(&self, key: &RowKey) -> Option<&SharedRow> {
+        self.rows.iter().find(|row| row.has_key(key))
     }
 }
 
@@ -158,7 +158,7 @@ impl Delta {
             match was.canonical_cmp(is) {
                 // The same sort key holds the row key: the same row, maybe changed.
                 std::cmp::Ordering::Equal => {
-                    if was.row() != is.row() {
+                    if was != is {
                         upserts.push(is.clone());
                     }
                     i += 1;
@@ -178,7 +178,7 @@ impl Delta {
         upserts.extend(after[j..].iter().cloned());
         // A row whose sort fields changed (same uid, another kind or version) moved: it is an
         // upsert at its new place, not a delete at its old one.
-        let moved: HashSet<(&str, &str, &str)> = upserts.iter().map(|row| borrowed_key(row)).collect();
+        let moved: HashSet<(&str, &str, &str)> = upserts.iter().map(borrowed_key).collect();
         let mut removed: Vec<SharedRow> = gone
             .into_iter()
             .filter(|row| !moved.contains(&borrowed_key(row)))
@@ -218,8 +218,8 @@ impl Delta {
 }
 
 /// A row's key as borrowed strings: no allocation per row.
-fn borrowed_key(row: &Row) -> (&str, &str, &str) {
-    (&row.target_namespace, &row.target_name, &row.uid)
+fn borrowed_key(row: &SharedRow) -> (&str, &str, &str) {
+    (row.target_namespace(), row.target_name(), row.uid())
 }
 
 #[cfg(test)]
@@ -292,11 +292,11 @@ mod tests {
     #[test]
     fn snapshot_sorts_and_caches_fingerprint() {
         let s = Snapshot::new(vec![row("b", "2", 1), row("a", "1", 1)]);
-        assert_eq!(s.rows()[0].name, "a");
+        assert_eq!(s.rows()[0].name(), "a");
         let f1 = s.fingerprint().clone();
         assert_eq!(&f1, s.clone().fingerprint());
         assert_eq!(Snapshot::empty().fingerprint(), &items_fingerprint::<Row>(&[]));
-        assert_eq!(s.get(&row("b", "2", 9).key()).map(|r| r.name.as_str()), Some("b"));
+        assert_eq!(s.get(&row("b", "2", 9).key()).map(SharedRow::name), Some("b"));
     }
 
     proptest! {

@@ -555,7 +555,7 @@ fn rows_of(runtime: &Runtime, owner: &RowOwner) -> Snapshot {
     let rows: Vec<SharedRow> = partition
         .rows()
         .iter()
-        .filter(|r| &r.target_name == name)
+        .filter(|r| r.target_name() == name)
         .cloned()
         .collect();
     // A subsequence of canonically ordered rows is in canonical order.

@@ -577,17 +577,17 @@ fn rollup(
     let mut by_uid: BTreeMap<(String, String), SharedRow> = BTreeMap::new();
     for (target, rows) in targets {
         for row in rows {
-            if !namespaces.contains(&row.namespace) {
+            if !namespaces.contains(row.namespace()) {
                 continue;
             }
             contributors
-                .entry(row.namespace.clone())
+                .entry(row.namespace().to_owned())
                 .or_default()
                 .insert(target.clone());
             match dedupe {
                 DedupeMode::KeepAll => kept.push(row),
                 DedupeMode::ByResourceUid => {
-                    by_uid.insert((row.namespace.clone(), row.uid.clone()), row);
+                    by_uid.insert((row.namespace().to_owned(), row.uid().to_owned()), row);
                 }
             }
         }
@@ -596,7 +596,7 @@ fn rollup(
     let mut per_namespace: BTreeMap<String, Vec<SharedRow>> = BTreeMap::new();
     for row in &kept {
         per_namespace
-            .entry(row.namespace.clone())
+            .entry(row.namespace().to_owned())
             .or_default()
             .push(row.clone());
     }
@@ -664,7 +664,7 @@ mod tests {
     fn keep_all_keeps_every_row_in_the_selected_namespaces() {
         let rolled = rollup(input(), &namespaces(), DedupeMode::KeepAll);
         assert_eq!(rolled.snapshot.len(), 3);
-        assert!(rolled.snapshot.rows().iter().all(|r| r.namespace != "other"));
+        assert!(rolled.snapshot.rows().iter().all(|r| r.namespace() != "other"));
         let team_a = &rolled.shards[0];
         assert_eq!(team_a.namespace, "team-a");
         assert_eq!((team_a.item_count, team_a.target_count), (Some(2), Some(2)));
@@ -680,9 +680,9 @@ mod tests {
             .snapshot
             .rows()
             .iter()
-            .find(|r| r.uid == "u1")
+            .find(|r| r.uid() == "u1")
             .expect("the deduplicated row");
-        assert_eq!(web.target_name, "b");
+        assert_eq!(web.target_name(), "b");
         assert_eq!(rolled.shards[0].item_count, Some(1));
         assert_eq!(rolled.shards[0].target_count, Some(2));
     }

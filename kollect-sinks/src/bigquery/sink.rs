@@ -231,11 +231,11 @@ fn random_suffix() -> Result<String, SinkError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn row_label(row: &kollect_core::model::Row) -> String {
-    if row.namespace.is_empty() {
-        row.name.clone()
+fn row_label(row: &kollect_core::model::SharedRow) -> String {
+    if row.namespace().is_empty() {
+        row.name().to_owned()
     } else {
-        format!("{}/{}", row.namespace, row.name)
+        format!("{}/{}", row.namespace(), row.name())
     }
 }
 

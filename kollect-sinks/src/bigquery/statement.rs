@@ -12,7 +12,7 @@
 //! Only the table name is spliced into both, quoted as one backticked path after its parts
 //! were checked not to hold backticks or backslashes.
 
-use kollect_core::model::Row;
+use kollect_core::model::SharedRow;
 use kollect_core::sink::SinkError;
 use serde_json::{Value, json};
 
@@ -79,17 +79,16 @@ pub(super) struct SourceRow {
 
 impl SourceRow {
     /// The row of `row` within `partition`.
-    pub(super) fn of(row: &Row, partition: Partition<'_>) -> Result<Self, SinkError> {
-        let payload =
-            serde_json::to_string(row).map_err(|e| SinkError::terminal(format!("encode row: {e}")))?;
-        let resource_namespace = if row.namespace.is_empty() {
+    pub(super) fn of(row: &SharedRow, partition: Partition<'_>) -> Result<Self, SinkError> {
+        let payload = row.to_json();
+        let resource_namespace = if row.namespace().is_empty() {
             partition.namespace
         } else {
-            row.namespace.as_str()
+            row.namespace()
         };
         Ok(Self {
-            target_name: row.target_name.clone(),
-            source_uid: row.uid.clone(),
+            target_name: row.target_name().to_owned(),
+            source_uid: row.uid().to_owned(),
             resource_namespace: resource_namespace.to_owned(),
             payload,
             deleted: false,
@@ -501,13 +500,13 @@ mod tests {
     }
 
     fn source_row() -> SourceRow {
-        let row = Row {
+        let row = kollect_core::model::Row {
             target_name: "deployments".into(),
             uid: "u1".into(),
             name: "it's \\ \"web\"\n".into(),
-            ..Row::default()
+            ..kollect_core::model::Row::default()
         };
-        SourceRow::of(&row, partition()).expect("row")
+        SourceRow::of(&row.into(), partition()).expect("row")
     }
 
     #[test]

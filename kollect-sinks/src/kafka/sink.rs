@@ -121,7 +121,7 @@ impl KafkaSink {
         request: &ExportRequest,
     ) -> Result<Vec<Outgoing>, SinkError> {
         let mut messages = Vec::new();
-        let row = |row: &kollect_core::model::Row| {
+        let row = |row: &SharedRow| {
             let (value, checksum) = events::row_value(inventory, row);
             Outgoing {
                 key: events::row_key(inventory, &row.key()),
@@ -136,7 +136,7 @@ impl KafkaSink {
         };
         match request.delta.as_deref() {
             Some(delta) => {
-                messages.extend(delta.upserts.iter().map(SharedRow::row).map(row));
+                messages.extend(delta.upserts.iter().map(row));
                 messages.extend(
                     delta
                         .deletes

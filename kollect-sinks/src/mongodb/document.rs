@@ -1,7 +1,7 @@
 //! Documents and write commands of the MongoDB sink.
 
 use ::mongodb::bson::{Bson, DateTime, Document, RawArrayBuf, RawBson, RawDocumentBuf, doc};
-use kollect_core::model::Row;
+use kollect_core::model::SharedRow;
 use kollect_core::sink::SinkError;
 use serde_json::Value;
 
@@ -51,23 +51,23 @@ impl Partition<'_> {
 
     /// The document of `row` (without `deleted_at`, so a replacement revives a soft-deleted
     /// document).
-    pub(super) fn document(&self, row: &Row, exported_at: DateTime) -> Result<Document, SinkError> {
+    pub(super) fn document(&self, row: &SharedRow, exported_at: DateTime) -> Result<Document, SinkError> {
         let payload =
             serde_json::to_value(row).map_err(|e| SinkError::terminal(format!("encode row: {e}")))?;
         let Bson::Document(payload) = json_to_bson(payload) else {
             return Err(SinkError::terminal("encode row: a row is not a JSON object"));
         };
-        let resource_namespace = if row.namespace.is_empty() {
+        let resource_namespace = if row.namespace().is_empty() {
             self.namespace
         } else {
-            row.namespace.as_str()
+            row.namespace()
         };
         Ok(doc! {
-            "_id": self.id(&row.target_name, &row.uid),
+            "_id": self.id(row.target_name(), row.uid()),
             "inventory_namespace": self.namespace,
             "inventory_name": self.name,
-            "target_name": &row.target_name,
-            "source_uid": &row.uid,
+            "target_name": row.target_name(),
+            "source_uid": row.uid(),
             "cluster": self.cluster,
             "resource_namespace": resource_namespace,
             "payload": payload,
@@ -252,13 +252,13 @@ mod tests {
         assert_eq!(partition("eu/1").id("t", "u"), "eu%2F1/team-a/apps/t/u");
         assert_ne!(partition("a/b").id("t", "u"), partition("a").id("t", "u"));
         assert_eq!(partition("100%").id("t", "u"), "100%25/team-a/apps/t/u");
-        let row = Row {
+        let row = kollect_core::model::Row {
             target_name: "t".into(),
             uid: "u".into(),
-            ..Row::default()
+            ..kollect_core::model::Row::default()
         };
         let document = partition("prod")
-            .document(&row, DateTime::from_millis(0))
+            .document(&row.into(), DateTime::from_millis(0))
             .unwrap();
         assert_eq!(document.get_str("_id").unwrap(), "prod/team-a/apps/t/u");
     }

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use kollect_core::api::v1alpha1::{
     DeletedRows, KollectDatabaseSinkSpec, MongodbPreview, ProvisioningMode, SinkPreview,
 };
-use kollect_core::model::{Row, SharedRow};
+use kollect_core::model::SharedRow;
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -236,7 +236,7 @@ impl MongodbSink {
     async fn upsert<'r>(
         &self,
         database: &Database,
-        rows: impl Iterator<Item = &'r Row>,
+        rows: impl Iterator<Item = &'r SharedRow>,
         partition: Partition<'_>,
         at: DateTime,
     ) -> Result<u64, SinkError> {
@@ -245,7 +245,7 @@ impl MongodbSink {
             count += 1;
             let document = partition.document(row, at)?;
             Ok(upsert_statement(
-                partition.key_filter(&row.target_name, &row.uid),
+                partition.key_filter(row.target_name(), row.uid()),
                 document,
             ))
         });
@@ -298,7 +298,7 @@ impl MongodbSink {
     ) -> Result<(Vec<Bson>, Vec<Bson>), SinkError> {
         let held: HashSet<String> = snapshot
             .iter()
-            .map(|r| partition.id(&r.target_name, &r.uid))
+            .map(|r| partition.id(r.target_name(), r.uid()))
             .collect();
         let mut filter = partition.filter();
         if self.config.deleted_rows == DeletedRows::SoftDelete {
@@ -331,9 +331,7 @@ impl MongodbSink {
         let partition = self.partition(&request.inventory);
         let at = DateTime::from_millis(request.exported_at.as_millisecond());
         if let Some(delta) = &request.delta {
-            let count = self
-                .upsert(database, delta.upserts.iter().map(SharedRow::row), partition, at)
-                .await?;
+            let count = self.upsert(database, delta.upserts.iter(), partition, at).await?;
             let keys = delta
                 .deletes
                 .iter()

@@ -257,7 +257,7 @@ impl NatsSink {
         inventory: &InventoryRef,
         subject: String,
         prior: u64,
-        row: &kollect_core::model::Row,
+        row: &kollect_core::model::SharedRow,
     ) -> Outgoing {
         let (payload, checksum) = events::row_value(inventory, row);
         let id = message_id(

@@ -260,25 +260,25 @@ fn csv_rows(request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
     let inventory = &request.inventory;
     let generation = request.generation.to_string();
     for row in request.rows() {
-        let attributes = row
-            .attributes
-            .as_ref()
-            .map(|a| kollect_core::model::canonical::to_string(&serde_json::Value::Object(a.clone())))
-            .unwrap_or_default();
+        // The canonical encoding of the attributes, or an empty cell without them.
+        let attributes = match row.has_attributes() {
+            true => String::from_utf8_lossy(row.canonical_attributes()),
+            false => std::borrow::Cow::Borrowed(""),
+        };
         writer
             .write_record([
                 inventory.cluster.as_str(),
                 inventory.namespace.as_str(),
                 inventory.name.as_str(),
                 &generation,
-                &row.target_namespace,
-                &row.target_name,
-                &row.namespace,
-                &row.name,
-                &row.group,
-                &row.version,
-                &row.kind,
-                &row.uid,
+                row.target_namespace(),
+                row.target_name(),
+                row.namespace(),
+                row.name(),
+                row.group(),
+                row.version(),
+                row.kind(),
+                row.uid(),
                 &attributes,
             ])
             .map_err(error)?;

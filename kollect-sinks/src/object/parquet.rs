@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use kollect_core::model::Row;
+use kollect_core::model::{Row, SharedRow};
 use kollect_core::sink::{ExportRequest, SinkError};
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
@@ -201,7 +201,7 @@ impl ParquetLayout {
 
     /// The file for `request`'s part: one row group holding every row of the part.
     pub fn render(&self, request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
-        let rows: Vec<&Row> = request.rows().collect();
+        let rows: Vec<&SharedRow> = request.rows().collect();
         let inventory = &request.inventory;
         let cluster = if inventory.cluster.is_empty() {
             "default"
@@ -262,33 +262,30 @@ impl ParquetLayout {
     fn text(
         &self,
         column: &str,
-        row: &Row,
+        row: &SharedRow,
         cluster: &str,
         inventory: &kollect_core::sink::InventoryRef,
     ) -> Option<ByteArray> {
         let text: &str = match column {
-            "api_version" => &row.version,
+            "api_version" => row.version(),
             "cluster" => cluster,
-            "group" if row.group.is_empty() => return None,
-            "group" => &row.group,
+            "group" if row.group().is_empty() => return None,
+            "group" => row.group(),
             "inventory_name" => &inventory.name,
             "inventory_namespace" => &inventory.namespace,
-            "kind" => &row.kind,
-            "name" => &row.name,
-            "namespace" => &row.namespace,
-            "target_name" => &row.target_name,
-            "target_namespace" => &row.target_namespace,
-            "uid" => &row.uid,
-            "attributes" => {
-                let attributes = row.attributes.as_ref()?;
-                return Some(ByteArray::from(kollect_core::model::canonical::to_vec(
-                    &Value::Object(attributes.clone()),
-                )));
-            }
+            "kind" => row.kind(),
+            "name" => row.name(),
+            "namespace" => row.namespace(),
+            "target_name" => row.target_name(),
+            "target_namespace" => row.target_namespace(),
+            "uid" => row.uid(),
+            "attributes" if !row.has_attributes() => return None,
+            "attributes" => return Some(ByteArray::from(row.canonical_attributes().to_vec())),
             hot => {
                 let attribute = self.hot.iter().find(|h| h.column == hot)?;
-                let value = row.attributes.as_ref()?.get(&attribute.attribute)?;
-                return hot_value(value).map(|text| ByteArray::from(text.into_bytes()));
+                let attributes = row.attributes()?;
+                return hot_value(attributes.get(&attribute.attribute)?)
+                    .map(|text| ByteArray::from(text.into_bytes()));
             }
         };
         Some(ByteArray::from(text))

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 use kollect_core::api::v1alpha1::{LayoutMode, LayoutSpec};
-use kollect_core::model::{Row, SharedRow};
+use kollect_core::model::SharedRow;
 use kollect_core::sink::{ExportRequest, SinkError};
 use object_store::PutPayload;
 use object_store::path::Path;
@@ -94,7 +94,7 @@ impl ResourceLayout {
     }
 
     /// The layout for rows like `rows` (the manifest attribute is recognised from them).
-    pub fn resolve(&self, document_template: &str, rows: &[&Row]) -> Layout {
+    pub fn resolve(&self, document_template: &str, rows: &[&SharedRow]) -> Layout {
         let mut layout = Layout::resolve(
             Some(&self.spec),
             Some(document_template),
@@ -133,7 +133,7 @@ pub struct ResourceExport<'a> {
 }
 
 impl ResourceExport<'_> {
-    fn key(&self, request: &ExportRequest, row: &Row) -> Result<String, SinkError> {
+    fn key(&self, request: &ExportRequest, row: &SharedRow) -> Result<String, SinkError> {
         let relative = self.layout.resource_path(request, row)?;
         crate::path::check_relative(&relative)?;
         Ok(format!(
@@ -147,13 +147,13 @@ impl ResourceExport<'_> {
     fn objects(
         &self,
         request: &ExportRequest,
-        rows: &[&Row],
+        rows: &[&SharedRow],
     ) -> Result<BTreeMap<String, Vec<u8>>, SinkError> {
         let mut objects = BTreeMap::new();
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         for row in rows {
             let key = self.key(request, row)?;
-            let identity = format!("{}/{}/{}", row.kind, row.namespace, row.name);
+            let identity = format!("{}/{}/{}", row.kind(), row.namespace(), row.name());
             if let Some(other) = owners.insert(key.clone(), identity.clone()) {
                 return Err(SinkError::terminal(format!(
                     "layout collision: \"{other}\" and \"{identity}\" both render key \"{key}\""
@@ -174,7 +174,7 @@ impl ResourceExport<'_> {
             .filter(|d| d.removed.len() == d.deletes.len());
         let (writes, deletes) = match delta {
             Some(delta) => {
-                let upserts: Vec<&Row> = delta.upserts.iter().map(SharedRow::row).collect();
+                let upserts: Vec<&SharedRow> = delta.upserts.iter().collect();
                 let writes = self.objects(request, &upserts)?;
                 let mut deletes = BTreeSet::new();
                 for row in &delta.removed {
@@ -186,7 +186,7 @@ impl ResourceExport<'_> {
                 (writes, deletes)
             }
             None => {
-                let rows: Vec<&Row> = request.snapshot.rows().iter().map(SharedRow::row).collect();
+                let rows: Vec<&SharedRow> = request.snapshot.rows().iter().collect();
                 let writes = self.objects(request, &rows)?;
                 let deletes = self
                     .listed()
@@ -229,7 +229,7 @@ impl ResourceExport<'_> {
     /// The index document: every row's key, relative to the bucket prefix as the
     /// git index is to the repository.
     fn index_document(&self, request: &ExportRequest) -> Result<Vec<u8>, SinkError> {
-        let rows: Vec<&Row> = request.snapshot.rows().iter().map(SharedRow::row).collect();
+        let rows: Vec<&SharedRow> = request.snapshot.rows().iter().collect();
         let keys = rows
             .iter()
             .map(|row| self.key(request, row).map(serde_json::Value::from))

@@ -14,7 +14,6 @@
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use kollect_core::api::v1alpha1::{KollectSnapshotSinkSpec, LayoutSpec, ProvisioningMode, SinkPreview};
-use kollect_core::model::SharedRow;
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -496,9 +495,9 @@ impl Sink for ObjectSink {
 impl ObjectSink {
     /// The per-resource export of `request`, when the sink has a per-resource layout.
     fn resource_export(&self, request: &ExportRequest) -> Result<Option<ResourceExport<'_>>, SinkError> {
-        let rows: Vec<&kollect_core::model::Row> = match request.delta.as_deref() {
-            Some(delta) => delta.upserts.iter().map(SharedRow::row).collect(),
-            None => request.snapshot.rows().iter().map(SharedRow::row).collect(),
+        let rows: Vec<&kollect_core::model::SharedRow> = match request.delta.as_deref() {
+            Some(delta) => delta.upserts.iter().collect(),
+            None => request.snapshot.rows().iter().collect(),
         };
         self.resource_export_of(&request.inventory, request.generation, &rows)
     }
@@ -509,7 +508,7 @@ impl ObjectSink {
         &self,
         inventory: &InventoryRef,
         generation: i64,
-        rows: &[&kollect_core::model::Row],
+        rows: &[&kollect_core::model::SharedRow],
     ) -> Result<Option<ResourceExport<'_>>, SinkError> {
         let Some(resources) = &self.resources else {
             return Ok(None);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use kollect_core::api::v1alpha1::{
     DeletedRows, KollectDatabaseSinkSpec, PostgresPreview, ProvisioningMode, SinkPreview,
 };
-use kollect_core::model::{Row, RowKey, SharedRow};
+use kollect_core::model::{RowKey, SharedRow};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -218,7 +218,7 @@ impl PostgresSink {
     async fn upsert_rows(
         &self,
         tx: &Client,
-        rows: &[&Row],
+        rows: &[&SharedRow],
         partition: (&str, &str, &str),
         exported_at: &String,
     ) -> Result<(), SinkError> {
@@ -242,15 +242,15 @@ impl PostgresSink {
                 .await
                 .map_err(|e| db_error("postgres upsert", &e))?;
             for row in rows {
-                let payload = payload(row)?;
+                let payload = payload(row);
                 let resource_namespace = resource_namespace(row, namespace);
                 tx.execute(
                     &statement,
                     &[
                         &namespace,
                         &name,
-                        &row.target_name,
-                        &row.uid,
+                        &row.target_name(),
+                        &row.uid(),
                         &cluster,
                         &resource_namespace,
                         &payload,
@@ -276,11 +276,11 @@ impl PostgresSink {
             &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
         ));
         for row in rows {
-            let payload = payload(row)?;
+            let payload = payload(row);
             let resource_namespace = resource_namespace(row, namespace);
             writer
                 .as_mut()
-                .write(&[&row.target_name, &row.uid, &resource_namespace, &payload])
+                .write(&[&row.target_name(), &row.uid(), &resource_namespace, &payload])
                 .await
                 .map_err(|e| db_error("postgres bulk upsert: copy", &e))?;
         }
@@ -343,15 +343,15 @@ impl PostgresSink {
     }
 }
 
-fn payload(row: &Row) -> Result<String, SinkError> {
-    serde_json::to_string(row).map_err(|e| SinkError::terminal(format!("encode row: {e}")))
+fn payload(row: &SharedRow) -> String {
+    row.to_json()
 }
 
-fn resource_namespace<'a>(row: &'a Row, inventory_namespace: &'a str) -> &'a str {
-    if row.namespace.is_empty() {
+fn resource_namespace<'a>(row: &'a SharedRow, inventory_namespace: &'a str) -> &'a str {
+    if row.namespace().is_empty() {
         inventory_namespace
     } else {
-        &row.namespace
+        row.namespace()
     }
 }
 
@@ -439,7 +439,7 @@ impl PostgresSink {
         exported_at: &String,
     ) -> Result<u64, SinkError> {
         if let Some(delta) = &request.delta {
-            let upserts: Vec<&Row> = delta.upserts.iter().map(SharedRow::row).collect();
+            let upserts: Vec<&SharedRow> = delta.upserts.iter().collect();
             self.upsert_rows(client, &upserts, partition, exported_at).await?;
             self.delete_keys(client, &delta.deletes, partition, exported_at)
                 .await?;
@@ -451,7 +451,7 @@ impl PostgresSink {
         }
         // The rows of this part; stale rows are deleted with the last part, against the whole
         // snapshot, so a multipart set never deletes what a later part brings.
-        let rows: Vec<&Row> = request.rows().collect();
+        let rows: Vec<&SharedRow> = request.rows().collect();
         self.upsert_rows(client, &rows, partition, exported_at).await?;
         if !request.is_last_part() {
             return Ok(rows.len() as u64);
@@ -483,7 +483,7 @@ impl PostgresSink {
             .snapshot
             .rows()
             .iter()
-            .map(|r| (r.target_name.as_str(), r.uid.as_str()))
+            .map(|r| (r.target_name(), r.uid()))
             .unzip();
         let statement = self.retire_statement(
             "t.inventory_namespace = $1 AND t.inventory_name = $2 AND t.cluster = $3 \

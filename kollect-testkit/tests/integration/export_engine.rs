@@ -13,7 +13,7 @@ use kollect_core::api::v1alpha1::SinkFamily;
 use kollect_core::error::ErrorClass;
 use kollect_core::export::{Binding, BindingKey, InventoryExporter, SinkOutcome, StackConfig, build_stack};
 use kollect_core::middleware::{ExportMetrics, RetryPolicy};
-use kollect_core::model::{Row, Snapshot};
+use kollect_core::model::{Row, SharedRow, Snapshot};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -160,7 +160,7 @@ async fn delta_capable_sinks_get_the_delta_since_their_last_ack() {
     let mut next: Vec<Row> = snapshot(&["web", "checkout"], 1)
         .rows()
         .iter()
-        .map(|r| r.row().clone())
+        .map(SharedRow::to_row)
         .collect();
     next.push(sample_row(&inventory(), "cart", 2));
     let next = Snapshot::new(next);
@@ -223,7 +223,7 @@ async fn a_change_exported_as_a_delta_hashes_nothing_until_the_digest_is_read() 
     exporter.export(&first, 1, &bindings, t0()).await;
     // The next version shares every row but one, as the row store hands it out.
     let mut rows = first.rows().to_vec();
-    rows[0] = sample_row(&inventory(), &rows[0].name, 2).into();
+    rows[0] = sample_row(&inventory(), rows[0].name(), 2).into();
     let second = Snapshot::from_shared(rows);
     let report = exporter.export(&second, 1, &bindings, later(1)).await;
     let SinkOutcome::Exported {
