@@ -287,19 +287,22 @@ async fn a_snapshot_above_one_request_is_staged_and_merged() {
     );
     assert_eq!(count(emulator, &name).await, 92);
     assert_eq!(
-        staging_tables(emulator).await,
+        staging_tables(emulator, &name).await,
         Vec::<String>::new(),
         "staging tables are deleted"
     );
 }
 
-async fn staging_tables(emulator: &BigqueryEmulator) -> Vec<String> {
+/// The staging tables left of `table` (tests run side by side in one dataset, so only this
+/// test's own tables count).
+async fn staging_tables(emulator: &BigqueryEmulator, table: &str) -> Vec<String> {
+    let prefix = format!("{table}_kollect_stage_");
     emulator
         .tables(BIGQUERY_DATASET)
         .await
         .unwrap()
         .into_iter()
-        .filter(|t| t.contains("_kollect_stage_"))
+        .filter(|t| t.starts_with(&prefix))
         .collect()
 }
 
@@ -340,7 +343,7 @@ async fn the_production_merge_is_parsed_and_analyzed_by_the_emulators_engine() {
         "{error}"
     );
     assert_eq!(
-        staging_tables(emulator).await,
+        staging_tables(emulator, &name).await,
         Vec::<String>::new(),
         "the staging table is deleted after a failure too"
     );
