@@ -147,7 +147,7 @@ pub async fn delta_upserts_and_deletes(sink: &dyn Sink, inspect: &dyn Inspect) -
     sink.export(&request)
         .await
         .map_err(|e| format!("delta export: {e}"))?;
-    expect_rows(inspect, &inv, after.rows(), "after a delta export").await
+    expect_rows(inspect, &inv, &after.rows().to_vec(), "after a delta export").await
 }
 
 /// Delivering the same request twice leaves the destination as after the first.

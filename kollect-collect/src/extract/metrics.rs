@@ -64,7 +64,12 @@ fn label_value(value: Option<&Value>) -> String {
 }
 
 /// Computes the series of a profile over `rows`, decoding each row's attributes once.
-pub fn compute(metrics: &[MetricSpec], rows: &[SharedRow]) -> DomainMetrics {
+pub fn compute<'a, I>(metrics: &[MetricSpec], rows: I) -> DomainMetrics
+where
+    I: IntoIterator<Item = &'a SharedRow>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let rows = rows.into_iter();
     let mut out = DomainMetrics::default();
     out.series.push(Series {
         name: "object_count".to_owned(),
@@ -83,7 +88,7 @@ pub fn compute(metrics: &[MetricSpec], rows: &[SharedRow]) -> DomainMetrics {
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     let mut totals = vec![0.0; metrics.len()];
     let mut tuples: Vec<Tuples> = vec![Tuples::new(); metrics.len()];
-    for attrs in rows.iter().filter_map(SharedRow::attributes) {
+    for attrs in rows.filter_map(SharedRow::attributes) {
         if metrics.is_empty() {
             for (name, value) in &attrs {
                 if let Some(n) = numeric(value) {

@@ -8,17 +8,17 @@
 //! exporter can ask for the delta since the version it last exported) and notifies subscribers.
 //!
 //! Rows are kept as [`SharedRow`]s (encoded once, when stored) and each partition also keeps
-//! them in canonical order, so a snapshot is a copy of pointers in an order that needs no sort,
-//! and the snapshot of a version is built once and handed out again until the next change.
+//! them in canonical order as [`SortedRows`], so a snapshot needs no sort and shares every chunk
+//! of rows a change did not touch with the snapshots before it; the snapshot of a version is
+//! built once and handed out again until the next change.
 
 use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use kollect_core::collect::RowOwner;
-use kollect_core::model::{Delta, Row, SharedRow, Snapshot};
+use kollect_core::model::{Delta, Row, SharedRow, Snapshot, SortedRows};
 use tokio::sync::broadcast;
 
 pub use crate::target::owner_key;
@@ -71,31 +71,6 @@ struct PartitionState {
     log: VecDeque<(u64, RowOwner, String)>,
     /// The log holds every change after this version.
     complete_after: u64,
-}
-
-/// A stored row ordered canonically within its partition (the sort key includes the target and
-/// the uid, so no two rows of a partition are equal).
-#[derive(Debug, Clone)]
-struct Ordered(SharedRow);
-
-impl PartialEq for Ordered {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Ordered {}
-
-impl PartialOrd for Ordered {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ordered {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.canonical_cmp(&other.0)
-    }
 }
 
 /// One owner's rows, found by uid. The uid is read from the row itself, so it is not stored a
@@ -157,8 +132,8 @@ impl RowsByUid {
 #[derive(Debug, Default)]
 struct Inner {
     rows: HashMap<RowOwner, RowsByUid>,
-    /// The same rows per partition, in canonical order.
-    ordered: HashMap<Partition, BTreeSet<Ordered>>,
+    /// The same rows per partition, in canonical order, in chunks the snapshots share.
+    ordered: HashMap<Partition, SortedRows>,
     version: u64,
     partitions: HashMap<Partition, PartitionState>,
     total: usize,
@@ -168,7 +143,7 @@ impl Inner {
     fn unorder(&mut self, owner: &RowOwner, row: &SharedRow) {
         let partition = Partition::of(owner);
         if let Some(ordered) = self.ordered.get_mut(&partition) {
-            ordered.remove(&Ordered(row.clone()));
+            ordered.remove(row);
             if ordered.is_empty() {
                 self.ordered.remove(&partition);
             }
@@ -291,6 +266,8 @@ impl RowStore {
                 return false;
             }
             match rows.insert(row.clone()) {
+                // Sorting equal, the new version takes the old one's place below.
+                Some(existing) if existing.canonical_cmp(&row).is_eq() => {}
                 Some(existing) => inner.unorder(owner, &existing),
                 None => inner.total += 1,
             }
@@ -298,7 +275,7 @@ impl RowStore {
                 .ordered
                 .entry(Partition::of(owner))
                 .or_default()
-                .insert(Ordered(row.clone()));
+                .insert(row.clone());
             inner.record(owner, row.uid())
         };
         self.notify(vec![change]);
@@ -394,7 +371,7 @@ impl RowStore {
 
     /// Number of rows in `partition` (without copying them, unlike [`RowStore::snapshot`]).
     pub fn partition_len(&self, partition: &Partition) -> usize {
-        self.read().ordered.get(partition).map_or(0, BTreeSet::len)
+        self.read().ordered.get(partition).map_or(0, SortedRows::len)
     }
 
     /// All rows of `partition`, canonically ordered, with the version they correspond to.
@@ -409,15 +386,12 @@ impl RowStore {
         if let Some(view) = views.get(partition).filter(|view| view.version == version) {
             return view.clone();
         }
-        let rows: Vec<SharedRow> = inner
+        let snapshot = inner
             .ordered
             .get(partition)
-            .map(|ordered| ordered.iter().map(|row| row.0.clone()).collect())
+            .map(Snapshot::from_sorted)
             .unwrap_or_default();
-        let view = View {
-            snapshot: Snapshot::from_canonical_order(rows),
-            version,
-        };
+        let view = View { snapshot, version };
         views.insert(partition.clone(), view.clone());
         view
     }

@@ -130,14 +130,18 @@ impl fmt::Debug for ContentChecksum {
 /// `ItemsFingerprint`: SHA-256 of the canonical JSON array of `rows`, which must already be in
 /// canonical order (see [`super::Snapshot`]). An empty list hashes `[]`. Shared rows contribute
 /// their cached encodings.
-pub fn items_fingerprint<R: Canonical>(rows: &[R]) -> Checksum {
+pub fn items_fingerprint<I>(rows: I) -> Checksum
+where
+    I: IntoIterator,
+    I::Item: Canonical,
+{
     let mut hasher = Sha256::new();
     // Rows are gathered into a 64 KiB buffer and hashed a buffer at a time: one hasher call per
     // row (a few hundred bytes each) was slower than the copy. A large inventory still needs no
     // buffer of its full encoding.
     let mut buf = Vec::with_capacity(64 * 1024 + 4096);
     buf.push(b'[');
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in rows.into_iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
@@ -178,7 +182,11 @@ pub fn rollup_checksum<'a>(shards: impl IntoIterator<Item = (&'a str, &'a Checks
 }
 
 /// The canonical JSON array of `rows` as bytes (in the given order).
-pub fn canonical_array<R: Canonical>(rows: &[R]) -> Vec<u8> {
+pub fn canonical_array<I>(rows: I) -> Vec<u8>
+where
+    I: IntoIterator,
+    I::Item: Canonical,
+{
     let mut out = Vec::new();
     write_canonical_array(&mut out, rows);
     out
@@ -193,7 +201,7 @@ mod tests {
     fn empty_list_hashes_brackets() {
         // sha256("[]")
         assert_eq!(
-            items_fingerprint::<Row>(&[]).as_str(),
+            items_fingerprint(&[] as &[Row]).as_str(),
             "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"
         );
     }

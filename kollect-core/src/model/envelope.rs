@@ -54,9 +54,13 @@ pub fn format_exported_at(at: Timestamp) -> String {
 impl EnvelopeHeader {
     /// Appends the canonical envelope with `items` (which must match `item_count` and
     /// `checksum`) to `out`.
-    pub fn write<R: Canonical>(&self, out: &mut Vec<u8>, items: &[R]) {
+    pub fn write<I>(&self, out: &mut Vec<u8>, items: I)
+    where
+        I: IntoIterator,
+        I::Item: Canonical,
+    {
         self.write_with(out, |out| {
-            for (i, row) in items.iter().enumerate() {
+            for (i, row) in items.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -104,14 +108,15 @@ impl EnvelopeHeader {
 }
 
 /// Encodes a full envelope for `items` (already in canonical order), computing the checksum.
-pub fn encode<R: Canonical>(
-    items: &[R],
-    generation: Option<i64>,
-    cluster: Option<&str>,
-    exported_at: Timestamp,
-) -> Vec<u8> {
+pub fn encode<I>(items: I, generation: Option<i64>, cluster: Option<&str>, exported_at: Timestamp) -> Vec<u8>
+where
+    I: IntoIterator,
+    I::IntoIter: ExactSizeIterator + Clone,
+    I::Item: Canonical,
+{
+    let items = items.into_iter();
     let header = EnvelopeHeader {
-        checksum: super::checksum::items_fingerprint(items),
+        checksum: super::checksum::items_fingerprint(items.clone()),
         generation,
         part: None,
         item_count: items.len(),
@@ -276,7 +281,7 @@ mod tests {
             cluster: Some("prod".into()),
         };
         let mut out = Vec::new();
-        header.write::<Row>(&mut out, &[]);
+        header.write(&mut out, &[] as &[Row]);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

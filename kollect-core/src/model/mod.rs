@@ -8,6 +8,7 @@ mod checksum;
 mod envelope;
 mod partition;
 mod row;
+mod rows;
 mod shared;
 mod snapshot;
 
@@ -20,5 +21,6 @@ pub use envelope::{
 };
 pub use partition::{ExportMeta, ItemTooLarge, Part, Partitioning, part_path, partition};
 pub use row::{Attributes, Item, Row, RowKey, sort_canonical, write_canonical_array};
+pub use rows::{MAX_CHUNK, Rows, RowsIter, SortedRows};
 pub use shared::{Canonical, SharedRow};
 pub use snapshot::{Delta, Snapshot};

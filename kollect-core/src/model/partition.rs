@@ -94,7 +94,11 @@ impl Part {
 
     /// Iterates over this part's rows in canonical order, as the snapshot shares them.
     pub fn rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a SharedRow> + 'a {
-        self.positions().filter_map(|i| snapshot.rows().get(i))
+        let (all, listed) = match &self.rows {
+            PartRows::All(n) => (snapshot.rows().iter().take(*n), &[][..]),
+            PartRows::Listed(rows) => (snapshot.rows().iter().take(0), rows.as_slice()),
+        };
+        all.chain(listed.iter().filter_map(|i| snapshot.rows().get(*i)))
     }
 
     /// The envelope header of this part.

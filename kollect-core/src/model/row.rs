@@ -155,13 +155,17 @@ pub fn sort_canonical(rows: &mut [Row]) {
 }
 
 /// Appends the canonical JSON array of `rows` (in the given order) to `out`.
-pub fn write_canonical_array<R: super::shared::Canonical>(out: &mut Vec<u8>, rows: &[R]) {
+pub fn write_canonical_array<I>(out: &mut Vec<u8>, rows: I)
+where
+    I: IntoIterator,
+    I::Item: super::shared::Canonical,
+{
     out.push(b'[');
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in rows.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        row.append_canonical(out);
+        super::shared::Canonical::append_canonical(&row, out);
     }
     out.push(b']');
 }

@@ -5,16 +5,19 @@ use std::sync::{Arc, OnceLock};
 
 use super::checksum::{Checksum, items_fingerprint};
 use super::row::{Row, RowKey};
+use super::rows::{Rows, SortedRows};
 use super::shared::SharedRow;
 
 /// The rows of one inventory at one point in time, in canonical order.
 ///
 /// Cloning is cheap (the rows are shared), and so is building one from rows that are already
-/// [`SharedRow`]s: only pointers are copied. The items fingerprint is computed at most once, from
-/// the rows' cached encodings.
+/// [`SharedRow`]s: only pointers are copied. A snapshot of [`SortedRows`] shares its chunks of
+/// rows with the snapshots before and after it, so versions that differ in a few rows cost and
+/// compare in proportion to those rows. The items fingerprint is computed at most once, from the
+/// rows' cached encodings.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    rows: Arc<[SharedRow]>,
+    rows: Rows,
     fingerprint: Arc<OnceLock<Checksum>>,
 }
 
@@ -28,8 +31,17 @@ impl Snapshot {
     /// in canonical order (as the row store hands them out) cost one comparison each.
     pub fn from_shared(mut rows: Vec<SharedRow>) -> Self {
         rows.sort_by(SharedRow::canonical_cmp);
+        Self::from_rows(Rows::from_ordered(rows))
+    }
+
+    /// The rows `sorted` holds now, sharing its chunks.
+    pub fn from_sorted(sorted: &SortedRows) -> Self {
+        Self::from_rows(sorted.rows())
+    }
+
+    pub(crate) fn from_rows(rows: Rows) -> Self {
         Self {
-            rows: rows.into(),
+            rows,
             fingerprint: Arc::default(),
         }
     }
@@ -43,10 +55,7 @@ impl Snapshot {
                 .all(|pair| pair[0].canonical_cmp(&pair[1]).is_lt()),
             "rows are not in canonical order"
         );
-        Self {
-            rows: rows.into(),
-            fingerprint: Arc::default(),
-        }
+        Self::from_rows(Rows::from_ordered(rows))
     }
 
     /// An empty snapshot (an inventory with nothing collected still exports, decision X3).
@@ -55,7 +64,7 @@ impl Snapshot {
     }
 
     /// The rows in canonical order.
-    pub fn rows(&self) -> &[SharedRow] {
+    pub fn rows(&self) -> &Rows {
         &self.rows
     }
 
@@ -90,16 +99,20 @@ impl Snapshot {
         if let (Some(x), Some(y)) = (a.cached_fingerprint(), b.cached_fingerprint()) {
             return x == y;
         }
-        a.len() == b.len()
-            && a.rows
-                .iter()
-                .zip(b.rows.iter())
-                .all(|(x, y)| SharedRow::ptr_eq(x, y) || x.canonical() == y.canonical())
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut same = true;
+        Rows::differing_stretches(&a.rows, &b.rows, |x, y| {
+            // Rows compare by their stored bytes, which are a function of the content.
+            same = same && x.eq(y);
+        });
+        same
     }
 
     /// True when both are clones of one snapshot (same rows, same cached fingerprint).
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        Arc::ptr_eq(&a.rows, &b.rows)
+        Rows::ptr_eq(&a.rows, &b.rows)
     }
 
     /// Finds the row with `key` (a linear scan: rows are ordered canonically, not by key).
@@ -137,45 +150,19 @@ pub struct Delta {
 impl Delta {
     /// Computes the delta that turns `old` into `new`.
     ///
-    /// Both are in canonical order, so one merge walk pairs them up; rows the two share (the
-    /// same stored version) are recognised by pointer, so only changed rows are compared, hashed
-    /// or copied. Clones of one snapshot give an empty delta at once.
+    /// Both are in canonical order, so a merge walk pairs them up. Chunks of rows the two share
+    /// are skipped whole, and within the stretches that differ, rows the two share (the same
+    /// stored version) are recognised by pointer: only changed rows are compared or copied.
+    /// Clones of one snapshot give an empty delta at once.
     pub fn between(old: &Snapshot, new: &Snapshot) -> Self {
         if Snapshot::ptr_eq(old, new) {
             return Self::default();
         }
-        let (before, after) = (old.rows(), new.rows());
-        let (mut i, mut j) = (0, 0);
         let mut upserts = Vec::new();
         let mut gone: Vec<&SharedRow> = Vec::new();
-        while i < before.len() && j < after.len() {
-            let (was, is) = (&before[i], &after[j]);
-            if SharedRow::ptr_eq(was, is) {
-                i += 1;
-                j += 1;
-                continue;
-            }
-            match was.canonical_cmp(is) {
-                // The same sort key holds the row key: the same row, maybe changed.
-                std::cmp::Ordering::Equal => {
-                    if was != is {
-                        upserts.push(is.clone());
-                    }
-                    i += 1;
-                    j += 1;
-                }
-                std::cmp::Ordering::Less => {
-                    gone.push(was);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    upserts.push(is.clone());
-                    j += 1;
-                }
-            }
-        }
-        gone.extend(&before[i..]);
-        upserts.extend(after[j..].iter().cloned());
+        Rows::differing_stretches(old.rows(), new.rows(), |before, after| {
+            merge_walk(before, after, &mut upserts, &mut gone);
+        });
         // A row whose sort fields changed (same uid, another kind or version) moved: it is an
         // upsert at its new place, not a delete at its old one.
         let moved: HashSet<(&str, &str, &str)> = upserts.iter().map(borrowed_key).collect();
@@ -215,6 +202,44 @@ impl Delta {
         }
         Snapshot::from_shared(rows.into_values().collect())
     }
+}
+
+/// Pairs up the rows of one stretch of two canonically ordered sequences: rows only `after`
+/// has or whose content differs go to `upserts`, rows only `before` has to `gone`.
+fn merge_walk<'a>(
+    before: impl Iterator<Item = &'a SharedRow>,
+    after: impl Iterator<Item = &'a SharedRow>,
+    upserts: &mut Vec<SharedRow>,
+    gone: &mut Vec<&'a SharedRow>,
+) {
+    let (mut before, mut after) = (before.peekable(), after.peekable());
+    while let (Some(was), Some(is)) = (before.peek().copied(), after.peek().copied()) {
+        if SharedRow::ptr_eq(was, is) {
+            before.next();
+            after.next();
+            continue;
+        }
+        match was.canonical_cmp(is) {
+            // The same sort key holds the row key: the same row, maybe changed.
+            std::cmp::Ordering::Equal => {
+                if was != is {
+                    upserts.push(is.clone());
+                }
+                before.next();
+                after.next();
+            }
+            std::cmp::Ordering::Less => {
+                gone.push(was);
+                before.next();
+            }
+            std::cmp::Ordering::Greater => {
+                upserts.push(is.clone());
+                after.next();
+            }
+        }
+    }
+    gone.extend(before);
+    upserts.extend(after.cloned());
 }
 
 /// A row's key as borrowed strings: no allocation per row.
@@ -295,7 +320,7 @@ mod tests {
         assert_eq!(s.rows()[0].name(), "a");
         let f1 = s.fingerprint().clone();
         assert_eq!(&f1, s.clone().fingerprint());
-        assert_eq!(Snapshot::empty().fingerprint(), &items_fingerprint::<Row>(&[]));
+        assert_eq!(Snapshot::empty().fingerprint(), &items_fingerprint(&[] as &[Row]));
         assert_eq!(s.get(&row("b", "2", 9).key()).map(SharedRow::name), Some("b"));
     }
 

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use kollect_core::api::v1alpha1::{
     DeletedRows, KollectDatabaseSinkSpec, MongodbPreview, ProvisioningMode, SinkPreview,
 };
-use kollect_core::model::SharedRow;
+use kollect_core::model::{Rows, SharedRow};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
@@ -294,7 +294,7 @@ impl MongodbSink {
         &self,
         database: &Database,
         partition: Partition<'_>,
-        snapshot: &[SharedRow],
+        snapshot: &Rows,
     ) -> Result<(Vec<Bson>, Vec<Bson>), SinkError> {
         let held: HashSet<String> = snapshot
             .iter()
