@@ -73,6 +73,16 @@ struct PartitionState {
     complete_after: u64,
 }
 
+/// True when `row` was collected by `owner`.
+fn owns(owner: &RowOwner, row: &SharedRow) -> bool {
+    match owner {
+        RowOwner::Target { namespace, name } => {
+            row.target_namespace() == namespace && row.target_name() == name
+        }
+        RowOwner::ClusterTarget { name } => row.target_namespace().is_empty() && row.target_name() == name,
+    }
+}
+
 /// One owner's rows, found by uid. The uid is read from the row itself, so it is not stored a
 /// second time as a key.
 #[derive(Debug, Default)]
@@ -399,11 +409,21 @@ impl RowStore {
     /// The rows of the given owners only (a cluster inventory's selection of cluster targets).
     pub fn snapshot_of(&self, owners: &[RowOwner]) -> Snapshot {
         let inner = self.read();
-        let rows: Vec<SharedRow> = owners
-            .iter()
-            .filter_map(|owner| inner.rows.get(owner))
-            .flat_map(|rows| rows.values().cloned())
-            .collect();
+        // Each partition holds its rows in canonical order: taking the owners' rows from there
+        // needs no sort (the final sort checks the order of the partitions in one pass).
+        let partitions: BTreeSet<Partition> = owners.iter().map(Partition::of).collect();
+        let mut rows = Vec::new();
+        for partition in &partitions {
+            let Some(sorted) = inner.ordered.get(partition) else {
+                continue;
+            };
+            rows.extend(
+                sorted
+                    .iter()
+                    .filter(|row| owners.iter().any(|owner| owns(owner, row)))
+                    .cloned(),
+            );
+        }
         Snapshot::from_shared(rows)
     }
 
@@ -562,7 +582,23 @@ mod tests {
         assert_eq!(view.snapshot.rows()[0].target_namespace(), "team-a");
         let view = store.snapshot(&Partition::Cluster);
         assert_eq!(view.snapshot.rows()[0].target_namespace(), "");
-        assert_eq!(store.snapshot_of(&[a.clone(), cluster]).len(), 2);
+        let picked = store.snapshot_of(&[a.clone(), cluster.clone()]);
+        let owners: Vec<(&str, &str)> = picked
+            .rows()
+            .iter()
+            .map(|row| (row.target_namespace(), row.target_name()))
+            .collect();
+        assert_eq!(
+            owners,
+            [("", "deploys"), ("team-a", "deploys")],
+            "canonical order, owned rows only"
+        );
+        // Another target of the same namespace is not picked.
+        let other = owner("team-a", "other");
+        store.upsert(&other, row(&other, "2", "y"));
+        assert_eq!(store.snapshot_of(std::slice::from_ref(&a)).len(), 1);
+        assert_eq!(store.snapshot_of(&[a.clone(), other.clone()]).len(), 2);
+        store.remove_owner(&other);
         assert_eq!(store.remove_owner(&a), 1);
         assert_eq!(
             store

@@ -69,13 +69,23 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn field(&self, field: Field) -> &str {
+    /// Where `field` is in `data`.
+    fn range(&self, field: Field) -> std::ops::Range<usize> {
         let index = field as usize;
         let start = match index {
             0 => self.canonical_end,
             _ => self.field_ends[index - 1],
         };
-        self.data.get(start..self.field_ends[index]).unwrap_or_default()
+        start..self.field_ends[index]
+    }
+
+    fn field(&self, field: Field) -> &str {
+        self.data.get(self.range(field)).unwrap_or_default()
+    }
+
+    /// The field's bytes (compared as a `str` compares, without the UTF-8 boundary checks).
+    fn field_bytes(&self, field: Field) -> &[u8] {
+        self.data.as_bytes().get(self.range(field)).unwrap_or_default()
     }
 
     fn attributes_json(&self) -> &str {
@@ -268,25 +278,29 @@ impl SharedRow {
         }
     }
 
-    /// [`Row::canonical_cmp`] of the two rows.
+    /// [`Row::canonical_cmp`] of the two rows. Fields are compared in the sort key's order and
+    /// only until one differs (rows of one partition usually differ by name, the fourth).
     pub fn canonical_cmp(&self, other: &Self) -> Ordering {
         if Self::ptr_eq(self, other) {
             return Ordering::Equal;
         }
-        self.sort_fields().cmp(&other.sort_fields())
-    }
-
-    fn sort_fields(&self) -> [&str; FIELDS] {
-        [
-            self.target_namespace(),
-            self.target_name(),
-            self.namespace(),
-            self.name(),
-            self.uid(),
-            self.group(),
-            self.version(),
-            self.kind(),
-        ]
+        const SORT_KEY: [Field; FIELDS] = [
+            Field::TargetNamespace,
+            Field::TargetName,
+            Field::Namespace,
+            Field::Name,
+            Field::Uid,
+            Field::Group,
+            Field::Version,
+            Field::Kind,
+        ];
+        for field in SORT_KEY {
+            match self.0.field_bytes(field).cmp(other.0.field_bytes(field)) {
+                Ordering::Equal => continue,
+                unequal => return unequal,
+            }
+        }
+        Ordering::Equal
     }
 }
 
