@@ -97,11 +97,7 @@ impl Rows {
 
     /// The rows in canonical order.
     pub fn iter(&self) -> RowsIter<'_> {
-        RowsIter {
-            chunks: self.chunks.iter(),
-            current: [].iter(),
-            remaining: self.len,
-        }
+        RowsIter::over(&self.chunks)
     }
 
     /// The rows as a vector (copies one pointer per row).
@@ -125,7 +121,7 @@ impl Rows {
     pub(crate) fn differing_stretches<'a>(
         a: &'a Self,
         b: &'a Self,
-        mut visit: impl FnMut(Stretch<'a>, Stretch<'a>),
+        mut visit: impl FnMut(RowsIter<'a>, RowsIter<'a>),
     ) {
         let (left, right) = (&a.chunks[..], &b.chunks[..]);
         let (mut i, mut j) = (0, 0);
@@ -138,7 +134,10 @@ impl Rows {
                 return;
             }
             let (next_i, next_j) = next_shared(left, right, i, j).unwrap_or((left.len(), right.len()));
-            visit(Stretch::new(&left[i..next_i]), Stretch::new(&right[j..next_j]));
+            visit(
+                RowsIter::over(&left[i..next_i]),
+                RowsIter::over(&right[j..next_j]),
+            );
             (i, j) = (next_i, next_j);
         }
     }
@@ -173,41 +172,22 @@ fn next_shared(left: &[Chunk], right: &[Chunk], i: usize, j: usize) -> Option<(u
         .find_map(|(at, chunk)| ahead.get(&Arc::as_ptr(chunk)).map(|x| (*x, at)))
 }
 
-/// The rows of consecutive chunks, in order; what [`Rows::differing_stretches`] hands out.
-#[derive(Clone)]
-pub(crate) struct Stretch<'a> {
-    chunks: std::slice::Iter<'a, Chunk>,
-    current: std::slice::Iter<'a, SharedRow>,
-}
-
-impl<'a> Stretch<'a> {
-    fn new(chunks: &'a [Chunk]) -> Self {
-        Self {
-            chunks: chunks.iter(),
-            current: [].iter(),
-        }
-    }
-}
-
-impl<'a> Iterator for Stretch<'a> {
-    type Item = &'a SharedRow;
-
-    fn next(&mut self) -> Option<&'a SharedRow> {
-        loop {
-            if let Some(row) = self.current.next() {
-                return Some(row);
-            }
-            self.current = self.chunks.next()?.iter();
-        }
-    }
-}
-
-/// The rows of a [`Rows`], in canonical order.
+/// The rows of a [`Rows`] (or of a stretch of its chunks), in canonical order.
 #[derive(Clone)]
 pub struct RowsIter<'a> {
     chunks: std::slice::Iter<'a, Chunk>,
     current: std::slice::Iter<'a, SharedRow>,
     remaining: usize,
+}
+
+impl<'a> RowsIter<'a> {
+    fn over(chunks: &'a [Chunk]) -> Self {
+        Self {
+            chunks: chunks.iter(),
+            current: [].iter(),
+            remaining: chunks.iter().map(|chunk| chunk.len()).sum(),
+        }
+    }
 }
 
 impl<'a> Iterator for RowsIter<'a> {
