@@ -137,7 +137,7 @@ impl SharedRow {
     /// The canonical encoding of the attributes alone (`null` without them): the part of
     /// [`SharedRow::canonical`] after `"attributes":`.
     pub fn canonical_attributes(&self) -> &[u8] {
-        let end = (self.0.canonical_end).saturating_sub(1);
+        let end = self.0.canonical_end.saturating_sub(1);
         self.0
             .data
             .as_bytes()
