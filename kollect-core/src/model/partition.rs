@@ -94,11 +94,15 @@ impl Part {
 
     /// Iterates over this part's rows in canonical order, as the snapshot shares them.
     pub fn rows<'a>(&'a self, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a SharedRow> + 'a {
+        // As `positions`, but a whole part walks the rows instead of indexing each one.
         let (all, listed) = match &self.rows {
-            PartRows::All(n) => (snapshot.rows().iter().take(*n), &[][..]),
-            PartRows::Listed(rows) => (snapshot.rows().iter().take(0), rows.as_slice()),
+            PartRows::All(n) => (*n, &[][..]),
+            PartRows::Listed(rows) => (0, rows.as_slice()),
         };
-        all.chain(listed.iter().filter_map(|i| snapshot.rows().get(*i)))
+        let rows = snapshot.rows();
+        rows.iter()
+            .take(all)
+            .chain(listed.iter().filter_map(|i| rows.get(*i)))
     }
 
     /// The envelope header of this part.

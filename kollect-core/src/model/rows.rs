@@ -102,11 +102,7 @@ impl Rows {
 
     /// The rows as a vector (copies one pointer per row).
     pub fn to_vec(&self) -> Vec<SharedRow> {
-        let mut out = Vec::with_capacity(self.len);
-        for chunk in self.chunks.iter() {
-            out.extend(chunk.iter().cloned());
-        }
-        out
+        self.iter().cloned().collect()
     }
 
     /// True when both are clones of one sequence.
@@ -377,8 +373,8 @@ impl SortedRows {
     }
 
     /// The rows in canonical order.
-    pub fn iter(&self) -> impl Iterator<Item = &SharedRow> {
-        self.chunks.iter().flat_map(|chunk| chunk.iter())
+    pub fn iter(&self) -> RowsIter<'_> {
+        RowsIter::over(&self.chunks)
     }
 }
 

@@ -231,17 +231,17 @@ impl SharedRow {
     /// The row as serde_json encodes a [`Row`] (not the canonical form: attributes in their
     /// stored order, numbers as given), written from the stored fields without decoding.
     pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(self.0.data.len());
-        out.push('{');
+        let mut out = Vec::with_capacity(self.0.data.len());
+        out.push(b'{');
         let mut field = |name: &str, value: &str| {
             if out.len() > 1 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push('"');
-            out.push_str(name);
-            out.push_str("\":");
-            // Encoding a `str` cannot fail.
-            out.push_str(&serde_json::to_string(value).unwrap_or_default());
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            // Writing a `str` into a buffer cannot fail.
+            let _ = serde_json::to_writer(&mut out, value);
         };
         field("targetNamespace", self.target_namespace());
         field("targetName", self.target_name());
@@ -253,13 +253,14 @@ impl SharedRow {
         field("version", self.version());
         field("kind", self.kind());
         field("uid", self.uid());
-        out.push_str(",\"attributes\":");
+        out.extend_from_slice(b",\"attributes\":");
         match self.0.attributes_json() {
-            "" => out.push_str("null"),
-            json => out.push_str(json),
+            "" => out.extend_from_slice(b"null"),
+            json => out.extend_from_slice(json.as_bytes()),
         }
-        out.push('}');
-        out
+        out.push(b'}');
+        // Field names, serde_json's output and the stored JSON are all UTF-8.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// The owned row.
