@@ -61,7 +61,7 @@ pub async fn run(context: Arc<Context>) {
     let rows = super::triggers::on_row_changes(
         context.runtime.store(),
         store.clone(),
-        context.options.row_change_debounce,
+        context.options.row_change_throttle,
     );
     let (snapshot, database, event) = (store.clone(), store.clone(), store.clone());
     let (by_target, by_cluster_scope, by_scope) = (store.clone(), store.clone(), store.clone());

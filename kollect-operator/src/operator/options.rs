@@ -85,8 +85,9 @@ pub struct OperatorOptions {
     pub target_count_resync: Duration,
     /// Base of the failure backoff (zero: fixed delays).
     pub reconcile_rate_limit: Duration,
-    /// Quiet period after row changes before inventories export (trailing debounce).
-    pub row_change_debounce: Duration,
+    /// Least time between two reconcile triggers from row changes; a change with no
+    /// trigger in the period before it triggers at once.
+    pub row_change_throttle: Duration,
     /// How long the progress of healthy exports (export times, checksums, item counts) may wait
     /// before it is written into an inventory's status; zero writes it after every pass.
     pub inventory_status_refresh: Duration,
@@ -129,7 +130,7 @@ impl Default for OperatorOptions {
             informer_resync_period: Some(Duration::from_secs(12 * 3600)),
             target_count_resync: Duration::from_secs(60),
             reconcile_rate_limit: Duration::ZERO,
-            row_change_debounce: Duration::from_millis(100),
+            row_change_throttle: Duration::from_millis(100),
             inventory_status_refresh: Duration::from_secs(10),
             metrics_tls: None,
             webhook: None,

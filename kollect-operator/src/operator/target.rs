@@ -40,7 +40,7 @@ pub async fn run(context: Arc<Context>) {
     let rows = super::triggers::on_row_changes(
         context.runtime.store(),
         store.clone(),
-        context.options.row_change_debounce,
+        context.options.row_change_throttle,
     );
     let results = Controller::for_shared_stream(watches.targets.touched(), store)
         .with_config(Config::default().concurrency(context.options.max_concurrent_reconciles_target))

@@ -1,8 +1,10 @@
-//! Row changes as reconcile triggers. A change that arrives when the store has been quiet is
-//! passed on at once (a single change is exported without waiting); the changes that follow it
-//! are collected until the store has been quiet for a short while (a trailing debounce, bounded
-//! so a busy namespace still exports). Each batch enqueues every object of the kind in the
-//! namespaces that changed (every cluster-scoped object for the cluster partition).
+//! Row changes as reconcile triggers, throttled: a change that arrives when no trigger went out
+//! for a quiet period is passed on at once (a single change is exported without waiting); the
+//! changes that follow within the period are gathered and go out together when it ends, so a
+//! busy namespace triggers at most one pass per period and no change waits longer than one
+//! period. Each batch enqueues every object of the kind in the namespaces that changed (every
+//! cluster-scoped object for the cluster partition). The controller adds its own batching on
+//! top: triggers for an object whose reconcile is running wait as one for it to finish.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,9 +14,7 @@ use kollect_collect::runtime::{Partition, RowStore, StoreChange};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{broadcast, mpsc};
-
-/// The longest a change waits for the store to become quiet.
-const MAX_DELAY: Duration = Duration::from_secs(1);
+use tokio::time::Instant;
 
 /// Partitions whose rows changed, gathered for one batch of triggers.
 #[derive(Default)]
@@ -25,10 +25,6 @@ struct Changed {
 }
 
 impl Changed {
-    fn is_empty(&self) -> bool {
-        self.partitions.is_empty() && !self.all
-    }
-
     /// Takes one notification in: a changed partition, or a gap in the notifications.
     fn add(&mut self, received: Result<StoreChange, broadcast::error::RecvError>) {
         match received {
@@ -63,34 +59,36 @@ where
     let mut changes = rows.subscribe();
     let (sender, receiver) = mpsc::channel::<ObjectRef<K>>(1024);
     tokio::spawn(async move {
-        // Whether the store was quiet for `quiet` before the next change.
-        let mut idle = true;
+        // When the period that began with the last trigger ends.
+        let mut period_end: Option<Instant> = None;
         loop {
             let mut changed = Changed::default();
             match changes.recv().await {
                 Err(broadcast::error::RecvError::Closed) => return,
                 received => changed.add(received),
             }
-            if idle && !send(&store, &sender, &std::mem::take(&mut changed)).await {
-                return;
-            }
-            let deadline = tokio::time::Instant::now() + MAX_DELAY;
-            idle = false;
-            loop {
-                let wait = quiet.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                match tokio::time::timeout(wait, changes.recv()).await {
-                    Ok(Err(broadcast::error::RecvError::Closed)) => return,
-                    Ok(received) => changed.add(received),
-                    Err(_) => {
-                        idle = tokio::time::Instant::now() < deadline;
-                        break;
+            if let Some(end) = period_end.filter(|end| *end > Instant::now()) {
+                loop {
+                    match tokio::time::timeout_at(end, changes.recv()).await {
+                        Ok(Err(broadcast::error::RecvError::Closed)) => return,
+                        Ok(received) => changed.add(received),
+                        Err(_) => break,
                     }
                 }
-                if tokio::time::Instant::now() >= deadline {
-                    break;
+            }
+            // Notifications already waiting join this batch rather than open the next period.
+            loop {
+                match changes.try_recv() {
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Closed) => return,
+                    Ok(change) => changed.add(Ok(change)),
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                        changed.add(Err(broadcast::error::RecvError::Lagged(missed)));
+                    }
                 }
             }
-            if !changed.is_empty() && !send(&store, &sender, &changed).await {
+            period_end = Some(Instant::now() + quiet);
+            if !send(&store, &sender, &changed).await {
                 return;
             }
         }
@@ -181,7 +179,7 @@ mod tests {
 
     /// Virtual time (paused clock): the timings below are exact, not measured.
     #[tokio::test(start_paused = true)]
-    async fn a_change_after_quiet_goes_out_at_once_and_a_burst_is_batched_after_it() {
+    async fn a_change_after_quiet_goes_out_at_once_and_the_changes_within_the_period_after_it_together() {
         let rows = Arc::new(RowStore::new());
         let (store, mut writer) = reflector::store::<ConfigMap>();
         writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
@@ -200,14 +198,21 @@ mod tests {
             "the first change waits for nothing"
         );
 
-        // Two more changes within the quiet period: one trigger after the store went quiet.
+        // Two more changes within the period: one trigger when it ends, not a quiet period
+        // after the last of them.
         tokio::time::sleep(Duration::from_millis(10)).await;
         change(&rows, "team-a", "u2");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(70)).await;
         change(&rows, "team-a", "u3");
         let batched = triggers.next().await.expect("a trigger");
         assert_eq!(batched.name, "inventory");
-        assert_eq!(start.elapsed(), Duration::from_millis(120));
+        assert_eq!(start.elapsed(), quiet);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), triggers.next())
+                .await
+                .is_err(),
+            "the two changes went out as one trigger"
+        );
 
         // Quiet again: the next change is immediate, and only its namespace is enqueued.
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -224,13 +229,32 @@ mod tests {
         );
     }
 
-    /// A steady stream never goes quiet: batches go out at the bound, and none immediately.
+    /// A change just after a period ended is not held for another one.
     #[tokio::test(start_paused = true)]
-    async fn a_steady_stream_is_batched_at_the_bound() {
+    async fn a_change_after_the_period_goes_out_at_once() {
         let rows = Arc::new(RowStore::new());
         let (store, mut writer) = reflector::store::<ConfigMap>();
         writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
-        let mut triggers = Box::pin(on_row_changes(&rows, store, Duration::from_millis(100)));
+        let quiet = Duration::from_millis(100);
+        let mut triggers = Box::pin(on_row_changes(&rows, store, quiet));
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        change(&rows, "team-a", "u1");
+        triggers.next().await.expect("a trigger");
+        tokio::time::sleep(Duration::from_millis(101)).await;
+        change(&rows, "team-a", "u2");
+        triggers.next().await.expect("a trigger");
+        assert_eq!(start.elapsed(), Duration::from_millis(101));
+    }
+
+    /// A steady stream never goes quiet: one trigger per period, the first at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_triggers_once_per_period() {
+        let rows = Arc::new(RowStore::new());
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
+        let quiet = Duration::from_millis(100);
+        let mut triggers = Box::pin(on_row_changes(&rows, store, quiet));
         tokio::task::yield_now().await;
         let start = Instant::now();
         let producer = {
@@ -243,20 +267,37 @@ mod tests {
             })
         };
         let mut at = Vec::new();
-        while at.len() < 3 {
+        while at.len() < 4 {
             triggers.next().await.expect("a trigger");
             at.push(start.elapsed());
         }
         producer.abort();
-        // The leading change, then one batch per bound; the second window opens with the
-        // first change after the first batch (10 ms later).
-        assert_eq!(
-            at,
-            [
-                Duration::ZERO,
-                MAX_DELAY,
-                MAX_DELAY * 2 + Duration::from_millis(10)
-            ]
-        );
+        assert_eq!(at, [Duration::ZERO, quiet, quiet * 2, quiet * 3]);
+    }
+
+    /// Missed notifications (a lagging subscriber) enqueue every object: any partition may
+    /// have changed.
+    #[tokio::test(start_paused = true)]
+    async fn missed_notifications_trigger_every_object() {
+        let rows = Arc::new(RowStore::new());
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
+        writer.apply_watcher_event(&watcher::Event::Apply(object("team-b", "other")));
+        let quiet = Duration::from_millis(100);
+        let mut triggers = Box::pin(on_row_changes(&rows, store, quiet));
+        tokio::task::yield_now().await;
+        change(&rows, "team-a", "first");
+        triggers.next().await.expect("a trigger");
+        // Far more changes in one namespace than the notification buffer holds, all within
+        // the period: the subscriber lags behind.
+        for i in 0..10_000 {
+            change(&rows, "team-a", &format!("u{i}"));
+        }
+        let mut names = vec![
+            triggers.next().await.expect("a trigger").name,
+            triggers.next().await.expect("a trigger").name,
+        ];
+        names.sort();
+        assert_eq!(names, ["inventory", "other"]);
     }
 }
