@@ -1,11 +1,12 @@
 //! CLI harness (not a test): `kollect collect` as a separate process against the local control
-//! plane, next to a raw unpaginated LIST of the same objects.
+//! plane, next to a raw unpaginated LIST and a raw streaming list of the same objects.
 //!
 //! `hack/perf-cli.sh [objects]` runs it (needs `hack/setup.sh`). It loads N ConfigMaps (about
 //! 1.2 KiB each, default 10,000) into one namespace, writes a configuration with a 3-attribute
 //! profile (two JSONPath, one CEL) and one target, then runs, each as its own process and
 //! `KOLLECT_PERF_ROUNDS` (3) times in turn: this harness's own `list` mode (one unpaginated LIST
-//! through kube's client, every object decoded, then exit) and `kollect collect --output -` in
+//! through kube's client, every object decoded, then exit), its `stream` mode (the same objects
+//! as one streaming list, how `kollect collect` lists them) and `kollect collect --output -` in
 //! NDJSON and in JSON, output to a file whose lines and rows are checked. It prints one Markdown
 //! table of medians: wall time from spawn to exit, peak RSS (VmHWM) and CPU seconds.
 
@@ -44,6 +45,19 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("list") {
         let namespace = args.get(2).expect("list <namespace>").clone();
         let count = runtime.block_on(list_unpaginated(&namespace));
+        println!("{count}");
+        return;
+    }
+    // `collect_cli stream <namespace>`: the same objects as a streaming list.
+    if args.get(1).map(String::as_str) == Some("stream") {
+        let namespace = args.get(2).expect("stream <namespace>").clone();
+        let count = runtime.block_on(async {
+            let client = kube::Client::try_default().await.expect("a kubeconfig");
+            let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &configmaps());
+            kollect_testkit::control_plane::count_streamed(&api)
+                .await
+                .expect("streaming list")
+        });
         println!("{count}");
         return;
     }
@@ -119,6 +133,10 @@ spec: {{profileRef: scale, includedNamespaces: [{ns}]}}
             runs: Vec::new(),
         },
         Case {
+            name: "raw streaming list (one watch, objects decoded)",
+            runs: Vec::new(),
+        },
+        Case {
             name: "`kollect collect --output - --format ndjson`",
             runs: Vec::new(),
         },
@@ -137,7 +155,16 @@ spec: {{profileRef: scale, includedNamespaces: [{ns}]}}
         );
         assert!(listed.success, "the baseline LIST failed");
         cases[0].runs.push(listed);
-        for (index, format) in [(1, "ndjson"), (2, "json")] {
+        let streamed = measure(
+            Command::new(std::env::current_exe().unwrap())
+                .args(["stream", &ns])
+                .env("KUBECONFIG", plane.kubeconfig_path())
+                .stdout(Stdio::null()),
+            ticks,
+        );
+        assert!(streamed.success, "the streaming list failed");
+        cases[1].runs.push(streamed);
+        for (index, format) in [(2, "ndjson"), (3, "json")] {
             let collected = measure(
                 Command::new(env!("CARGO_BIN_EXE_kollect"))
                     .args(["collect", "--output", "-", "--format", format, "--config"])

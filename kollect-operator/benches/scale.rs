@@ -3,7 +3,7 @@
 //!
 //! `hack/perf.sh [objects] [configmap|deployment]` runs it (needs `hack/setup.sh`). It loads N
 //! ConfigMaps (about 1.2 KiB each) or Deployments (about 4 KiB each) into one namespace, times a
-//! bare paginated LIST of them, starts `kollect run` and measures, from outside the process:
+//! bare paginated LIST of them and a bare streaming list, starts `kollect run` and measures, from outside the process:
 //! the time until PostgreSQL holds every row, peak and steady RSS, CPU seconds of the sync, the
 //! change→row latency of single changes, CPU per change, a sustained churn, and the operator's
 //! API requests and status writes at idle (from the API server's own request counter). It prints
@@ -267,6 +267,14 @@ async fn run() {
         .unwrap();
     let list_time = started.elapsed();
     assert_eq!(listed, objects);
+    // The same objects as a streaming list (one watch), which is how `kollect run` lists them
+    // on an API server that has streaming lists.
+    let started = Instant::now();
+    let streamed = kollect_testkit::control_plane::count_streamed(&api)
+        .await
+        .unwrap();
+    let stream_time = started.elapsed();
+    assert_eq!(streamed, objects);
 
     plane
         .apply_yaml(
@@ -476,9 +484,14 @@ spec:
         list_time.as_secs_f64()
     );
     println!(
-        "| `kollect run` start to every row in PostgreSQL | {:.2} s ({:.2}× the LIST) |",
+        "| bare streaming list (one watch) | {:.2} s |",
+        stream_time.as_secs_f64()
+    );
+    println!(
+        "| `kollect run` start to every row in PostgreSQL | {:.2} s ({:.2}× the LIST, {:.2}× the streaming list) |",
         sync_time.as_secs_f64(),
-        sync_time.as_secs_f64() / list_time.as_secs_f64()
+        sync_time.as_secs_f64() / list_time.as_secs_f64(),
+        sync_time.as_secs_f64() / stream_time.as_secs_f64()
     );
     println!("| CPU seconds to sync | {:.2} s |", synced.cpu_seconds);
     println!(

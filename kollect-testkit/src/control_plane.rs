@@ -123,6 +123,37 @@ pub fn free_port() -> Result<u16, ControlPlaneError> {
     crate::ports::free_port().map_err(io("find a free port"))
 }
 
+/// Receives every object of `api` as a streaming list (one watch whose first events are the
+/// current objects, ended by a bookmark; each object decoded, then dropped) and returns how many
+/// there were. Needs an API server with the `WatchList` feature (Kubernetes 1.32, 1.34 and later).
+pub async fn count_streamed<K>(api: &Api<K>) -> Result<usize, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use futures::TryStreamExt;
+    use kube::api::WatchEvent;
+    let mut events = std::pin::pin!(api.watch(&kube::api::WatchParams::streaming_lists(), "0").await?);
+    let mut listed = 0;
+    while let Some(event) = events.try_next().await? {
+        match event {
+            WatchEvent::Added(_) | WatchEvent::Modified(_) => listed += 1,
+            WatchEvent::Bookmark(bookmark)
+                if bookmark
+                    .metadata
+                    .annotations
+                    .contains_key("k8s.io/initial-events-end") =>
+            {
+                return Ok(listed);
+            }
+            WatchEvent::Error(status) => return Err(kube::Error::Api(status)),
+            WatchEvent::Deleted(_) | WatchEvent::Bookmark(_) => {}
+        }
+    }
+    Err(kube::Error::Service(
+        "the streaming list ended before its last object".into(),
+    ))
+}
+
 /// Lists every object of `api` in pages of `page` objects (each page decoded, then dropped) and
 /// returns how many there were: the baseline a collector's initial list is compared with.
 pub async fn count_paginated<K>(api: &Api<K>, page: u32) -> Result<usize, kube::Error>
@@ -201,6 +232,12 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver, installs the Kollect CRDs, and returns once everything is
     /// ready.
     pub async fn start() -> Result<Self, ControlPlaneError> {
+        Self::start_with_apiserver_flags(&[]).await
+    }
+
+    /// [`ControlPlane::start`] with more kube-apiserver flags after the testkit's own, for
+    /// example `--feature-gates=WatchList=false` to stand in for an older API server.
+    pub async fn start_with_apiserver_flags(flags: &[&str]) -> Result<Self, ControlPlaneError> {
         let etcd_bin = binary("etcd")?;
         // Both binaries are checked before anything starts, for one clear error.
         binary("kube-apiserver")?;
@@ -249,7 +286,7 @@ impl ControlPlane {
         let etcd = spawn(&etcd_bin, &etcd_args, &root.join("etcd.log"))?;
 
         let file = |name: &str| root.join(name).display().to_string();
-        let apiserver_args: Vec<String> = vec![
+        let mut apiserver_args: Vec<String> = vec![
             format!("--etcd-servers={etcd_url}"),
             format!("--secure-port={apiserver_port}"),
             "--bind-address=127.0.0.1".into(),
@@ -272,6 +309,7 @@ impl ControlPlane {
             // there is no kube-proxy to route a ClusterIP.
             "--enable-aggregator-routing=true".into(),
         ];
+        apiserver_args.extend(flags.iter().map(|flag| (*flag).to_owned()));
         let kubeconfig = root.join("kubeconfig.yaml");
         write(&kubeconfig, &kubeconfig_yaml(apiserver_port, &pki.ca_pem, &token))?;
         let mut plane = Self {
@@ -298,7 +336,17 @@ impl ControlPlane {
     /// When the control plane cannot start (or its binaries are missing while
     /// `KOLLECT_REQUIRE_INFRA=1`).
     pub async fn start_for_test() -> Option<Self> {
-        match Self::start().await {
+        Self::start_for_test_with_apiserver_flags(&[]).await
+    }
+
+    /// [`ControlPlane::start_for_test`] with more kube-apiserver flags (see
+    /// [`ControlPlane::start_with_apiserver_flags`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`ControlPlane::start_for_test`].
+    pub async fn start_for_test_with_apiserver_flags(flags: &[&str]) -> Option<Self> {
+        match Self::start_with_apiserver_flags(flags).await {
             Ok(plane) => Some(plane),
             Err(error @ ControlPlaneError::MissingBinary { .. }) if !infra_required() => {
                 eprintln!("skipping: {error} (set KOLLECT_REQUIRE_INFRA=1 to make this a failure)");

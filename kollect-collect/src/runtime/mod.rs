@@ -37,11 +37,12 @@ mod access;
 mod domain;
 pub mod metrics;
 mod namespaces;
+mod object;
 pub mod store;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -77,6 +78,11 @@ pub struct RuntimeConfig {
     pub rediscovery_interval: Duration,
     /// Objects per page of a list.
     pub page_size: u32,
+    /// List by streaming: one watch that sends the current objects before the changes
+    /// (Kubernetes streaming lists) instead of pages of `page_size` fetched one after the other.
+    /// An API server that refuses it (the `WatchList` feature is off) is listed in pages from then
+    /// on.
+    pub streaming_lists: bool,
     /// Pause before a (re)started watch lists, so bursts of registrations cost one list.
     pub settle: Duration,
     /// How often every watch lists everything again (evaluating every object anew and sweeping
@@ -99,6 +105,7 @@ impl Default for RuntimeConfig {
             access_ttl: Duration::from_secs(30),
             rediscovery_interval: Duration::from_secs(10),
             page_size: 500,
+            streaming_lists: true,
             settle: Duration::from_millis(100),
             resync_period: Some(Duration::from_secs(12 * 3600)),
             namespaces: NamespaceSource::Watch,
@@ -141,6 +148,8 @@ pub(crate) struct Shared {
     pub(crate) access: access::AccessCache,
     pub(crate) metrics: CollectMetrics,
     pub(crate) workers: Vec<mpsc::Sender<watch::Job>>,
+    /// Lists stream (cleared when the API server refuses streaming lists).
+    pub(crate) streaming_lists: AtomicBool,
     reports: Mutex<HashMap<RowOwner, TargetReport>>,
     registered: Mutex<HashMap<RowOwner, Arc<TargetEntry>>>,
 }
@@ -234,6 +243,7 @@ impl Runtime {
             senders.push(tx);
             receivers.push(rx);
         }
+        let streaming_lists = config.streaming_lists;
         let shared = Arc::new(Shared {
             access: access::AccessCache::new(client.clone(), config.access_ttl, metrics.clone()),
             client: client.clone(),
@@ -242,6 +252,7 @@ impl Runtime {
             namespaces: Arc::new(NamespaceCache::new()),
             metrics,
             workers: senders,
+            streaming_lists: AtomicBool::new(streaming_lists),
             reports: Mutex::default(),
             registered: Mutex::default(),
         });
@@ -409,6 +420,12 @@ impl Runtime {
             .cloned()?;
         report.rows = self.shared.store.count(owner);
         Some(report)
+    }
+
+    /// Whether lists stream ([`RuntimeConfig::streaming_lists`]); false when they were not
+    /// configured to or the API server refused a streaming list.
+    pub fn streams_lists(&self) -> bool {
+        self.shared.streaming_lists.load(Ordering::Relaxed)
     }
 
     /// Number of running GVK watches.

@@ -16,18 +16,19 @@ use std::time::Instant;
 use futures::stream::{self, BoxStream, StreamExt};
 use kollect_core::api::v1alpha1::GroupVersionKind;
 use kollect_core::collect::RowOwner;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, ListParams};
 use kube::discovery::Scope;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{mpsc, oneshot};
 
 use super::access::Access;
 use super::metrics::ResourceLabels;
+use super::object::WatchedObject;
 use super::{Shared, TargetEntry};
 use crate::select::Skip;
 
 /// Watch events tagged with the namespace the stream covers (`""`: all namespaces).
-type TaggedEvents = BoxStream<'static, (String, Result<watcher::Event<DynamicObject>, watcher::Error>)>;
+type TaggedEvents = BoxStream<'static, (String, Result<watcher::Event<WatchedObject>, watcher::Error>)>;
 
 /// Which namespaces a watch covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +81,7 @@ pub(crate) enum Job {
     Apply {
         context: Arc<WatchContext>,
         epoch: u64,
-        object: Box<DynamicObject>,
+        object: Box<WatchedObject>,
     },
     /// An object was deleted.
     Delete {
@@ -192,25 +193,18 @@ fn remove_row(shared: &Shared, target: &TargetEntry, uid: &str) {
 }
 
 /// Turns one object into rows for every target of its watch.
-async fn apply(shared: &Shared, context: &WatchContext, object: DynamicObject) {
-    let uid = object.metadata.uid.clone().unwrap_or_default();
+async fn apply(shared: &Shared, context: &WatchContext, object: WatchedObject) {
+    let uid = object.uid().to_owned();
     if uid.is_empty() {
         return;
     }
     let namespace = if context.namespaced {
-        object.metadata.namespace.clone().unwrap_or_default()
+        object.namespace().to_owned()
     } else {
         String::new()
     };
-    let name = object.metadata.name.clone().unwrap_or_default();
-    let value = match serde_json::to_value(&object) {
-        Ok(value) => value,
-        Err(error) => {
-            tracing::warn!(%error, %namespace, %name, "cannot convert object to JSON");
-            return;
-        }
-    };
-    drop(object);
+    let name = object.name().to_owned();
+    let value = object.into_value(&context.resource);
     let meta = if namespace.is_empty() {
         None
     } else {
@@ -368,12 +362,17 @@ pub(crate) async fn run_watch(
         epoch: Arc::clone(&epoch),
         labels: labels.clone(),
     });
-    let config = watcher::Config::default().page_size(shared.config.page_size);
     // Each stream is tagged with the namespace it covers ("" for all).
-    let start_streams = || -> stream::SelectAll<TaggedEvents> {
+    let start_streams = |streaming: bool| -> stream::SelectAll<TaggedEvents> {
+        let config = watcher::Config::default().page_size(shared.config.page_size);
+        let config = if streaming {
+            config.streaming_lists()
+        } else {
+            config
+        };
         let streams: Vec<TaggedEvents> = match &scope {
             WatchScope::All => {
-                let api: Api<DynamicObject> = Api::all_with(shared.client.clone(), &resource);
+                let api: Api<WatchedObject> = Api::all_with(shared.client.clone(), &resource);
                 vec![
                     watcher(api, config.clone())
                         .default_backoff()
@@ -384,7 +383,7 @@ pub(crate) async fn run_watch(
             WatchScope::Namespaces(namespaces) => namespaces
                 .iter()
                 .map(|ns| {
-                    let api: Api<DynamicObject> = Api::namespaced_with(shared.client.clone(), ns, &resource);
+                    let api: Api<WatchedObject> = Api::namespaced_with(shared.client.clone(), ns, &resource);
                     let tag = ns.clone();
                     watcher(api, config.clone())
                         .default_backoff()
@@ -395,7 +394,8 @@ pub(crate) async fn run_watch(
         };
         stream::select_all(streams)
     };
-    let mut events = start_streams();
+    let mut streaming = shared.streaming_lists.load(Ordering::Relaxed);
+    let mut events = start_streams(streaming);
     // The periodic full relist (`resync_period`): every object is evaluated again and rows of
     // objects that are gone are swept, whatever was missed in between.
     let resync_period = shared.config.resync_period.filter(|p| !p.is_zero());
@@ -414,7 +414,7 @@ pub(crate) async fn run_watch(
                         listing.insert(tag, HashSet::new());
                     }
                     Ok(watcher::Event::InitApply(object)) | Ok(watcher::Event::Apply(object)) => {
-                        let uid = object.metadata.uid.clone().unwrap_or_default();
+                        let uid = object.uid().to_owned();
                         if let Some(seen) = listing.get_mut(&tag) {
                             seen.insert(uid.clone());
                         }
@@ -425,7 +425,7 @@ pub(crate) async fn run_watch(
                         }).await;
                     }
                     Ok(watcher::Event::Delete(object)) => {
-                        let uid = object.metadata.uid.clone().unwrap_or_default();
+                        let uid = object.uid().to_owned();
                         let job = Job::Delete {
                             context: Arc::clone(&context),
                             epoch: my_epoch,
@@ -446,13 +446,22 @@ pub(crate) async fn run_watch(
                             });
                         }
                     }
+                    Err(error) if streaming && refuses_streaming_lists(&error) => {
+                        if shared.streaming_lists.swap(false, Ordering::Relaxed) {
+                            tracing::info!(%error, "the API server does not stream lists; listing in pages");
+                        }
+                        listing.clear();
+                        streaming = false;
+                        events = start_streams(streaming);
+                    }
                     Err(error) => watch_failed(&shared, &context, &tag, &error),
                 }
             }
             _ = async { match resync.as_mut() { Some(timer) => { timer.tick().await; } None => std::future::pending().await } } => {
                 tracing::debug!(gvk = %crate::runtime::metrics::gvk_label(&gvk), "resync: relisting");
                 listing.clear();
-                events = start_streams();
+                streaming = shared.streaming_lists.load(Ordering::Relaxed);
+                events = start_streams(streaming);
             }
             changed = namespace_changes.recv() => {
                 let namespaces: Vec<String> = match changed {
@@ -478,6 +487,16 @@ pub(crate) async fn run_watch(
             }
         }
     }
+}
+
+/// True for the answer of an API server without streaming lists (the `WatchList` feature off)
+/// to a watch that asks for the current objects first: the request is invalid there. Only the
+/// start of such a watch is refused; a later watch error is an ordinary failure.
+fn refuses_streaming_lists(error: &watcher::Error) -> bool {
+    matches!(
+        error,
+        watcher::Error::WatchStartFailed(kube::Error::Api(status)) if status.code == 400 || status.code == 422
+    )
 }
 
 /// Records a failed watch or list: a 403 marks the namespace forbidden for every target and
@@ -536,7 +555,7 @@ fn sweep(shared: &Shared, context: &WatchContext, tag: &str, seen: &HashSet<Stri
 /// Lists one namespace again and re-evaluates every object in it (after the namespace's
 /// labels changed), then removes rows of objects that are gone.
 async fn relist_namespace(shared: &Shared, context: &Arc<WatchContext>, epoch: u64, namespace: &str) {
-    let api: Api<DynamicObject> = Api::namespaced_with(shared.client.clone(), namespace, &context.resource);
+    let api: Api<WatchedObject> = Api::namespaced_with(shared.client.clone(), namespace, &context.resource);
     let mut seen = HashSet::new();
     let mut params = ListParams::default().limit(shared.config.page_size);
     loop {
@@ -549,7 +568,7 @@ async fn relist_namespace(shared: &Shared, context: &Arc<WatchContext>, epoch: u
         };
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
         for object in page.items {
-            let uid = object.metadata.uid.clone().unwrap_or_default();
+            let uid = object.uid().to_owned();
             seen.insert(uid.clone());
             enqueue(
                 shared,
@@ -615,5 +634,24 @@ mod tests {
         );
         assert_eq!(WatchScope::for_targets(&[a.clone(), b], 2), WatchScope::All);
         assert_eq!(WatchScope::for_targets(&[a, entry(&[])], 8), WatchScope::All);
+    }
+
+    #[test]
+    fn only_an_invalid_start_of_a_watch_refuses_streaming_lists() {
+        let status = |code: u16| {
+            let mut status = kube::core::Status::failure("refused", "Invalid");
+            status.code = code;
+            Box::new(status)
+        };
+        let start = |code| watcher::Error::WatchStartFailed(kube::Error::Api(status(code)));
+        assert!(refuses_streaming_lists(&start(422)));
+        assert!(refuses_streaming_lists(&start(400)));
+        // A denial, an outage or an error once the watch runs are ordinary failures.
+        assert!(!refuses_streaming_lists(&start(403)));
+        assert!(!refuses_streaming_lists(&start(500)));
+        assert!(!refuses_streaming_lists(&watcher::Error::WatchError(status(422))));
+        assert!(!refuses_streaming_lists(&watcher::Error::InitialListFailed(
+            kube::Error::Api(status(422))
+        )));
     }
 }

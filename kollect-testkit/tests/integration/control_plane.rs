@@ -203,6 +203,31 @@ async fn a_paginated_count_follows_every_continue_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_count_ends_at_the_bookmark_after_the_current_objects() {
+    let Some(plane) = ControlPlane::start_for_test().await else {
+        return;
+    };
+    let ns = plane.create_namespace("stream").await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(plane.client().await.unwrap(), &ns);
+    assert_eq!(
+        kollect_testkit::control_plane::count_streamed(&api)
+            .await
+            .unwrap(),
+        0
+    );
+    for i in 0..5 {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    assert_eq!(
+        kollect_testkit::control_plane::count_streamed(&api)
+            .await
+            .unwrap(),
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumes_after_the_api_server_restarts() {
     let Some(mut plane) = ControlPlane::start_for_test().await else {
         return;
