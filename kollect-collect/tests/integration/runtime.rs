@@ -128,6 +128,17 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Sets the `color` of ConfigMap `name`.
+async fn set_color(cms: &Api<ConfigMap>, name: &str, color: &str) {
+    cms.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"color": color}})),
+    )
+    .await
+    .unwrap();
+}
+
 fn expect(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
     pairs
         .iter()
@@ -170,13 +181,7 @@ async fn create_update_delete_moves_rows() {
     cms.create(&PostParams::default(), &cm("b", &[], "blue"))
         .await
         .unwrap();
-    cms.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"color": "green"}})),
-    )
-    .await
-    .unwrap();
+    set_color(&cms, "a", "green").await;
     eventually("create and update", || {
         rows(&runtime, &ns) == expect(&[(&format!("{ns}/a"), "green"), (&format!("{ns}/b"), "blue")])
     })
@@ -246,13 +251,7 @@ async fn an_api_server_without_streaming_lists_is_listed_in_pages() {
     assert!(!runtime.streams_lists());
     assert!(runtime.wait_synced(&owner, Duration::from_secs(30)).await);
     // The watch after the list goes on: a change arrives, and no error is reported.
-    cms.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"color": "green"}})),
-    )
-    .await
-    .unwrap();
+    set_color(&cms, "a", "green").await;
     eventually("the change after the list", || {
         rows(&runtime, &ns) == expect(&[(&format!("{ns}/a"), "green"), (&format!("{ns}/b"), "blue")])
     })
@@ -663,13 +662,7 @@ async fn rows_converge_after_an_api_server_restart() {
     cms.create(&PostParams::default(), &cm("cm-5", &[], "blue"))
         .await
         .unwrap();
-    cms.patch(
-        "cm-2",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"color": "green"}})),
-    )
-    .await
-    .unwrap();
+    set_color(&cms, "cm-2", "green").await;
 
     let existing = || async {
         let list = cms.list(&Default::default()).await.unwrap();
@@ -803,6 +796,30 @@ async fn the_periodic_resync_restores_what_was_lost_in_between() {
     .await;
 }
 
+/// The rows of a fresh runtime's first list of `namespace` with `profile`, listed by streaming or
+/// in pages.
+async fn listed_rows(
+    client: &kube::Client,
+    namespace: &str,
+    profile: &KollectProfileSpec,
+    streaming_lists: bool,
+) -> kollect_core::model::Snapshot {
+    let runtime = Runtime::start(
+        client.clone(),
+        RuntimeConfig {
+            streaming_lists,
+            ..config()
+        },
+    );
+    let owner = RowOwner::target(namespace, "configmaps");
+    runtime.register(registration(owner.clone(), profile, &included(&[namespace])));
+    assert!(runtime.wait_synced(&owner, Duration::from_secs(60)).await);
+    runtime
+        .store()
+        .snapshot(&Partition::Namespace(namespace.to_owned()))
+        .snapshot
+}
+
 /// Extraction reads `apiVersion` and `kind` whether a page of a list (whose items of built-in
 /// kinds come without them) or a stream delivered the object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -822,20 +839,7 @@ async fn listed_objects_carry_their_api_version_and_kind() {
         ..configmap_profile()
     };
     for streaming_lists in [false, true] {
-        let runtime = Runtime::start(
-            client.clone(),
-            RuntimeConfig {
-                streaming_lists,
-                ..config()
-            },
-        );
-        let owner = RowOwner::target(&ns, "configmaps");
-        runtime.register(registration(owner.clone(), &profile, &included(&[&ns])));
-        assert!(runtime.wait_synced(&owner, Duration::from_secs(60)).await);
-        let snapshot = runtime
-            .store()
-            .snapshot(&Partition::Namespace(ns.clone()))
-            .snapshot;
+        let snapshot = listed_rows(&client, &ns, &profile, streaming_lists).await;
         let types: Vec<Value> = snapshot
             .rows()
             .iter()
@@ -876,20 +880,7 @@ async fn a_listed_secret_is_exported_with_its_data_redacted() {
         ..Default::default()
     };
     for streaming_lists in [false, true] {
-        let runtime = Runtime::start(
-            client.clone(),
-            RuntimeConfig {
-                streaming_lists,
-                ..config()
-            },
-        );
-        let owner = RowOwner::target(&ns, "configmaps");
-        runtime.register(registration(owner.clone(), &profile, &included(&[&ns])));
-        assert!(runtime.wait_synced(&owner, Duration::from_secs(60)).await);
-        let snapshot = runtime
-            .store()
-            .snapshot(&Partition::Namespace(ns.clone()))
-            .snapshot;
+        let snapshot = listed_rows(&client, &ns, &profile, streaming_lists).await;
         assert_eq!(snapshot.rows().len(), 1, "streaming lists: {streaming_lists}");
         let row = &snapshot.rows()[0];
         let manifest = &row.attributes().unwrap()["manifest"];

@@ -177,16 +177,26 @@ mod tests {
         assert!(rows.upsert(&owner, row));
     }
 
+    const QUIET: Duration = Duration::from_millis(100);
+
+    type Triggers = std::pin::Pin<Box<dyn futures::Stream<Item = ObjectRef<ConfigMap>> + Send>>;
+
+    /// A row store, an object per `(namespace, name)`, and the triggers of the store's changes.
+    async fn triggers_for(objects: &[(&str, &str)]) -> (Arc<RowStore>, Triggers) {
+        let rows = Arc::new(RowStore::new());
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        for (namespace, name) in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(object(namespace, name)));
+        }
+        let triggers = Box::pin(on_row_changes(&rows, store, QUIET));
+        tokio::task::yield_now().await;
+        (rows, triggers)
+    }
+
     /// Virtual time (paused clock): the timings below are exact, not measured.
     #[tokio::test(start_paused = true)]
     async fn a_change_after_quiet_goes_out_at_once_and_the_changes_within_the_period_after_it_together() {
-        let rows = Arc::new(RowStore::new());
-        let (store, mut writer) = reflector::store::<ConfigMap>();
-        writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
-        writer.apply_watcher_event(&watcher::Event::Apply(object("team-b", "other")));
-        let quiet = Duration::from_millis(100);
-        let mut triggers = Box::pin(on_row_changes(&rows, store, quiet));
-        tokio::task::yield_now().await;
+        let (rows, mut triggers) = triggers_for(&[("team-a", "inventory"), ("team-b", "other")]).await;
 
         let start = Instant::now();
         change(&rows, "team-a", "u1");
@@ -206,7 +216,7 @@ mod tests {
         change(&rows, "team-a", "u3");
         let batched = triggers.next().await.expect("a trigger");
         assert_eq!(batched.name, "inventory");
-        assert_eq!(start.elapsed(), quiet);
+        assert_eq!(start.elapsed(), QUIET);
         assert!(
             tokio::time::timeout(Duration::from_secs(1), triggers.next())
                 .await
@@ -232,12 +242,7 @@ mod tests {
     /// A change just after a period ended is not held for another one.
     #[tokio::test(start_paused = true)]
     async fn a_change_after_the_period_goes_out_at_once() {
-        let rows = Arc::new(RowStore::new());
-        let (store, mut writer) = reflector::store::<ConfigMap>();
-        writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
-        let quiet = Duration::from_millis(100);
-        let mut triggers = Box::pin(on_row_changes(&rows, store, quiet));
-        tokio::task::yield_now().await;
+        let (rows, mut triggers) = triggers_for(&[("team-a", "inventory")]).await;
         let start = Instant::now();
         change(&rows, "team-a", "u1");
         triggers.next().await.expect("a trigger");
@@ -250,12 +255,7 @@ mod tests {
     /// A steady stream never goes quiet: one trigger per period, the first at once.
     #[tokio::test(start_paused = true)]
     async fn a_steady_stream_triggers_once_per_period() {
-        let rows = Arc::new(RowStore::new());
-        let (store, mut writer) = reflector::store::<ConfigMap>();
-        writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
-        let quiet = Duration::from_millis(100);
-        let mut triggers = Box::pin(on_row_changes(&rows, store, quiet));
-        tokio::task::yield_now().await;
+        let (rows, mut triggers) = triggers_for(&[("team-a", "inventory")]).await;
         let start = Instant::now();
         let producer = {
             let rows = Arc::clone(&rows);
@@ -272,20 +272,14 @@ mod tests {
             at.push(start.elapsed());
         }
         producer.abort();
-        assert_eq!(at, [Duration::ZERO, quiet, quiet * 2, quiet * 3]);
+        assert_eq!(at, [Duration::ZERO, QUIET, QUIET * 2, QUIET * 3]);
     }
 
     /// Missed notifications (a lagging subscriber) enqueue every object: any partition may
     /// have changed.
     #[tokio::test(start_paused = true)]
     async fn missed_notifications_trigger_every_object() {
-        let rows = Arc::new(RowStore::new());
-        let (store, mut writer) = reflector::store::<ConfigMap>();
-        writer.apply_watcher_event(&watcher::Event::Apply(object("team-a", "inventory")));
-        writer.apply_watcher_event(&watcher::Event::Apply(object("team-b", "other")));
-        let quiet = Duration::from_millis(100);
-        let mut triggers = Box::pin(on_row_changes(&rows, store, quiet));
-        tokio::task::yield_now().await;
+        let (rows, mut triggers) = triggers_for(&[("team-a", "inventory"), ("team-b", "other")]).await;
         change(&rows, "team-a", "first");
         triggers.next().await.expect("a trigger");
         // Far more changes in one namespace than the notification buffer holds, all within
