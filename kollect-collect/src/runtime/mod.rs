@@ -35,9 +35,11 @@
 
 mod access;
 mod domain;
+mod list;
 pub mod metrics;
 mod namespaces;
 mod object;
+mod split;
 pub mod store;
 mod watch;
 
@@ -83,6 +85,11 @@ pub struct RuntimeConfig {
     /// An API server that refuses it (the `WatchList` feature is off) is listed in pages from then
     /// on.
     pub streaming_lists: bool,
+    /// List every kind once and do not watch it: rows are the objects at the time of the list
+    /// and do not follow later changes (a one-shot collection, `kollect collect` without
+    /// `--watch`). Each list is one unpaginated response whose items are turned into rows while
+    /// it is still arriving. `streaming_lists`, `page_size` and `resync_period` do not apply.
+    pub list_only: bool,
     /// Pause before a (re)started watch lists, so bursts of registrations cost one list.
     pub settle: Duration,
     /// How often every watch lists everything again (evaluating every object anew and sweeping
@@ -106,6 +113,7 @@ impl Default for RuntimeConfig {
             rediscovery_interval: Duration::from_secs(10),
             page_size: 500,
             streaming_lists: true,
+            list_only: false,
             settle: Duration::from_millis(100),
             resync_period: Some(Duration::from_secs(12 * 3600)),
             namespaces: NamespaceSource::Watch,
@@ -151,6 +159,8 @@ pub(crate) struct Shared {
     /// Lists stream (cleared when the API server refuses streaming lists).
     pub(crate) streaming_lists: AtomicBool,
     reports: Mutex<HashMap<RowOwner, TargetReport>>,
+    /// Woken whenever a target's initial list completes (for [`Runtime::wait_synced`]).
+    synced: tokio::sync::Notify,
     registered: Mutex<HashMap<RowOwner, Arc<TargetEntry>>>,
 }
 
@@ -170,6 +180,21 @@ impl Shared {
         if let Some(report) = reports.get_mut(owner) {
             update(report);
         }
+    }
+
+    /// Marks the targets of `owners` synced: their initial list has completed.
+    pub(crate) fn mark_synced<'a>(
+        &self,
+        owners: impl IntoIterator<Item = &'a RowOwner>,
+        update: impl Fn(&mut TargetReport),
+    ) {
+        for owner in owners {
+            self.report(owner, |report| {
+                report.synced = true;
+                update(report);
+            });
+        }
+        self.synced.notify_waiters();
     }
 
     /// Every registered target.
@@ -254,6 +279,7 @@ impl Runtime {
             workers: senders,
             streaming_lists: AtomicBool::new(streaming_lists),
             reports: Mutex::default(),
+            synced: tokio::sync::Notify::new(),
             registered: Mutex::default(),
         });
         let mut background: Vec<JoinHandle<()>> = receivers
@@ -438,13 +464,16 @@ impl Runtime {
     pub async fn wait_synced(&self, owner: &RowOwner, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Registered before the check, so a list completing in between still wakes it.
+            let notified = self.shared.synced.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
             if self.report(owner).is_some_and(|r| r.synced) {
                 return true;
             }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.report(owner).is_some_and(|r| r.synced);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

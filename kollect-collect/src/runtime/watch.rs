@@ -95,7 +95,7 @@ pub(crate) enum Job {
 
 /// Sends `job` to the worker for `uid`. A full queue is waited for: past the enqueue wait the
 /// wait counts as backpressure, and it goes on until a slot frees (events are never dropped).
-async fn enqueue(shared: &Shared, uid: &str, job: Job) {
+pub(crate) async fn enqueue(shared: &Shared, uid: &str, job: Job) {
     use std::hash::{BuildHasher, BuildHasherDefault};
     let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
     let index = (hasher.hash_one(uid) as usize) % shared.workers.len().max(1);
@@ -299,7 +299,6 @@ pub(crate) async fn run_watch(
     // Registrations tend to arrive in bursts (operator start, profile edits): let them settle so
     // a burst costs one list, not one per target.
     tokio::time::sleep(shared.config.settle).await;
-    shared.namespaces.wait_ready().await;
     let owners = || -> Vec<RowOwner> {
         targets
             .read()
@@ -309,25 +308,29 @@ pub(crate) async fn run_watch(
             .collect()
     };
 
-    // Discovery, retried until the kind exists (a CRD created after the target).
+    // Discovery, retried until the kind exists (a CRD created after the target), while the
+    // namespace cache lists the namespaces.
     let kube_gvk = kube::api::GroupVersionKind::gvk(&gvk.group, &gvk.version, &gvk.kind);
-    let (resource, capabilities) = loop {
-        match kube::discovery::pinned_kind(&shared.client, &kube_gvk).await {
-            Ok(found) => break found,
-            Err(error) => {
-                let message = format!(
-                    "kind {}/{} {} is not served by the API server (discovery: {error}); collection starts when it appears",
-                    if gvk.group.is_empty() { "core" } else { &gvk.group },
-                    gvk.version,
-                    gvk.kind
-                );
-                for owner in owners() {
-                    shared.report(&owner, |report| report.unresolved = Some(message.clone()));
+    let discovered = async {
+        loop {
+            match kube::discovery::pinned_kind(&shared.client, &kube_gvk).await {
+                Ok(found) => break found,
+                Err(error) => {
+                    let message = format!(
+                        "kind {}/{} {} is not served by the API server (discovery: {error}); collection starts when it appears",
+                        if gvk.group.is_empty() { "core" } else { &gvk.group },
+                        gvk.version,
+                        gvk.kind
+                    );
+                    for owner in owners() {
+                        shared.report(&owner, |report| report.unresolved = Some(message.clone()));
+                    }
+                    tokio::time::sleep(shared.config.rediscovery_interval).await;
                 }
-                tokio::time::sleep(shared.config.rediscovery_interval).await;
             }
         }
     };
+    let ((resource, capabilities), ()) = tokio::join!(discovered, shared.namespaces.wait_ready());
     for owner in owners() {
         shared.report(&owner, |report| report.unresolved = None);
     }
@@ -362,6 +365,10 @@ pub(crate) async fn run_watch(
         epoch: Arc::clone(&epoch),
         labels: labels.clone(),
     });
+    if shared.config.list_only {
+        list_scope(&shared, &context, my_epoch, &scope).await;
+        return;
+    }
     // Each stream is tagged with the namespace it covers ("" for all).
     let start_streams = |streaming: bool| -> stream::SelectAll<TaggedEvents> {
         let config = watcher::Config::default().page_size(shared.config.page_size);
@@ -438,13 +445,10 @@ pub(crate) async fn run_watch(
                         shared.metrics.informer(&labels, seen.len(), scope == WatchScope::All);
                         barrier(&shared).await;
                         sweep(&shared, &context, &tag, &seen);
-                        for owner in owners() {
-                            shared.report(&owner, |report| {
-                                report.synced = true;
-                                report.watch_error = None;
-                                report.forbidden_namespaces.remove(&tag);
-                            });
-                        }
+                        shared.mark_synced(&owners(), |report| {
+                            report.watch_error = None;
+                            report.forbidden_namespaces.remove(&tag);
+                        });
                     }
                     Err(error) if streaming && refuses_streaming_lists(&error) => {
                         if shared.streaming_lists.swap(false, Ordering::Relaxed) {
@@ -499,8 +503,58 @@ fn refuses_streaming_lists(error: &watcher::Error) -> bool {
     )
 }
 
-/// Records a failed watch or list: a 403 marks the namespace forbidden for every target and
-/// removes their rows there; anything else is transient and keeps the rows.
+/// Lists every namespace of `scope` once ([`super::RuntimeConfig::list_only`]), then marks the
+/// targets synced. A failing list is retried with backoff until it succeeds; a denial is final
+/// for its namespace.
+async fn list_scope(shared: &Shared, context: &Arc<WatchContext>, epoch: u64, scope: &WatchScope) {
+    use backon::{ExponentialBuilder, Retryable};
+    let tags: Vec<String> = match scope {
+        WatchScope::All => vec![String::new()],
+        WatchScope::Namespaces(namespaces) => namespaces.iter().cloned().collect(),
+    };
+    let lists = tags.iter().map(|tag| async move {
+        let namespace = (!tag.is_empty()).then_some(tag.as_str());
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(500))
+            .with_max_delay(std::time::Duration::from_secs(30))
+            .without_max_times();
+        let listed = (|| super::list::list_once(shared, context, epoch, namespace))
+            .retry(backoff)
+            .when(|error| error.status().is_none_or(|status| status.code != 403))
+            .notify(|error, _| record_failure(shared, context, tag, error.status(), error))
+            .await;
+        match listed {
+            Ok(seen) => Some((tag, seen)),
+            Err(error) => {
+                record_failure(shared, context, tag, error.status(), &error);
+                None
+            }
+        }
+    });
+    let listed: Vec<(&String, HashSet<String>)> = futures::future::join_all(lists)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    barrier(shared).await;
+    let mut objects = 0;
+    for (tag, seen) in &listed {
+        objects += seen.len();
+        sweep(shared, context, tag, seen);
+    }
+    shared
+        .metrics
+        .informer(&context.labels, objects, *scope == WatchScope::All);
+    let owners: Vec<RowOwner> = context.targets().iter().map(|t| t.owner.clone()).collect();
+    shared.mark_synced(&owners, |report| {
+        report.watch_error = None;
+        for (tag, _) in &listed {
+            report.forbidden_namespaces.remove(*tag);
+        }
+    });
+}
+
+/// Records a failed watch or list (see [`record_failure`]).
 fn watch_failed(shared: &Shared, context: &WatchContext, tag: &str, error: &watcher::Error) {
     let status = match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
@@ -509,6 +563,18 @@ fn watch_failed(shared: &Shared, context: &WatchContext, tag: &str, error: &watc
         watcher::Error::WatchError(status) => Some(&**status),
         _ => None,
     };
+    record_failure(shared, context, tag, status, error);
+}
+
+/// Records a failed watch or list of `tag`'s namespace: a 403 marks the namespace forbidden for
+/// every target and removes their rows there; anything else is transient and keeps the rows.
+fn record_failure(
+    shared: &Shared,
+    context: &WatchContext,
+    tag: &str,
+    status: Option<&kube::core::Status>,
+    error: &dyn std::fmt::Display,
+) {
     let forbidden = status.is_some_and(|s| s.code == 403);
     // A denial is reported in the API server's words (which name the verb, the resource and the
     // account), without the client's wrapping.

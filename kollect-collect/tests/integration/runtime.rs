@@ -604,28 +604,100 @@ async fn a_forbidden_namespace_is_reported_and_has_no_rows() {
         )
         .await
         .unwrap();
-    let runtime = Runtime::start(limited, config());
-    let owner = RowOwner::target(&allowed, "configmaps");
-    runtime.register(registration(
-        owner.clone(),
-        &configmap_profile(),
-        &included(&[&allowed, &denied]),
-    ));
-    eventually("allowed namespace collected, denied one reported", || {
-        runtime
-            .report(&owner)
-            .is_some_and(|r| r.rows == 1 && r.forbidden_namespaces.contains_key(&denied))
-    })
-    .await;
-    let names: Vec<String> = runtime
-        .store()
-        .snapshot(&Partition::Namespace(allowed.clone()))
-        .snapshot
-        .rows()
-        .iter()
-        .map(|r| r.namespace().to_owned())
+    // Watched, and listed once: the denied namespace is a final answer of a one-shot list.
+    for listing in [Listing::Streaming, Listing::Once] {
+        let runtime = Runtime::start(limited.clone(), listing_config(listing));
+        let owner = RowOwner::target(&allowed, "configmaps");
+        runtime.register(registration(
+            owner.clone(),
+            &configmap_profile(),
+            &included(&[&allowed, &denied]),
+        ));
+        eventually("allowed namespace collected, denied one reported", || {
+            runtime
+                .report(&owner)
+                .is_some_and(|r| r.rows == 1 && r.forbidden_namespaces.contains_key(&denied))
+        })
+        .await;
+        if matches!(listing, Listing::Once) {
+            assert!(runtime.wait_synced(&owner, Duration::from_secs(60)).await);
+        }
+        let names: Vec<String> = runtime
+            .store()
+            .snapshot(&Partition::Namespace(allowed.clone()))
+            .snapshot
+            .rows()
+            .iter()
+            .map(|r| r.namespace().to_owned())
+            .collect();
+        assert_eq!(names, vec![allowed.clone()], "{listing:?}");
+    }
+}
+
+/// Listing once: every object of a list far larger than one read of its response becomes a
+/// row, whether the list covers the target's namespaces or the whole cluster, and the rows stay
+/// as listed (no watch follows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_once_collects_a_large_list_and_does_not_watch() {
+    use futures::StreamExt;
+    let Some(plane) = plane() else { return };
+    let client = plane.client().await.unwrap();
+    let big = plane.create_namespace("once-big").await.unwrap();
+    let small = plane.create_namespace("once-small").await.unwrap();
+    let blob = "x".repeat(8 * 1024);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &big);
+    futures::stream::iter(0..200)
+        .map(|i| {
+            let cms = cms.clone();
+            let object: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": format!("cm-{i}")},
+                "data": {"color": format!("c{i}"), "blob": blob},
+            }))
+            .unwrap();
+            async move { cms.create(&PostParams::default(), &object).await.unwrap() }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    Api::<ConfigMap>::namespaced(client.clone(), &small)
+        .create(&PostParams::default(), &cm("only", &[], "blue"))
+        .await
+        .unwrap();
+    let mut want: BTreeMap<String, Value> = (0..200)
+        .map(|i| (format!("{big}/cm-{i}"), json!(format!("c{i}"))))
         .collect();
-    assert_eq!(names, vec![allowed.clone()]);
+    want.insert(format!("{small}/only"), json!("blue"));
+
+    let everywhere = KollectTargetSpec {
+        profile_ref: "configmaps".into(),
+        ..Default::default()
+    };
+    for target in [included(&[&big, &small]), everywhere] {
+        let runtime = Runtime::start(client.clone(), listing_config(Listing::Once));
+        let owner = RowOwner::target(&big, "configmaps");
+        runtime.register(registration(owner.clone(), &configmap_profile(), &target));
+        assert!(runtime.wait_synced(&owner, Duration::from_secs(60)).await);
+        let listed = || -> BTreeMap<String, Value> {
+            rows(&runtime, &big)
+                .into_iter()
+                .filter(|(key, _)| {
+                    key.starts_with(&format!("{big}/")) || key.starts_with(&format!("{small}/"))
+                })
+                .collect()
+        };
+        assert_eq!(listed(), want, "{:?}", target.filter.included_namespaces);
+        let report = runtime.report(&owner).unwrap();
+        assert_eq!((report.watch_error, report.forbidden_namespaces.len()), (None, 0));
+
+        set_color(&cms, "cm-0", "changed").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            listed()[&format!("{big}/cm-0")],
+            json!("c0"),
+            "a change after the list is not collected"
+        );
+        set_color(&cms, "cm-0", "c0").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -796,21 +868,35 @@ async fn the_periodic_resync_restores_what_was_lost_in_between() {
     .await;
 }
 
-/// The rows of a fresh runtime's first list of `namespace` with `profile`, listed by streaming or
-/// in pages.
+/// How a runtime lists.
+#[derive(Debug, Clone, Copy)]
+enum Listing {
+    /// Pages, then a watch.
+    Pages,
+    /// A streaming list, then a watch.
+    Streaming,
+    /// One unpaginated list, no watch.
+    Once,
+}
+
+const LISTINGS: [Listing; 3] = [Listing::Pages, Listing::Streaming, Listing::Once];
+
+fn listing_config(listing: Listing) -> RuntimeConfig {
+    RuntimeConfig {
+        streaming_lists: matches!(listing, Listing::Streaming),
+        list_only: matches!(listing, Listing::Once),
+        ..config()
+    }
+}
+
+/// The rows of a fresh runtime's first list of `namespace` with `profile`.
 async fn listed_rows(
     client: &kube::Client,
     namespace: &str,
     profile: &KollectProfileSpec,
-    streaming_lists: bool,
+    listing: Listing,
 ) -> kollect_core::model::Snapshot {
-    let runtime = Runtime::start(
-        client.clone(),
-        RuntimeConfig {
-            streaming_lists,
-            ..config()
-        },
-    );
+    let runtime = Runtime::start(client.clone(), listing_config(listing));
     let owner = RowOwner::target(namespace, "configmaps");
     runtime.register(registration(owner.clone(), profile, &included(&[namespace])));
     assert!(runtime.wait_synced(&owner, Duration::from_secs(60)).await);
@@ -820,8 +906,8 @@ async fn listed_rows(
         .snapshot
 }
 
-/// Extraction reads `apiVersion` and `kind` whether a page of a list (whose items of built-in
-/// kinds come without them) or a stream delivered the object.
+/// Extraction reads `apiVersion` and `kind` whether a list (whose items of built-in kinds come
+/// without them) or a stream delivered the object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listed_objects_carry_their_api_version_and_kind() {
     let Some(plane) = plane() else { return };
@@ -838,18 +924,14 @@ async fn listed_objects_carry_their_api_version_and_kind() {
         ],
         ..configmap_profile()
     };
-    for streaming_lists in [false, true] {
-        let snapshot = listed_rows(&client, &ns, &profile, streaming_lists).await;
+    for listing in LISTINGS {
+        let snapshot = listed_rows(&client, &ns, &profile, listing).await;
         let types: Vec<Value> = snapshot
             .rows()
             .iter()
             .map(|row| row.attributes().unwrap()["type"].clone())
             .collect();
-        assert_eq!(
-            types,
-            [json!("v1/ConfigMap")],
-            "streaming lists: {streaming_lists}"
-        );
+        assert_eq!(types, [json!("v1/ConfigMap")], "{listing:?}");
     }
 }
 
@@ -879,21 +961,21 @@ async fn a_listed_secret_is_exported_with_its_data_redacted() {
         }),
         ..Default::default()
     };
-    for streaming_lists in [false, true] {
-        let snapshot = listed_rows(&client, &ns, &profile, streaming_lists).await;
-        assert_eq!(snapshot.rows().len(), 1, "streaming lists: {streaming_lists}");
+    for listing in LISTINGS {
+        let snapshot = listed_rows(&client, &ns, &profile, listing).await;
+        assert_eq!(snapshot.rows().len(), 1, "{listing:?}");
         let row = &snapshot.rows()[0];
         let manifest = &row.attributes().unwrap()["manifest"];
         assert_eq!(
             manifest["data"]["dsn"],
             json!({"redacted": true, "reason": "secret-data"}),
-            "streaming lists: {streaming_lists}"
+            "{listing:?}"
         );
         // Neither the value nor its base64 form (as `data` holds it) is anywhere in the row.
         let canonical = String::from_utf8_lossy(row.canonical()).into_owned();
         assert!(
             !canonical.contains("hunter2") && !canonical.contains("cG9zdGdyZXM6Ly91c2VyOmh1bnRlcjJAZGIvYXBw"),
-            "streaming lists: {streaming_lists}"
+            "{listing:?}"
         );
     }
 }
