@@ -14,6 +14,33 @@ use crate::format::Format;
 
 type Writer = Box<dyn Write + Send>;
 
+/// A writer that indents every line after the first by two spaces (JSON text has no raw
+/// newlines inside strings, so every newline starts a line of structure) and counts the bytes
+/// it passes on. serde_json's pretty printer cannot start at an indentation level of its own.
+struct Indented<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Indented<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|b| *b == b'\n') {
+            self.inner.write_all(&rest[..=at])?;
+            self.inner.write_all(b"  ")?;
+            self.written += at as u64 + 3;
+            rest = &rest[at + 1..];
+        }
+        self.inner.write_all(rest)?;
+        self.written += rest.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Writes records to a writer.
 ///
 /// Each record is written as it comes, JSON included: the JSON array is opened by the first
@@ -94,46 +121,47 @@ impl StdoutSink {
         line
     }
 
-    /// One element of the JSON array, as a pretty-printed array shows it: the record indented by
-    /// two spaces, after `[` for the first and `,` for the others.
-    fn json_element(record: &Value, first: bool) -> Result<Vec<u8>, SinkError> {
-        let text = serde_json::to_string_pretty(record)
-            .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
-        let mut element = Vec::with_capacity(text.len() + text.len() / 16 + 4);
-        element.extend_from_slice(if first { b"[\n" } else { b",\n" });
-        // JSON text holds no raw newlines inside strings, so every line can be indented.
-        for (i, line) in text.lines().enumerate() {
-            if i > 0 {
-                element.push(b'\n');
-            }
-            element.extend_from_slice(b"  ");
-            element.extend_from_slice(line.as_bytes());
-        }
-        Ok(element)
+    /// Writes `record` as one element of the JSON array, as a pretty-printed array shows it:
+    /// after `[` for the first and `,` for the others, indented by two spaces. It goes straight
+    /// into the output through a buffer, without a rendered copy of the record. Returns the
+    /// bytes written.
+    fn write_json_element(writer: &mut Writer, record: &Value, first: bool) -> std::io::Result<u64> {
+        let mut element = Indented {
+            inner: std::io::BufWriter::with_capacity(64 * 1024, writer),
+            written: 0,
+        };
+        element.write_all(if first { b"[\n" } else { b",\n" })?;
+        serde_json::to_writer_pretty(&mut element, record)?;
+        element.flush()?;
+        Ok(element.written)
     }
 
     fn emit(&self, inventory: &InventoryRef, path: String, envelope: &[u8]) -> Result<u64, SinkError> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let bytes = match self.format {
+        let out = &mut *out;
+        let written = match self.format {
             Format::Json => {
                 let record = Self::record(inventory, path, envelope)?;
-                Self::json_element(&record, out.records == 0)?
+                Self::write_json_element(&mut out.writer, &record, out.records == 0)
             }
-            Format::Ndjson => Self::ndjson_line(inventory, path, envelope),
+            Format::Ndjson => {
+                let line = Self::ndjson_line(inventory, path, envelope);
+                out.writer.write_all(&line).map(|()| line.len() as u64)
+            }
             Format::Yaml => {
                 let record = Self::record(inventory, path, envelope)?;
                 let yaml = serde_norway::to_string(&record)
                     .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
-                format!("---\n{yaml}").into_bytes()
+                let document = format!("---\n{yaml}");
+                out.writer
+                    .write_all(document.as_bytes())
+                    .map(|()| document.len() as u64)
             }
         };
-        let writer = &mut out.writer;
-        writer
-            .write_all(&bytes)
-            .and_then(|()| writer.flush())
-            .map_err(|e| SinkError::transient(format!("write to output: {e}")))?;
-        out.records += 1;
-        Ok(bytes.len() as u64)
+        written
+            .and_then(|written| out.writer.flush().map(|()| written))
+            .inspect(|_| out.records += 1)
+            .map_err(|e| SinkError::transient(format!("write to output: {e}")))
     }
 
     /// Closes the JSON array (`[]` when nothing was written; a no-op for the other formats) and
