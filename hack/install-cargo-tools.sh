@@ -22,6 +22,15 @@ PINNED=(
 # The tools build in their own target directory: sharing the workspace's would rebuild the
 # workspace's dependencies with the tools' feature sets.
 export CARGO_TARGET_DIR="$KOLLECT_CACHE/tools-target"
+# The checks run each tool for seconds, so an optimised build (often with LTO, as some of these
+# crates ask for) is compile time spent for nothing: on a new machine the tools are the longest
+# chain of setup. The release profile is overridden to an unoptimised build without debug
+# information; config overrides take precedence over the crates' own profiles.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=0
+export CARGO_PROFILE_RELEASE_LTO=off
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256
+export CARGO_PROFILE_RELEASE_DEBUG=false
+export CARGO_PROFILE_RELEASE_INCREMENTAL=false
 for entry in "${PINNED[@]}"; do
     read -r spec check <<<"$entry"
     version="${spec#*@}"

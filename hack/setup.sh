@@ -56,7 +56,13 @@ logs="$KOLLECT_CACHE/setup-logs"
 mkdir -p "$logs"
 declare -A jobs=()
 for script in build-control-plane install-go-backends install-bigquery-emulator install-gitea install-chart-tools install-kafka install-azurite install-duckdb install-cargo-tools; do
-    bash "hack/$script.sh" > "$logs/$script.log" 2>&1 &
+    {
+        started=$SECONDS
+        status=0
+        bash "hack/$script.sh" || status=$?
+        echo "$script: finished after $((SECONDS - started)) s"
+        exit "$status"
+    } > "$logs/$script.log" 2>&1 &
     jobs[$script]=$!
 done
 failed=0
@@ -75,4 +81,4 @@ bash hack/build-deps.sh
 
 # Fetch crates once so the build steps that follow can run offline-friendly and in parallel.
 cargo fetch --locked >/dev/null
-echo "setup: ok (target dir $CARGO_TARGET_DIR)"
+echo "setup: ok in $SECONDS s (target dir $CARGO_TARGET_DIR)"

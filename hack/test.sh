@@ -25,7 +25,8 @@ case "$tier" in
 esac
 wants() { [ "$tier" = all ] || [ "$tier" = "$1" ]; }
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step is stamped with the time since the start, so a log shows where a cold run went.
+step() { printf '\n==> %s [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 
 if wants integration; then
     export KOLLECT_REQUIRE_INFRA="${KOLLECT_REQUIRE_INFRA:-1}"
@@ -124,4 +125,4 @@ step "CRDs are up to date"
 cargo run --locked --quiet --bin kollect -- crds --check
 
 echo
-echo "$tier checks passed"
+echo "$tier checks passed in $((SECONDS / 60))m$((SECONDS % 60))s"
