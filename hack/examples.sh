@@ -19,10 +19,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Every binary and example is built by one workspace build: `cargo run -p kollect-examples` would
+# resolve the dependencies' features for that package alone and so rebuild most of the dependency
+# graph a second time (minutes on a new machine). Building the examples brings in the
+# dev-dependencies, so the features match those of the test build and its artifacts are reused.
+cargo build --locked --quiet --workspace --bins --examples
+
 # run NAME EXPECTED: runs the example and fails unless its output contains EXPECTED.
 run() {
     local name="$1" expected="$2"
-    if ! cargo run --locked --quiet -p kollect-examples --example "$name" >"$work/$name.out" 2>&1; then
+    if ! "$CARGO_TARGET_DIR/debug/examples/$name" >"$work/$name.out" 2>&1; then
         cat "$work/$name.out" >&2
         echo "error: example $name failed" >&2
         exit 1
@@ -40,7 +46,6 @@ run offline_snapshot "storefront"
 run export_engine "delta: 1 upsert(s), 0 delete(s)"
 [ "$which" = offline ] && exit 0
 
-cargo build --locked --quiet -p kollect-testkit --bin kollect-control-plane
 "$CARGO_TARGET_DIR/debug/kollect-control-plane" --kubeconfig "$work/kubeconfig" \
     --apply examples/cluster-snapshot >"$work/control-plane.log" 2>&1 &
 plane=$!
