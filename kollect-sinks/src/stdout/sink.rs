@@ -8,6 +8,7 @@ use kollect_core::model::{ExportMeta, Part, Snapshot};
 use kollect_core::sink::{
     Capabilities, ExportReceipt, ExportRequest, InventoryRef, ProbeReport, RemoveRequest, Sink, SinkError,
 };
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::format::Format;
@@ -39,6 +40,22 @@ impl<W: Write> Write for Indented<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// A record of the JSON format, fields in output order; `envelope` is a transcoder that copies
+/// the encoded envelope into the output.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonRecord<'a, E> {
+    context: &'a str,
+    target_namespace: &'a str,
+    target_name: &'a str,
+    path: &'a str,
+    envelope: E,
+}
+
+fn write_error(e: impl std::fmt::Display) -> SinkError {
+    SinkError::transient(format!("write to output: {e}"))
 }
 
 /// Writes records to a writer.
@@ -121,18 +138,42 @@ impl StdoutSink {
         line
     }
 
-    /// Writes `record` as one element of the JSON array, as a pretty-printed array shows it:
-    /// after `[` for the first and `,` for the others, indented by two spaces. It goes straight
-    /// into the output through a buffer, without a rendered copy of the record. Returns the
-    /// bytes written.
-    fn write_json_element(writer: &mut Writer, record: &Value, first: bool) -> std::io::Result<u64> {
+    /// Writes the record of `envelope` as one element of the JSON array, as a pretty-printed
+    /// array shows it: after `[` for the first and `,` for the others, indented by two spaces.
+    /// The envelope is transcoded from its bytes token by token straight into the output
+    /// (through a buffer), so neither a parsed copy nor a rendered copy of it is held. Returns
+    /// the bytes written.
+    fn write_json_element(
+        writer: &mut Writer,
+        inventory: &InventoryRef,
+        path: &str,
+        envelope: &[u8],
+        first: bool,
+    ) -> Result<u64, SinkError> {
         let mut element = Indented {
             inner: std::io::BufWriter::with_capacity(64 * 1024, writer),
             written: 0,
         };
-        element.write_all(if first { b"[\n" } else { b",\n" })?;
-        serde_json::to_writer_pretty(&mut element, record)?;
-        element.flush()?;
+        element
+            .write_all(if first { b"[\n" } else { b",\n" })
+            .map_err(write_error)?;
+        let mut source = serde_json::Deserializer::from_slice(envelope);
+        let record = JsonRecord {
+            context: &inventory.cluster,
+            target_namespace: &inventory.namespace,
+            target_name: &inventory.name,
+            path,
+            envelope: serde_transcode::Transcoder::new(&mut source),
+        };
+        // The envelope comes from the export engine's encoder, so a parse error here is a
+        // defect, not bad input; it is reported as terminal either way.
+        serde_json::to_writer_pretty(&mut element, &record)
+            .and_then(|()| source.end())
+            .map_err(|e| match e.is_io() {
+                true => write_error(e),
+                false => SinkError::terminal(format!("re-read envelope: {e}")),
+            })?;
+        element.flush().map_err(write_error)?;
         Ok(element.written)
     }
 
@@ -141,27 +182,26 @@ impl StdoutSink {
         let out = &mut *out;
         let written = match self.format {
             Format::Json => {
-                let record = Self::record(inventory, path, envelope)?;
-                Self::write_json_element(&mut out.writer, &record, out.records == 0)
+                let first = out.records == 0;
+                Self::write_json_element(&mut out.writer, inventory, &path, envelope, first)?
             }
             Format::Ndjson => {
                 let line = Self::ndjson_line(inventory, path, envelope);
-                out.writer.write_all(&line).map(|()| line.len() as u64)
+                out.writer.write_all(&line).map_err(write_error)?;
+                line.len() as u64
             }
             Format::Yaml => {
                 let record = Self::record(inventory, path, envelope)?;
                 let yaml = serde_norway::to_string(&record)
                     .map_err(|e| SinkError::terminal(format!("render record: {e}")))?;
                 let document = format!("---\n{yaml}");
-                out.writer
-                    .write_all(document.as_bytes())
-                    .map(|()| document.len() as u64)
+                out.writer.write_all(document.as_bytes()).map_err(write_error)?;
+                document.len() as u64
             }
         };
-        written
-            .and_then(|written| out.writer.flush().map(|()| written))
-            .inspect(|_| out.records += 1)
-            .map_err(|e| SinkError::transient(format!("write to output: {e}")))
+        out.writer.flush().map_err(write_error)?;
+        out.records += 1;
+        Ok(written)
     }
 
     /// Closes the JSON array (`[]` when nothing was written; a no-op for the other formats) and
@@ -170,13 +210,9 @@ impl StdoutSink {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         if self.format == Format::Json {
             let end: &[u8] = if out.records == 0 { b"[]\n" } else { b"\n]\n" };
-            out.writer
-                .write_all(end)
-                .map_err(|e| SinkError::transient(format!("write to output: {e}")))?;
+            out.writer.write_all(end).map_err(write_error)?;
         }
-        out.writer
-            .flush()
-            .map_err(|e| SinkError::transient(format!("write to output: {e}")))
+        out.writer.flush().map_err(write_error)
     }
 
     /// Reads records back from NDJSON or YAML output: `(record fields, envelope)` in order.
@@ -292,6 +328,39 @@ mod tests {
                     .len(),
                 count
             );
+        }
+    }
+
+    #[test]
+    fn json_records_render_every_kind_of_value_as_a_parsed_value_would() {
+        let items = r#"{"float":1.5e300,"small":1e-7,"negative":-0.0,"int":-12,
+            "max":18446744073709551615,"emptyMap":{},"emptyList":[],"text":"line\nbreak \u00e9 \"q\" \u2028 \\",
+            "nested":{"a":[{},[],{"b":null}],"c":[1,-2,3.25,true,false]}}"#;
+        let envelope = envelope(items);
+        let out = Shared::default();
+        let sink = StdoutSink::to_writer(Format::Json, out.clone());
+        let inventory = InventoryRef::namespaced("team-a", "apps");
+        sink.emit(&inventory, "p.json".into(), &envelope).unwrap();
+        sink.emit(&inventory, "q.json".into(), &envelope).unwrap();
+        sink.finish().unwrap();
+        let record = |path: &str| StdoutSink::record(&inventory, path.into(), &envelope).unwrap();
+        let expected = serde_json::to_string_pretty(&Value::Array(vec![record("p.json"), record("q.json")]))
+            .unwrap()
+            + "\n";
+        assert_eq!(out.text(), expected);
+    }
+
+    #[test]
+    fn a_malformed_envelope_is_a_terminal_error_and_is_not_counted() {
+        for bad in [&b"{\"items\":[1,"[..], b"{} trailing", b"not json"] {
+            let out = Shared::default();
+            let sink = StdoutSink::to_writer(Format::Json, out.clone());
+            let inventory = InventoryRef::namespaced("team-a", "apps");
+            let error = sink.emit(&inventory, "p.json".into(), bad).unwrap_err();
+            assert!(!error.is_retryable(), "{error}");
+            assert!(error.to_string().contains("re-read envelope"), "{error}");
+            let out_records = sink.out.lock().unwrap_or_else(PoisonError::into_inner).records;
+            assert_eq!(out_records, 0);
         }
     }
 }
