@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the book (docs/: guide, reference, design record, development pages) into
-# $KOLLECT_CACHE/book with mdbook, failing on any broken link between its pages or to files of
-# the repository (mdbook-linkcheck; web links are not followed), and checks that every code
-# block names its language and every Rust block is compiled code or says why not.
+# $KOLLECT_CACHE/book with mdbook, fails on any link of its pages to a missing page, heading or
+# repository file (remark-validate-links, hack/install-link-checker.sh; web links are not
+# followed), and checks that every code block names its language and every Rust block is
+# compiled code or says why not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/env.sh
@@ -15,4 +16,18 @@ if ! mdbook build docs --dest-dir "$KOLLECT_CACHE/book" 2>"$KOLLECT_CACHE/book.l
     exit 1
 fi
 grep -v '\[INFO\]' "$KOLLECT_CACHE/book.log" || true
-echo "book: built into $KOLLECT_CACHE/book/html, every link checked"
+
+# Links are checked in the Markdown sources, where they are written. The repository's origin is
+# not consulted (`repository:false`): a clone's remote is no web address, and the checks stay
+# offline.
+checker="$KOLLECT_CACHE/link-checker/$(sha256sum hack/book/package-lock.json | cut -c1-16)/node_modules"
+if [ ! -x "$checker/.bin/remark" ]; then
+    echo "error: the link checker is not installed; run hack/install-link-checker.sh" >&2
+    exit 2
+fi
+if ! "$checker/.bin/remark" docs --quiet --frail --no-stdout --no-color \
+    --use "$checker/remark-validate-links/index.js=repository:false"; then
+    echo "error: broken links in the book (above)" >&2
+    exit 1
+fi
+echo "book: built into $KOLLECT_CACHE/book, every link checked"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the cargo-built tools of the test command into $KOLLECT_CACHE/tools (pinned versions,
 # built once from crates.io with their lock files):
-#   mdbook + mdbook-linkcheck  the book and its link check (hack/book.sh)
+#   mdbook                     the book (hack/book.sh)
 #   cargo-deny                 licences, bans and sources (hack/deny.sh)
 #   cargo-cyclonedx            the SBOM of the binary (hack/sbom.sh)
 #   cargo-public-api           the public-API snapshots (hack/public-api.sh)
@@ -14,7 +14,6 @@ TOOLS="$KOLLECT_CACHE/tools"
 # crate@version, then the command that prints its version (cargo subcommands through cargo).
 PINNED=(
     "mdbook@0.4.52 mdbook --version"
-    "mdbook-linkcheck@0.7.7 mdbook-linkcheck --version"
     "cargo-deny@0.20.2 cargo deny --version"
     "cargo-cyclonedx@0.5.9 cargo cyclonedx --version"
     "cargo-public-api@0.52.0 cargo public-api --version"

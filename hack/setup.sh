@@ -49,13 +49,14 @@ fi
 # - Go-built backends: MinIO, fake-gcs-server, FerretDB; the BigQuery emulator (cgo, the longest);
 #   Gitea (cgo SQLite);
 # - chart and image tools: helm, helm-docs, umoci;
-# - Kafka broker jars from Maven Central, Azurite from npm, DuckDB from PyPI;
+# - Kafka broker jars from Maven Central, Azurite and the book's link checker from npm, DuckDB
+#   from PyPI;
 # - the cargo-built tools of the checks (mdbook, cargo-deny, cargo-cyclonedx, cargo-public-api).
 # Each is cached after its first run.
 logs="$KOLLECT_CACHE/setup-logs"
 mkdir -p "$logs"
 declare -A jobs=()
-for script in build-control-plane install-go-backends install-bigquery-emulator install-gitea install-chart-tools install-kafka install-azurite install-duckdb install-cargo-tools; do
+for script in build-control-plane install-go-backends install-bigquery-emulator install-gitea install-chart-tools install-kafka install-azurite install-duckdb install-link-checker install-cargo-tools; do
     {
         started=$SECONDS
         status=0

@@ -35,8 +35,9 @@ if wants integration; then
 fi
 
 if [ "$tier" = unit ]; then
-    step "cargo tools"
+    step "cargo tools and the link checker"
     bash hack/install-cargo-tools.sh
+    bash hack/install-link-checker.sh
 fi
 
 if wants unit; then
