@@ -16,6 +16,12 @@ cd "$(dirname "$0")/.."
 CRATES=(kollect-core kollect-collect kollect-sinks kollect-testkit)
 # The nightly build artifacts cannot be shared with the stable ones.
 export CARGO_TARGET_DIR="$KOLLECT_CACHE/public-api-target"
+# Each crate is documented on its own (`-p`), and cargo would resolve the dependencies' features
+# for that crate alone: four different feature sets, so most of the dependency graph would be
+# checked up to four times. The nightly's workspace feature unification (cargo's
+# `-Zfeature-unification`) resolves them once for the whole workspace.
+export CARGO_UNSTABLE_FEATURE_UNIFICATION=true
+export CARGO_RESOLVER_FEATURE_UNIFICATION=workspace
 
 update=0
 [ "${1:-}" = "--update" ] && update=1
